@@ -1,0 +1,127 @@
+"""Captions of the shapes world: templates with paraphrases, and the parser that reads them back.
+
+>>> from vidlab.world.shapes import Scene
+>>> caption(Scene("circle", "red", "white", "top left", "small"), template=0)
+'a small red circle in the top left on a white background'
+>>> parse_prompt("a red circle in the top left on a white background")["color"]
+'red'
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .shapes import BACKGROUNDS, COLORS, DIRECTIONS, POSITIONS, SHAPES, SIZES, SPEEDS, Scene
+
+# Paraphrases: each canonical position has several surface forms.
+POSITION_WORDS: dict[str, tuple[str, ...]] = {
+    "top left": ("top left", "upper left"),
+    "top": ("top", "top middle"),
+    "top right": ("top right", "upper right"),
+    "left": ("left", "middle left"),
+    "center": ("center", "middle"),
+    "right": ("right", "middle right"),
+    "bottom left": ("bottom left", "lower left"),
+    "bottom": ("bottom", "bottom middle"),
+    "bottom right": ("bottom right", "lower right"),
+}
+SHAPE_WORDS: dict[str, tuple[str, ...]] = {
+    "circle": ("circle", "disc"),
+    "square": ("square", "box"),
+    "triangle": ("triangle",),
+    "diamond": ("diamond", "rhombus"),
+}
+
+TEMPLATES = (
+    "a {size} {color} {shape} in the {position} on a {background} background",
+    "a {color} {shape} in the {position} on a {background} background",
+    "{color} {shape} , {position} , {background} background",
+    "a {background} background with a {color} {shape} in the {position}",
+    "there is a {size} {color} {shape} at the {position} over {background}",
+    "{position} : a {color} {shape} on {background}",
+)
+
+
+def caption(scene: Scene, template: int | None = None, rng: np.random.Generator | None = None) -> str:
+    """A caption of the scene; template index and paraphrases drawn from rng when not given."""
+    rng = rng or np.random.default_rng(0)
+    if template is None:
+        template = int(rng.integers(len(TEMPLATES)))
+    if not 0 <= template < len(TEMPLATES):
+        raise ValueError(f"template={template} is not in [0, {len(TEMPLATES) - 1}]")
+    paraphrase = rng.integers(2) if template != 0 else 0
+    pos_forms = POSITION_WORDS[scene.position]
+    shape_forms = SHAPE_WORDS[scene.shape]
+    return TEMPLATES[template].format(
+        size=scene.size, color=scene.color, background=scene.background,
+        position=pos_forms[paraphrase % len(pos_forms)],
+        shape=shape_forms[paraphrase % len(shape_forms)],
+    )
+
+
+def clip_caption(scene: Scene, direction: str | None, speed: str = "slowly") -> str:
+    """Caption of a moving subject: 'a red circle moves left slowly on a blue background'."""
+    motion = f"moves {direction} {speed}" if direction else "stays still"
+    return f"a {scene.color} {scene.shape} {motion} on a {scene.background} background"
+
+
+def _find(text: str, forms: dict[str, tuple[str, ...]]) -> str | None:
+    """Canonical key whose longest surface form occurs in text as whole words."""
+    best, best_len = None, 0
+    for key, words in forms.items():
+        for w in words:
+            if re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", text) and len(w) > best_len:
+                best, best_len = key, len(w)
+    return best
+
+
+def parse_prompt(prompt: str) -> dict[str, str | None]:
+    """Map a caption back to the attributes it asks for; None where it names none.
+
+    Keys: shape, color, background, position, size, direction, speed.
+    The background is the colour word followed by 'background', or after 'on'/'over';
+    the subject colour is the first foreground colour word.
+    """
+    text = " ".join(prompt.lower().replace(",", " , ").split())
+    background = None
+    for name in BACKGROUNDS:
+        if re.search(rf"(?:(?:on|over|against) (?:a |an )?{name}\b|\b{name} (?:background|backdrop))", text):
+            background = name
+            break
+    color = None
+    hits = [(m.start(), name) for name in COLORS for m in re.finditer(rf"(?<![a-z]){name}(?![a-z])", text)]
+    if hits:
+        color = min(hits)[1]
+    direction = None
+    motion = re.search(r"moves ((?:up|down) (?:left|right)|left|right|up|down)", text)
+    if motion:
+        direction = motion.group(1)
+    # remove motion words before reading the position, so "moves left" is not a position
+    text_wo_motion = re.sub(r"moves ((?:up|down) (?:left|right)|left|right|up|down)", " ", text)
+    return {
+        "shape": _find(text, SHAPE_WORDS),
+        "color": color,
+        "background": background,
+        "position": _find(text_wo_motion, POSITION_WORDS),
+        "size": next((s for s in SIZES if re.search(rf"\b{s}\b", text)), None),
+        "direction": direction,
+        "speed": next((s for s in SPEEDS if re.search(rf"\b{s}\b", text)), None),
+    }
+
+
+def vocabulary() -> list[str]:
+    """Every word the captions use (for the word-level tokenizer)."""
+    words: set[str] = set()
+    pieces = list(TEMPLATES) + list(COLORS) + list(BACKGROUNDS) + list(SIZES) + list(SPEEDS)
+    pieces += [w for forms in POSITION_WORDS.values() for w in forms]
+    pieces += [w for forms in SHAPE_WORDS.values() for w in forms]
+    pieces += list(DIRECTIONS) + ["moves stays still", "same subject same lighting continues",
+                                  "and then the", "rainbow appears bright", "style 3d animation"]
+    for p in pieces:
+        for w in re.sub(r"\{[a-z]+\}", " ", p).replace(",", " , ").replace(":", " : ").split():
+            words.add(w)
+    return sorted(words)
+
+
+assert all(s in SHAPES for s in SHAPE_WORDS) and all(p in POSITIONS for p in POSITION_WORDS)
