@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny real-format components (diffusers' dummy-components pattern), saved and
+loaded through the same `from_pretrained` path as real checkpoints."""
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(2)
+
+
+def build_tiny_sd(root, with_controlnet=True, with_motion=True):
+    """A tiny SD-1.5-format pipeline (+ ControlNet, + MotionAdapter) saved under root."""
+    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, StableDiffusionPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from vidlab.world.training import build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                                num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
+                                                bos_token_id=1, eos_token_id=2, pad_token_id=0))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                layers_per_block=1, cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        layers_per_block=1, norm_num_groups=8, sample_size=16)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(root / "base", safe_serialization=True)
+    parts = {"base": str(root / "base")}
+    if with_controlnet:
+        ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16)).save_pretrained(
+            root / "controlnet", safe_serialization=True)
+        parts["controlnet"] = str(root / "controlnet")
+    if with_motion:
+        MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,
+                      motion_norm_num_groups=8, motion_max_seq_length=32).save_pretrained(
+            root / "motion_adapter", safe_serialization=True)
+        parts["motion_adapter"] = str(root / "motion_adapter")
+    return parts
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))

@@ -1,0 +1,247 @@
+"""Loading pipelines: the only place in vidlab that calls `from_pretrained`.
+
+>>> backend = load_backend("shapes-tiny")            # doctest: +SKIP
+>>> backend.pipeline("controlnet")                   # doctest: +SKIP
+StableDiffusionControlNetPipeline { ... }
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import torch
+
+from .presets import Preset, resolve
+
+DEFAULT_CACHE_SIZE = 2
+
+
+class ModelNotAvailableError(OSError):
+    """A model part is neither a local folder nor in the local hub cache, and the hub is unreachable."""
+
+
+def default_device_dtype(device: str | None = None, dtype: str | torch.dtype | None = None):
+    """CUDA -> bf16 (fp16 where bf16 is unsupported), MPS -> fp16, CPU -> fp32; both overridable."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    device = torch.device(device)
+    if dtype is None:
+        if device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif device.type == "mps":
+            dtype = torch.float16
+        else:
+            dtype = torch.float32
+    elif isinstance(dtype, str):
+        allowed = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+                   "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+        if dtype not in allowed:
+            raise ValueError(f"dtype={dtype!r} is not one of {sorted(allowed)}")
+        dtype = allowed[dtype]
+    return device, dtype
+
+
+def _from_pretrained(cls, where: str, part: str, preset: Preset, **kwargs):
+    """cls.from_pretrained(where) with safetensors only, and an honest error when offline."""
+    try:
+        return cls.from_pretrained(where, use_safetensors=True, **kwargs)
+    except (OSError, ValueError) as err:
+        if Path(where).exists():
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        raise ModelNotAvailableError(
+            f"{part} of model {preset.name!r}: {where!r} is not in the local Hugging Face cache and the hub "
+            f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'cannot be reached from this machine'}. "
+            f"Download it where there is network (e.g. `hf download {where}`), copy the folder here and pass "
+            f"its path: load_backend({preset.name!r}, {part}='/path/to/folder'); "
+            f"or use the offline zoo: model='shapes-tiny'. (cause: {type(err).__name__}: {str(err)[:200]})"
+        ) from err
+
+
+def weights_hash(*folders: str | None) -> str:
+    """sha256 over the safetensors files of local folders; hub cache blobs are named by their sha256."""
+    h = hashlib.sha256()
+    for folder in folders:
+        if folder is None:
+            continue
+        root = Path(folder)
+        if not root.exists():
+            h.update(folder.encode())  # a hub id that is not cached: its name is all we know
+            continue
+        for f in sorted(root.rglob("*.safetensors")):
+            h.update(str(f.relative_to(root)).encode())
+            target = f.resolve()
+            if f.is_symlink() and len(target.name) == 64:  # hub cache: blob name is the content sha256
+                h.update(target.name.encode())
+            else:
+                h.update(_file_sha256(str(target), target.stat().st_size, target.stat().st_mtime_ns).encode())
+    return h.hexdigest()[:16]
+
+
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def _file_sha256(path: str, size: int, mtime: int) -> str:
+    key = (path, size, mtime)
+    if key not in _FILE_HASHES:
+        d = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                d.update(chunk)
+        _FILE_HASHES[key] = d.hexdigest()
+    return _FILE_HASHES[key]
+
+
+@dataclasses.dataclass
+class Backend:
+    """Loaded components of one model plus the pipelines built from them (sharing weights)."""
+
+    preset: Preset
+    device: torch.device
+    dtype: torch.dtype
+    components: dict
+    weights_hash: str
+    _pipes: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def kinds(self) -> list[str]:
+        """Pipeline kinds this backend can build."""
+        if self.preset.family == "wan":
+            return ["wan", "wan_i2v"]
+        kinds = ["text2img", "img2img"]
+        if "controlnet" in self.components:
+            kinds += ["controlnet", "controlnet_img2img"]
+        if "motion_adapter" in self.components:
+            kinds += ["animatediff"]
+        return kinds
+
+    def pipeline(self, kind: str):
+        """A diffusers pipeline of `kind` over the shared components (built once, then reused)."""
+        if kind not in self.kinds:
+            raise ValueError(f"pipeline kind={kind!r} is not available for model {self.preset.name!r}; "
+                             f"allowed: {self.kinds}")
+        if kind not in self._pipes:
+            self._pipes[kind] = _build_pipeline(kind, self.components)
+            self._pipes[kind].set_progress_bar_config(disable=True)
+        return self._pipes[kind]
+
+    def record(self) -> dict:
+        return {"model": self.preset.name, "family": self.preset.family, "base": self.preset.base,
+                "controlnet": self.preset.controlnet, "motion_adapter": self.preset.motion_adapter,
+                "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
+
+
+def _build_pipeline(kind: str, c: dict):
+    import diffusers as d
+
+    sd = {k: c[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    extras = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if kind == "text2img":
+        return d.StableDiffusionPipeline(**sd, **extras)
+    if kind == "img2img":
+        return d.StableDiffusionImg2ImgPipeline(**sd, **extras)
+    if kind == "controlnet":
+        return d.StableDiffusionControlNetPipeline(**sd, controlnet=c["controlnet"], **extras)
+    if kind == "controlnet_img2img":
+        return d.StableDiffusionControlNetImg2ImgPipeline(**sd, controlnet=c["controlnet"], **extras)
+    if kind == "animatediff":
+        return d.AnimateDiffPipeline(**sd, motion_adapter=c["motion_adapter"], feature_extractor=None)
+    if kind == "wan":
+        return d.WanPipeline(**{k: c[k] for k in ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")},
+                             **{k: c.get(k) for k in ("transformer_2",) if k in c})
+    if kind == "wan_i2v":
+        return d.WanImageToVideoPipeline(
+            **{k: c[k] for k in ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")},
+            image_encoder=c.get("image_encoder"), image_processor=c.get("image_processor"))
+    raise ValueError(f"unknown pipeline kind {kind!r}")
+
+
+def _load_components(preset: Preset, device, dtype) -> dict:
+    import diffusers as d
+
+    kw = dict(torch_dtype=dtype)
+    if preset.family == "wan":
+        pipe = _from_pretrained(d.WanPipeline, preset.base, "base", preset, **kw)
+    else:
+        pipe = _from_pretrained(d.StableDiffusionPipeline, preset.base, "base", preset,
+                                safety_checker=None, requires_safety_checker=False, **kw)
+    components = {k: v for k, v in pipe.components.items() if v is not None}
+    if preset.controlnet:
+        components["controlnet"] = _from_pretrained(d.ControlNetModel, preset.controlnet, "controlnet", preset, **kw)
+    if preset.motion_adapter:
+        components["motion_adapter"] = _from_pretrained(d.MotionAdapter, preset.motion_adapter,
+                                                        "motion_adapter", preset, **kw)
+    for v in components.values():
+        if isinstance(v, torch.nn.Module):
+            v.to(device).eval().requires_grad_(False)
+    return components
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size, self.items, self.lock = size, collections.OrderedDict(), threading.Lock()
+        self.hits = self.misses = 0
+
+
+_CACHE = _LRU(DEFAULT_CACHE_SIZE)
+
+
+def load_backend(model: str | Preset = "shapes-tiny", device: str | None = None,
+                 dtype: str | torch.dtype | None = None, family: str | None = None, **overrides) -> Backend:
+    """Load (or take from the LRU cache) the components of a model preset, folder or hub id.
+
+    overrides: base=, controlnet=, motion_adapter= local paths replacing the preset's parts.
+    """
+    preset = resolve(model, family=family, **overrides)
+    device, dtype = default_device_dtype(device, dtype)
+    key = (preset, str(device), str(dtype))
+    with _CACHE.lock:
+        if key in _CACHE.items:
+            _CACHE.hits += 1
+            _CACHE.items.move_to_end(key)
+            return _CACHE.items[key]
+        _CACHE.misses += 1
+    components = _load_components(preset, device, dtype)
+    local = [p for p in (preset.base, preset.controlnet, preset.motion_adapter) if p]
+    backend = Backend(preset, device, dtype, components, weights_hash(*[_local_folder(p) for p in local]))
+    with _CACHE.lock:
+        _CACHE.items[key] = backend
+        while len(_CACHE.items) > _CACHE.size:
+            _CACHE.items.popitem(last=False)
+    return backend
+
+
+def _local_folder(where: str) -> str:
+    """The folder a part was loaded from: itself, or its snapshot in the hub cache."""
+    if Path(where).exists():
+        return where
+    try:
+        from huggingface_hub import snapshot_download
+        return snapshot_download(where, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached: hash the id instead
+        return where
+
+
+def cache_info() -> dict:
+    """Hits, misses, size and capacity of the pipeline cache."""
+    return {"hits": _CACHE.hits, "misses": _CACHE.misses, "size": len(_CACHE.items), "capacity": _CACHE.size}
+
+
+def set_cache_size(size: int) -> None:
+    """Capacity of the LRU cache of loaded models (>= 1); evicts the oldest beyond it."""
+    if size < 1:
+        raise ValueError(f"cache size={size} must be >= 1")
+    with _CACHE.lock:
+        _CACHE.size = size
+        while len(_CACHE.items) > size:
+            _CACHE.items.popitem(last=False)
+
+
+def clear_cache() -> None:
+    with _CACHE.lock:
+        _CACHE.items.clear()
+        _CACHE.hits = _CACHE.misses = 0

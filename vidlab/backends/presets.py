@@ -1,0 +1,84 @@
+"""Named model presets: the offline zoo and the real checkpoints the spec names.
+
+A preset says which diffusers pipeline family it is and where each component lives
+(a hub id or a local folder). Any component can be overridden by a local path, which is
+how tests load tiny real-format components and how an offline machine points at a copy.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+ZOO_PATH = Path(__file__).resolve().parent.parent / "zoo" / "shapes-tiny"
+
+FAMILIES = ("sd", "animatediff", "wan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Where a model's parts live. `base` is a full diffusers pipeline folder or hub id."""
+
+    name: str
+    family: str                      # one of FAMILIES
+    base: str
+    controlnet: str | None = None    # ControlNetModel folder or id (canny)
+    motion_adapter: str | None = None  # MotionAdapter folder or id (AnimateDiff)
+    native_frames: int = 16          # frames the video model makes in one call
+    description: str = ""
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"Preset.family={self.family!r} is not one of {list(FAMILIES)}")
+
+
+def _zoo_part(sub: str) -> str | None:
+    return str(ZOO_PATH / sub) if (ZOO_PATH / sub).exists() else None
+
+
+PRESETS: dict[str, Preset] = {
+    "shapes-tiny": Preset(
+        "shapes-tiny", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"),
+        motion_adapter=_zoo_part("motion_adapter"), native_frames=16,
+        description="vidlab's offline zoo: 64x64 shapes world, trained on CPU, ships inside the package"),
+    "sd15-canny": Preset(
+        "sd15-canny", "sd", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        controlnet="lllyasviel/sd-controlnet-canny",
+        description="Stable Diffusion 1.5 with the canny ControlNet (seed 002)"),
+    "animatediff": Preset(
+        "animatediff", "animatediff", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        motion_adapter="guoyww/animatediff-motion-adapter-v1-5-2", native_frames=16,
+        description="SD 1.5 with the AnimateDiff v1.5.2 motion adapter"),
+    "wan2.2-ti2v-5b": Preset(
+        "wan2.2-ti2v-5b", "wan", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", native_frames=121,
+        description="Wan2.2 TI2V 5B (text/image to video), diffusers format (seeds 001, 003)"),
+}
+
+
+def resolve(model: str | Preset, family: str | None = None, **overrides: str | None) -> Preset:
+    """A preset by name, or a preset made for a local folder / hub id.
+
+    `overrides` replace parts (base=, controlnet=, motion_adapter=) with local paths.
+    >>> resolve("sd15-canny", base="/models/sd15").base
+    '/models/sd15'
+    """
+    if isinstance(model, Preset):
+        preset = model
+    elif model in PRESETS:
+        preset = PRESETS[model]
+    else:
+        local = Path(model)
+        if local.exists():
+            controlnet = str(local / "controlnet") if (local / "controlnet").exists() else None
+            adapter = str(local / "motion_adapter") if (local / "motion_adapter").exists() else None
+            preset = Preset(str(model), family or "sd", str(local), controlnet, adapter)
+        elif "/" in model:  # a hub id
+            preset = Preset(model, family or "sd", model)
+        else:
+            raise ValueError(f"model={model!r} is not a preset {sorted(PRESETS)}, an existing folder or a hub id 'org/name'")
+    if family is not None and family != preset.family:
+        preset = dataclasses.replace(preset, family=family)
+    unknown = set(overrides) - {"base", "controlnet", "motion_adapter"}
+    if unknown:
+        raise ValueError(f"overrides {sorted(unknown)} are not parts; allowed: ['base', 'controlnet', 'motion_adapter']")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(preset, **given) if given else preset

@@ -1,0 +1,75 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Every write goes to a temporary file in the destination's own folder (same filesystem,
+so the rename is atomic), is flushed and fsync'ed, then `os.replace`d over the target;
+the folder is fsync'ed too so the rename itself survives a power cut. A process killed
+mid-write leaves only a temporary file whose name `is_temp` recognizes.
+
+>>> import tempfile, pathlib
+>>> target = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+>>> atomic_write_json(target, {"x": 1})
+>>> target.read_text()
+'{\\n  "x": 1\\n}'
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+TMP_MARK = ".tmp-"  # temporary names are ".tmp-<pid>-<name>"
+
+
+def temp_path_for(path: Path) -> Path:
+    """The temporary sibling a write of `path` goes through (unique per process)."""
+    return path.parent / f"{TMP_MARK}{os.getpid()}-{path.name}"
+
+
+def is_temp(path: Path) -> bool:
+    """True for a leftover of an interrupted atomic write."""
+    return path.name.startswith(TMP_MARK)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file in the same folder, fsync, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    """`obj` as indented JSON, atomically; values JSON cannot hold are written with str()."""
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
+
+
+def atomic_move(src: str | Path, dst: str | Path) -> None:
+    """Move a finished file into place (same filesystem), fsync'ing it and the folder."""
+    src, dst = Path(src), Path(dst)
+    with open(src, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(src, dst)
+    fsync_dir(dst.parent)

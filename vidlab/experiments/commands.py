@@ -1,0 +1,77 @@
+"""The `vidlab sweep` and `vidlab rerun` commands: argparse front ends the top-level CLI dispatches to.
+
+    vidlab sweep SPEC.yaml --store DIR [--executor local|ray] [--weights-hash H] [--baseline-seconds S]
+    vidlab rerun NOTEBOOK -p name value [-p name value ...] [--out DIR] [--cwd DIR] [--list]
+
+Exit status: 0 on success; 1 when points failed (sweep) or a cell failed (rerun);
+2 for a bad spec or bad parameters (nothing ran).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..config import RequestError
+from .rerun import ParameterError, coerce_cli_params, declared_parameters, rerun_notebook
+from .spec import load_sweep_spec
+from .sweep import run_sweep
+
+
+def sweep_main(argv: list[str] | None = None) -> int:
+    """`vidlab sweep`: run (or resume) a sweep spec into a results store; prints the report."""
+    parser = argparse.ArgumentParser(prog="vidlab sweep", description="run a sweep spec (YAML); resumable")
+    parser.add_argument("spec", help="the sweep spec YAML")
+    parser.add_argument("--store", default=None, help="results folder (default: results/sweeps/<name>)")
+    parser.add_argument("--executor", default="local", choices=["local", "ray"])
+    parser.add_argument("--weights-hash", default=None, help="skip loading the model to read its weights hash")
+    parser.add_argument("--baseline-seconds", type=float, default=None,
+                        help="the slowdown alert's baseline (default: median of the first 3 ok points)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_sweep_spec(args.spec)
+    except (RequestError, OSError) as err:
+        print(err, file=sys.stderr)
+        return 2
+    store = args.store or Path("results") / "sweeps" / spec.name
+    try:
+        report = run_sweep(spec, store, weights_hash=args.weights_hash, progress=not args.no_progress,
+                           executor=args.executor, baseline_seconds=args.baseline_seconds)
+    except (ValueError, RuntimeError) as err:  # bad axis value, strategy or model; a locked store: nothing ran
+        print(err, file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def rerun_main(argv: list[str] | None = None) -> int:
+    """`vidlab rerun`: execute a notebook with `-p name value` parameters checked against its declarations."""
+    parser = argparse.ArgumentParser(prog="vidlab rerun", description="rerun a notebook with strict parameters")
+    parser.add_argument("notebook")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a parameter; the value is converted to the declared type (JSON for lists)")
+    parser.add_argument("--out", default="results/notebooks", help="folder of the executed copy")
+    parser.add_argument("--cwd", default=None, help="kernel working directory (default: the notebook's folder)")
+    parser.add_argument("--kernel", default="python3")
+    parser.add_argument("--list", action="store_true", help="print the declared parameters and exit")
+    args = parser.parse_args(argv)
+    try:
+        if args.list:
+            print(json.dumps(declared_parameters(args.notebook), indent=2, default=str))
+            return 0
+        params = coerce_cli_params(args.notebook, [tuple(p) for p in args.parameter])
+    except (ParameterError, OSError) as err:
+        print(err, file=sys.stderr)
+        return 2
+    try:
+        path = rerun_notebook(args.notebook, params, out_dir=args.out, cwd=args.cwd, kernel_name=args.kernel)
+    except ParameterError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - a failing cell: papermill has written the copy with the error
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    print(f"executed {path} (parameters {json.dumps(params)}; record {path.with_suffix('.params.json')})")
+    return 0

@@ -1,0 +1,192 @@
+"""The results store: one folder per point, written atomically, manifest last.
+
+Layout under the store's root:
+
+    sweep.json                      the spec of the last run_sweep over this store
+    points/<point_id>/
+        metrics.parquet             one-row table of the point's metrics (status ok)
+        video.mp4, video.json       the video and its replay record, when the point made one
+        manifest.json               config, status ok/failed, error + traceback, attempts,
+                                    wall time, peak memory; written LAST
+
+A point is *done* only when its manifest exists with status "ok": a process killed at
+any moment leaves either a done point or one that will be computed again, plus perhaps
+temporary files (`.tmp-*`) that readers ignore and `clean_temp` removes.
+
+>>> import tempfile
+>>> store = ResultsStore(tempfile.mkdtemp())
+>>> store.table().shape
+(0, 0)
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import TMP_MARK, atomic_move, atomic_write_bytes, atomic_write_json, is_temp
+from .spec import Point
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.parquet"
+VIDEO = "video.mp4"
+STATUSES = ("ok", "failed")
+
+
+class ResultsStore:
+    """A folder of sweep results; safe to read while a sweep writes into it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.points_dir = self.root / "points"
+        self.points_dir.mkdir(parents=True, exist_ok=True)
+
+    def point_dir(self, point_id: str) -> Path:
+        return self.points_dir / point_id
+
+    # ---- reading -----------------------------------------------------------------
+    def read_manifest(self, point_id: str) -> dict | None:
+        """The point's manifest, or None when it has none (never started, or killed before the end)."""
+        try:
+            return json.loads((self.point_dir(point_id) / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def is_done(self, point_id: str) -> bool:
+        manifest = self.read_manifest(point_id)
+        return manifest is not None and manifest.get("status") == "ok"
+
+    def manifests(self) -> list[dict]:
+        """Every readable manifest in the store (ok and failed), in grid order."""
+        out = []
+        for folder in sorted(self.points_dir.iterdir()):
+            if folder.is_dir() and not is_temp(folder):
+                manifest = self.read_manifest(folder.name)
+                if manifest is not None:
+                    out.append(manifest)
+        return sorted(out, key=lambda m: (m.get("index", 0), m["point_id"]))
+
+    def read_metrics(self, point_id: str) -> dict:
+        path = self.point_dir(point_id) / METRICS
+        if not path.exists():
+            return {}
+        rows = pd.read_parquet(path).to_dict("records")
+        return rows[0] if rows else {}
+
+    def table(self, point_ids: list[str] | None = None, status: str | None = None) -> pd.DataFrame:
+        """One row per finished point: point_id, status, axis values, metrics, wall time, memory, attempts, error.
+
+        point_ids: keep only these (in this order); status: keep only "ok" or "failed" points.
+        Metrics are read for ok points only; a metric named like a fixed column gets a 'metric.' prefix.
+        """
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status={status!r} is not one of {list(STATUSES)}")
+        manifests = {m["point_id"]: m for m in self.manifests()}
+        ids = list(manifests) if point_ids is None else [i for i in point_ids if i in manifests]
+        rows = []
+        for pid in ids:
+            m = manifests[pid]
+            if status is not None and m["status"] != status:
+                continue
+            row = {"point_id": pid, "status": m["status"], **m.get("axis_values", {})}
+            fixed = set(row) | {"wall_time_s", "peak_memory_bytes", "attempts", "error"}
+            if m["status"] == "ok":
+                for k, v in self.read_metrics(pid).items():
+                    row[f"metric.{k}" if k in fixed else k] = v
+            row.update(wall_time_s=m.get("wall_time_s"), peak_memory_bytes=m.get("peak_memory_bytes"),
+                       attempts=m.get("attempts"), error=(m.get("error") or None))
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    # ---- writing -----------------------------------------------------------------
+    def save(self, point: Point, *, status: str, attempts: int, wall_time_s: float, memory: dict,
+             metrics: dict | None = None, video=None, error: str | None = None, traceback: str | None = None,
+             weights_hash: str = "", sweep: str = "") -> dict:
+        """Write a point's files, each atomically, the manifest last; returns the manifest."""
+        if status not in STATUSES:
+            raise ValueError(f"status={status!r} is not one of {list(STATUSES)}")
+        folder = self.point_dir(point.point_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        if metrics is not None:
+            buffer = io.BytesIO()
+            pd.DataFrame([metrics]).to_parquet(buffer, index=False)
+            atomic_write_bytes(folder / METRICS, buffer.getvalue())
+        video_file = self._save_video(folder, video) if video is not None else None
+        manifest = {
+            "point_id": point.point_id, "index": point.index, "sweep": sweep, "weights_hash": weights_hash,
+            "config": point.config, "axis_values": point.axis_values,
+            "status": status, "error": error, "traceback": traceback, "attempts": attempts,
+            "wall_time_s": round(wall_time_s, 6), **_memory_fields(memory),
+            "metrics_file": METRICS if metrics is not None else None, "video_file": video_file,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_json(folder / MANIFEST, manifest)
+        return manifest
+
+    def _save_video(self, folder: Path, video) -> str:
+        """Video.save writes the MP4 and its JSON record; both go through a temp folder, then into place."""
+        staging = folder / f"{TMP_MARK}video"
+        shutil.rmtree(staging, ignore_errors=True)
+        mp4 = Path(video.save(staging / VIDEO))
+        for produced in sorted(staging.iterdir()):
+            if not is_temp(produced):
+                atomic_move(produced, folder / produced.name)
+        shutil.rmtree(staging, ignore_errors=True)
+        return mp4.name
+
+    def write_spec(self, spec) -> None:
+        """Keep the spec beside its results (overwritten by each run over this store)."""
+        atomic_write_json(self.root / "sweep.json", spec.model_dump(mode="json"))
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Hold the store's lock file while a sweep runs: a second sweep on the same store is an error.
+
+        An OS lock (flock), so a killed sweep releases it with its process; where flock does not
+        exist (Windows) nothing is locked.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            yield self
+            return
+        with open(self.root / ".lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                raise RuntimeError(f"another sweep is running on the store {self.root} "
+                                   f"(lock held by pid {fh.read().strip() or '?'})") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            try:
+                yield self
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def clean_temp(self) -> list[Path]:
+        """Remove leftovers of interrupted writes (`.tmp-*` files and folders); returns what was removed.
+
+        Call it only when no sweep is writing into the store.
+        """
+        removed = []
+        for path in sorted(self.root.rglob(f"{TMP_MARK}*")):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
+
+def _memory_fields(memory: dict) -> dict:
+    return {"peak_memory_bytes": memory.get("peak_memory_bytes"),
+            "peak_memory_kind": memory.get("peak_memory_kind"), "memory": memory}

@@ -1,0 +1,55 @@
+"""`generate`: a request, a strategy and a model in; a `Video` with a replayable record out."""
+from __future__ import annotations
+
+import torch
+
+from .backends import load_backend
+from .config import GenerationRequest, parse_request
+from .strategies import STRATEGIES
+from .strategies.effects import color_grade
+from .video import Video, git_commit, library_versions, measured
+
+
+def generate(request: GenerationRequest | dict | str, strategy: str = "frame_chain", model: str = "shapes-tiny",
+             device: str | None = None, dtype: str | None = None, callback=None, **options) -> Video:
+    """Make a video.
+
+    request: a GenerationRequest, or a dict / JSON text validated into one.
+    strategy: a key of `vidlab.strategies.STRATEGIES`; options: that strategy's options.
+    model: a preset name, a local diffusers folder or a hub id (see `vidlab.backends`).
+
+    >>> video = generate({"prompt": "a red circle in the center on a white background"})  # doctest: +SKIP
+    >>> video.frames.shape                                                                 # doctest: +SKIP
+    torch.Size([16, 3, 64, 64])
+    """
+    if not isinstance(request, GenerationRequest):
+        request = parse_request(request)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
+    backend = load_backend(model, device=device, dtype=dtype)
+    with measured(backend.device) as cost:
+        frames, strategy_record = STRATEGIES[strategy](backend, request, options, callback)
+        # one colour grade for every frame, after the strategy (so it never compounds along a chain)
+        frames = color_grade(frames, request.color_palette)
+    if frames.shape[0] != request.num_frames:
+        raise RuntimeError(f"strategy {strategy!r} returned {frames.shape[0]} frames, the request asks for "
+                           f"{request.num_frames}")
+    record = {
+        "request": request.model_dump(mode="json"),
+        "strategy": strategy,
+        "options": options,
+        "strategy_record": strategy_record,
+        "backend": backend.record(),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "timing": cost,
+        "num_frames": int(frames.shape[0]),
+        "fps": request.fps,
+    }
+    return Video(frames.to(torch.float32), request.fps, record)
+
+
+def replay(record: dict, callback=None) -> Video:
+    """Run a recorded generation again (same request, strategy, options, model)."""
+    return generate(record["request"], strategy=record["strategy"], model=record["backend"]["model"],
+                    device=record["backend"]["device"], callback=callback, **record["options"])

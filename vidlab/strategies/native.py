@@ -1,0 +1,159 @@
+"""native and sliding_window: a video model makes the clip; long videos by overlapping windows.
+
+`native`: one pipeline call (AnimateDiff or Wan) makes `num_frames` frames.
+`sliding_window`: windows of the model's native length overlapping by `overlap` frames; each
+window after the first starts from the previous window's tail (video-to-video for AnimateDiff,
+image-to-video for Wan), and overlapping frames are blended linearly. For AnimateDiff,
+`free_noise=True` uses diffusers' FreeNoise (shared-noise long video) in one call instead.
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from ..config import GenerationRequest, Strict
+
+
+def _frames_from_output(output) -> torch.Tensor:
+    """A pipeline's `output_type='pt'` frames -> (F, 3, H, W) float in [0, 1] on the CPU."""
+    frames = output.frames
+    if isinstance(frames, (list, tuple)):
+        frames = frames[0]
+    frames = torch.as_tensor(frames)
+    if frames.ndim == 5:
+        frames = frames[0]
+    if frames.shape[-1] == 3 and frames.shape[1] != 3:  # (F, H, W, 3)
+        frames = frames.permute(0, 3, 1, 2)
+    return frames.float().clamp(0, 1).cpu()
+
+
+def generate_clip(backend, request: GenerationRequest, prompt: str, num_frames: int, seed: int,
+                  image: torch.Tensor | None = None, strength: float = 0.6, free_noise: bool = False,
+                  context_stride: int = 4) -> torch.Tensor:
+    """One call of the backend's video pipeline -> (num_frames, 3, H, W).
+
+    image (3, H, W): the anchor. Wan uses it as the image condition; AnimateDiff uses it
+    repeated as the init video of video-to-video with `strength`.
+    """
+    family = backend.preset.family
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    common = dict(prompt=prompt, negative_prompt=request.negative_prompt or None, height=request.height,
+                  width=request.width, num_inference_steps=request.num_inference_steps,
+                  guidance_scale=request.guidance_scale, generator=generator, output_type="pt")
+    if family == "wan":
+        if image is None:
+            return _frames_from_output(backend.pipeline("wan")(num_frames=num_frames, **common))
+        from .effects import to_uint8
+        from PIL import Image
+        return _frames_from_output(backend.pipeline("wan_i2v")(image=Image.fromarray(to_uint8(image)),
+                                                               num_frames=num_frames, **common))
+    if "motion_adapter" not in backend.components:
+        raise ValueError(f"model {backend.preset.name!r} has no motion adapter: native video needs a video model "
+                         "(preset 'animatediff', 'wan2.2-ti2v-5b', or shapes-tiny once its motion module ships)")
+    if image is not None:
+        pipe = _animatediff_v2v(backend)
+        video = [image.clamp(0, 1)] * num_frames
+        return _frames_from_output(pipe(video=torch.stack(video)[None], strength=strength, **common))
+    pipe = backend.pipeline("animatediff")
+    if free_noise:
+        pipe.enable_free_noise(context_length=backend.preset.native_frames, context_stride=context_stride)
+    try:
+        return _frames_from_output(pipe(num_frames=num_frames, **common))
+    finally:
+        if free_noise:
+            pipe.disable_free_noise()
+
+
+def _animatediff_v2v(backend):
+    import diffusers
+
+    if "animatediff_v2v" not in backend._pipes:
+        base = backend.pipeline("animatediff")
+        pipe = diffusers.AnimateDiffVideoToVideoPipeline(**{k: v for k, v in base.components.items()})
+        pipe.set_progress_bar_config(disable=True)
+        backend._pipes["animatediff_v2v"] = pipe
+    return backend._pipes["animatediff_v2v"]
+
+
+class NativeOptions(Strict):
+    pass
+
+
+def native(backend, request: GenerationRequest, options: dict, callback=None):
+    """The whole clip in one call of the video model."""
+    NativeOptions.model_validate(options)
+    frames = generate_clip(backend, request, request.full_prompt(), request.num_frames, request.seed)
+    if callback is not None:
+        callback({"frames": frames})
+    return frames, {"seed": request.seed, "prompt": request.full_prompt(), "num_frames": request.num_frames}
+
+
+class SlidingWindowOptions(Strict):
+    window: int | None = Field(None, ge=2, description="frames per window; None: the model's native length")
+    overlap: int = Field(4, ge=0)
+    free_noise: bool = Field(False, description="AnimateDiff only: diffusers' FreeNoise in one call")
+    context_stride: int = Field(4, ge=1)
+    strength: float = Field(0.6, gt=0.0, le=1.0, description="how much each window may change its start")
+
+
+def window_starts(total: int, window: int, overlap: int) -> list[int]:
+    """Start frames of overlapping windows covering `total` frames; the last window ends at total."""
+    if overlap >= window:
+        raise ValueError(f"overlap={overlap} must be < window={window}")
+    if total <= window:
+        return [0]
+    step = window - overlap
+    starts = list(range(0, total - window, step))
+    return starts + [total - window]
+
+
+def blend_windows(windows: list[torch.Tensor], starts: list[int], total: int) -> torch.Tensor:
+    """Overlapping windows -> one video; in an overlap the weight ramps linearly from the old window to the new."""
+    out = torch.zeros(total, *windows[0].shape[1:])
+    weight = torch.zeros(total)
+    for w, s in zip(windows, starts):
+        n = w.shape[0]
+        ramp = torch.ones(n)
+        prev_end = max((s0 + windows[0].shape[0] for s0 in starts if s0 < s), default=s)
+        k = max(0, prev_end - s)  # frames shared with the previous window
+        if k:
+            ramp[:k] = torch.linspace(0, 1, k + 2)[1:-1]
+        nxt = [s1 for s1 in starts if s1 > s]
+        if nxt and nxt[0] < s + n:
+            m = s + n - nxt[0]
+            ramp[n - m:] = torch.minimum(ramp[n - m:], torch.linspace(1, 0, m + 2)[1:-1])
+        out[s:s + n] += ramp.view(-1, 1, 1, 1) * w
+        weight[s:s + n] += ramp
+    return out / weight.view(-1, 1, 1, 1)
+
+
+def sliding_window(backend, request: GenerationRequest, options: dict, callback=None):
+    """A video longer than the model's native length, by overlapping windows (or FreeNoise)."""
+    opts = SlidingWindowOptions.model_validate(options)
+    total = request.num_frames
+    prompt = request.full_prompt()
+    if opts.free_noise:
+        if backend.preset.family == "wan" or "motion_adapter" not in backend.components:
+            raise ValueError("free_noise=True needs an AnimateDiff model (diffusers' FreeNoise is AnimateDiff-only)")
+        frames = generate_clip(backend, request, prompt, total, request.seed, free_noise=True,
+                               context_stride=opts.context_stride)
+        return frames, {"free_noise": True, "seed": request.seed, "context_length": backend.preset.native_frames}
+    window = opts.window or backend.preset.native_frames
+    starts = window_starts(total, min(window, total), opts.overlap)
+    windows, seeds = [], []
+    for i, s in enumerate(tqdm(starts, desc="sliding_window", disable=len(starts) < 3, leave=False)):
+        seed = request.seed + i
+        seeds.append(seed)
+        n = min(window, total)
+        if windows:
+            shared = windows[-1].shape[0] - (s - starts[i - 1])
+            anchor = windows[-1][-shared] if shared > 0 else windows[-1][-1]
+        else:
+            anchor = None
+        clip = generate_clip(backend, request, prompt, n, seed, image=anchor, strength=opts.strength)
+        windows.append(clip)
+        if callback is not None:
+            callback({"window": i, "frames": clip})
+    frames = blend_windows(windows, starts, total)
+    return frames, {"window": window, "overlap": opts.overlap, "window_starts": starts, "window_seeds": seeds}

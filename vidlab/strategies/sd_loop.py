@@ -1,0 +1,136 @@
+"""The Stable-Diffusion denoising loop the image-model strategies share.
+
+Adapted from diffusers' `StableDiffusionControlNetImg2ImgPipeline.__call__` (0.42): the same
+prompt encoding, classifier-free guidance, ControlNet residuals and img2img start step,
+written out so a strategy can (a) encode each prompt once per video, (b) hand in its own
+noise (style lock: a fixed noise plus a small per-segment perturbation), (c) keep frames as
+tensors on the device, and (d) compute the ControlNet's conditioning embedding once per frame
+rather than once per step (it does not depend on the timestep). With the same noise it gives
+the pipeline's frames (see `experiments/bench_frame_chain.py`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+
+import torch
+
+
+@dataclasses.dataclass
+class PromptCache:
+    """Text embeddings computed once per distinct (prompt, negative prompt)."""
+
+    backend: object
+    store: dict = dataclasses.field(default_factory=dict)
+
+    def __call__(self, prompt: str, negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        key = (prompt, negative_prompt)
+        if key not in self.store:
+            pipe = self.backend.pipeline("text2img")
+            cond, uncond = pipe.encode_prompt(prompt, self.backend.device, 1, True, negative_prompt or None)
+            self.store[key] = (cond, uncond)
+        return self.store[key]
+
+
+def make_noise(seed: int, shape: tuple[int, ...], device, dtype=torch.float32) -> torch.Tensor:
+    """Gaussian noise from a CPU generator seeded with `seed`: identical on every device."""
+    g = torch.Generator("cpu").manual_seed(int(seed))
+    return torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def latent_shape(backend, height: int, width: int, batch: int = 1) -> tuple[int, int, int, int]:
+    vae = backend.components["vae"]
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return (batch, backend.components["unet"].config.in_channels, height // factor, width // factor)
+
+
+@torch.no_grad()
+def encode_image(backend, images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> scaled latents (posterior mean: deterministic)."""
+    vae = backend.components["vae"]
+    x = images.to(backend.device, vae.dtype) * 2 - 1
+    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def decode_latents(backend, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents -> (B, 3, H, W) in [0, 1], float32 on the CPU."""
+    vae = backend.components["vae"]
+    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    return (images.float() / 2 + 0.5).clamp(0, 1).cpu()
+
+
+@contextmanager
+def cached_control_embedding(controlnet, control: torch.Tensor):
+    """Run the ControlNet's conditioning embedding once; every step reuses the result."""
+    module = controlnet.controlnet_cond_embedding
+    embedding = module(control)
+    original_forward = module.forward
+    module.forward = lambda cond: embedding
+    try:
+        yield
+    finally:
+        module.forward = original_forward
+
+
+@torch.no_grad()
+def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tensor, *,
+            num_inference_steps: int, guidance_scale: float, init_latents: torch.Tensor | None = None,
+            strength: float = 1.0, control: torch.Tensor | None = None, control_scale: float = 1.0,
+            callback=None) -> torch.Tensor:
+    """Denoise `noise` (B, C, h, w) into images (B, 3, H, W) in [0, 1].
+
+    init_latents + strength < 1: img2img (start part-way, from the noised init).
+    control (B, 3, H, W) in [0, 1]: ControlNet conditioning with `control_scale`.
+    callback(dict): called after every step with i, t, latents.
+    """
+    unet, scheduler = backend.components["unet"], backend.components["scheduler"]
+    device, dtype = backend.device, unet.dtype
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength={strength} must be in (0, 1]")
+    if init_latents is None and strength < 1.0:
+        raise ValueError("strength < 1 needs init_latents (img2img)")
+    # 1. timesteps; img2img starts at step N - int(N * strength), as the diffusers pipeline does
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    timesteps = scheduler.timesteps
+    if init_latents is not None and strength < 1.0:
+        start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+        timesteps = timesteps[start * scheduler.order:]
+        if len(timesteps) == 0:
+            raise ValueError(f"strength={strength} with num_inference_steps={num_inference_steps} leaves no step")
+        latents = scheduler.add_noise(init_latents.to(device, dtype), noise, timesteps[:1].repeat(noise.shape[0]))
+    else:
+        latents = noise * scheduler.init_noise_sigma
+    # 2. classifier-free guidance batch: [uncond, cond]
+    do_cfg = guidance_scale > 1.0
+    b = noise.shape[0]
+    embeds = torch.cat([uncond.expand(b, -1, -1), cond.expand(b, -1, -1)]) if do_cfg else cond.expand(b, -1, -1)
+    controlnet = backend.components.get("controlnet") if control is not None else None
+    control_in = None
+    if controlnet is not None:
+        control_in = control.to(device, dtype)
+        control_in = torch.cat([control_in] * 2) if do_cfg else control_in
+    # 3. denoising loop
+    with (cached_control_embedding(controlnet, control_in) if controlnet is not None else _nullcontext()):
+        for i, t in enumerate(timesteps):
+            model_in = torch.cat([latents] * 2) if do_cfg else latents
+            model_in = scheduler.scale_model_input(model_in, t)
+            extra = {}
+            if controlnet is not None:
+                down, mid = controlnet(model_in, t, encoder_hidden_states=embeds, controlnet_cond=control_in,
+                                       conditioning_scale=control_scale, guess_mode=False, return_dict=False)
+                extra = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+            eps = unet(model_in, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
+            if do_cfg:
+                eps_uncond, eps_text = eps.chunk(2)
+                eps = eps_uncond + guidance_scale * (eps_text - eps_uncond)
+            latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+            if callback is not None:
+                callback({"i": i, "t": int(t), "latents": latents})
+    # 4. decode
+    return decode_latents(backend, latents)
+
+
+@contextmanager
+def _nullcontext():
+    yield

@@ -1,0 +1,96 @@
+"""The `Video` a generation returns: frames, fps and the record that replays it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+
+@dataclasses.dataclass
+class Video:
+    """frames (F, 3, H, W) float in [0, 1]; fps; record: everything needed to replay the run."""
+
+    frames: torch.Tensor
+    fps: int
+    record: dict
+
+    def __post_init__(self):
+        f = self.frames
+        if f.ndim != 4 or f.shape[1] != 3:
+            raise ValueError(f"Video.frames must have shape (F, 3, H, W), got {tuple(f.shape)}")
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the MP4 and a JSON manifest (`<name>.json`) beside it; returns the MP4 path."""
+        from .io import write_mp4
+
+        path = Path(path)
+        if path.suffix != ".mp4":
+            path = path / "video.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_mp4(self.frames, path, fps=self.fps)
+        manifest = path.with_suffix(".json")
+        tmp = manifest.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.record, indent=2, default=str))
+        os.replace(tmp, manifest)
+        return path
+
+    def display(self, width: int = 256):
+        """Inline HTML5 video for a notebook."""
+        from .io import display_video
+        return display_video(self.frames, fps=self.fps, width=width)
+
+
+def library_versions() -> dict:
+    import diffusers
+    import transformers
+
+    import vidlab
+    return {"vidlab": vidlab.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def git_commit() -> str | None:
+    """The commit of the vidlab checkout, when it is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@contextmanager
+def measured(device: torch.device | str = "cpu"):
+    """Wall time and peak memory of a block, written into the yielded dict.
+
+    Peak memory: CUDA -> torch.cuda.max_memory_allocated during the block;
+    CPU -> the process's resident-set high-water mark (ru_maxrss) after the block,
+    which is a process-wide peak, not the block's alone.
+    """
+    device = torch.device(device)
+    out: dict = {}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = round(time.perf_counter() - t0, 4)
+        if device.type == "cuda":
+            out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(device))
+            out["peak_memory_kind"] = "cuda max_memory_allocated"
+        else:
+            out["peak_memory_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+            out["peak_memory_kind"] = "process ru_maxrss (high-water mark)"

@@ -1,0 +1,473 @@
+"""Training recipes of the offline zoo (`shapes-tiny`), reproducible from a seed and resumable.
+
+Stages, in order (each a function `train_<stage>(run_dir, steps=..., seed=...)`):
+1. `vae`          AutoencoderKL 64x64x3 -> 16x16x4, L1 weighted x10 on subject pixels + tiny KL;
+                  then `vae_decoder`: the decoder alone is fine-tuned with the encoder frozen, so
+                  the latent space stays put while edges sharpen.
+2. `text`         a word-level tokenizer and a small CLIPTextModel, pre-trained to name the
+                  caption's attributes from its pooled tokens (so the UNet gets clean conditioning
+                  from step one); frozen afterwards.
+3. `latents`      every training image encoded once (posterior mean and std) and cached.
+4. `unet`         UNet2DConditionModel, DDPM epsilon, min-SNR-5 weighting, noise offset,
+                  10% caption dropout (for classifier-free guidance), EMA.
+5. `controlnet`   ControlNetModel copied from the UNet, trained on canny edges of the same images.
+
+Every stage writes `run_dir/<stage>/state.safetensors` (model), `optim.pt` (optimizer state, loaded
+with `weights_only=True`) and `progress.json` every `save_every` steps; calling it again resumes.
+`python -m vidlab.world.training --help` runs stages from the shell.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .captions import caption, vocabulary
+from .shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array, shape_mask
+
+MAX_TOKENS = 16
+ATTRIBUTES = {"shape": SHAPES, "color": tuple(COLORS), "background": tuple(BACKGROUNDS),
+              "position": POSITIONS, "size": tuple(SIZES) + ("unspecified",)}
+
+
+# ---- architectures ------------------------------------------------------------------------
+
+def vae_config() -> dict:
+    return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
+                down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8)
+
+
+def unet_config() -> dict:
+    return dict(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64),
+                layers_per_block=1, cross_attention_dim=64, attention_head_dim=8, norm_num_groups=16,
+                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+
+
+def text_config(vocab_size: int) -> dict:
+    return dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=MAX_TOKENS, projection_dim=64,
+                bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+def scheduler_config() -> dict:
+    return dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def build_tokenizer():
+    """Word-level tokenizer over the captions' vocabulary, as a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    vocab = {w: i for i, w in enumerate(specials + vocabulary())}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", special_tokens=[("<bos>", 1), ("<eos>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
+                                   eos_token="<eos>", unk_token="<unk>", model_max_length=MAX_TOKENS)
+
+
+# ---- shared training machinery --------------------------------------------------------------
+
+class Checkpoint:
+    """Model + optimizer + step under run_dir/stage, saved atomically, resumed on start."""
+
+    def __init__(self, run_dir: Path, stage: str):
+        self.dir = Path(run_dir) / stage
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def progress(self) -> dict:
+        p = self.dir / "progress.json"
+        return json.loads(p.read_text()) if p.exists() else {"step": 0, "losses": [], "seconds": 0.0}
+
+    def load(self, model: torch.nn.Module, optimizer=None, ema: dict | None = None) -> dict:
+        progress = self.progress
+        if progress["step"] == 0:
+            return progress
+        model.load_state_dict(load_file(self.dir / "state.safetensors"))
+        if optimizer is not None and (self.dir / "optim.pt").exists():
+            optimizer.load_state_dict(torch.load(self.dir / "optim.pt", weights_only=True))
+        if ema is not None and (self.dir / "ema.safetensors").exists():
+            ema.update(load_file(self.dir / "ema.safetensors"))
+        return progress
+
+    def save(self, model, optimizer, progress: dict, ema: dict | None = None) -> None:
+        def atomic(path: Path, write):
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            write(tmp)
+            os.replace(tmp, path)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        atomic(self.dir / "state.safetensors", lambda p: save_file(state, p))
+        atomic(self.dir / "optim.pt", lambda p: torch.save(optimizer.state_dict(), p))
+        if ema is not None:
+            atomic(self.dir / "ema.safetensors", lambda p: save_file({k: v.contiguous() for k, v in ema.items()}, p))
+        atomic(self.dir / "progress.json", lambda p: p.write_text(json.dumps(progress)))
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
+    """Linear warm-up then cosine decay to 10% of base."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def run_loop(name: str, ckpt: Checkpoint, model, optimizer, loss_fn, steps: int, lr: float,
+             save_every: int = 100, ema: dict | None = None, ema_decay: float = 0.999,
+             warmup: int = 100) -> dict:
+    """The training loop every stage shares: lr schedule, progress bar, EMA, checkpoints."""
+    progress = ckpt.load(model, optimizer, ema)
+    params = dict(model.named_parameters())
+    start = progress["step"]
+    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps, mininterval=5)
+    t0 = time.time()
+    for step in bar:
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup)
+        model.train()
+        loss = loss_fn(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if ema is not None:
+            with torch.no_grad():
+                for k, v in ema.items():
+                    v.lerp_(params[k].detach(), 1 - ema_decay)
+        progress["losses"].append(round(float(loss), 5))
+        bar.set_postfix(loss=f"{np.mean(progress['losses'][-50:]):.4f}")
+        progress["step"] = step + 1
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            progress["seconds"] += time.time() - t0
+            t0 = time.time()
+            ckpt.save(model, optimizer, progress, ema)
+    return progress
+
+
+def _rng_for(seed: int, step: int) -> np.random.Generator:
+    """A generator for one step: resuming at step k draws the same batch as an unbroken run."""
+    return np.random.default_rng([seed, step])
+
+
+def render_training_batch(rng: np.random.Generator, batch: int, split: str = "train"):
+    """Images (B, 3, 64, 64) in [-1, 1], subject masks (B, 1, 64, 64), scenes."""
+    scenes = [random_scene(rng, split) for _ in range(batch)]
+    images = np.stack([render_array(s) for s in scenes]).astype(np.float32) / 127.5 - 1
+    masks = np.stack([shape_mask(s.shape, *s.resolved_center(), s.radius, 64, 64) for s in scenes])
+    return (torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks)[:, None], scenes)
+
+
+# ---- 1. VAE ----------------------------------------------------------------------------------
+
+def _subject_weight(masks: torch.Tensor, factor: float = 10.0) -> torch.Tensor:
+    dilated = F.max_pool2d(masks, 5, stride=1, padding=2)
+    return 1 + (factor - 1) * dilated
+
+
+def train_vae(run_dir, steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int = 0,
+              decoder_only: bool = False, kl_weight: float = 1e-6) -> dict:
+    """Train the AutoencoderKL (stage 'vae'), or fine-tune its decoder alone ('vae_decoder')."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**vae_config())
+    stage = "vae_decoder" if decoder_only else "vae"
+    if decoder_only:  # start from the finished first stage, encoder frozen
+        vae.load_state_dict(load_file(Path(run_dir) / "vae" / "state.safetensors"))
+        for p in list(vae.encoder.parameters()) + list(vae.quant_conv.parameters()):
+            p.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+    def loss_fn(step):
+        x, m, _ = render_training_batch(_rng_for(seed, step), batch)
+        torch.manual_seed(seed * 100003 + step)
+        post = vae.encode(x).latent_dist
+        z = post.mean if decoder_only else post.sample()
+        rec = vae.decode(z).sample
+        w = _subject_weight(m)
+        loss = (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
+        if not decoder_only:
+            loss = loss + kl_weight * post.kl().mean()
+        return loss
+
+    return run_loop(stage, Checkpoint(run_dir, stage), vae, opt, loss_fn, steps, lr)
+
+
+def load_vae(run_dir):
+    from diffusers import AutoencoderKL
+    vae = AutoencoderKL(**vae_config())
+    stage = "vae_decoder" if (Path(run_dir) / "vae_decoder" / "state.safetensors").exists() else "vae"
+    vae.load_state_dict(load_file(Path(run_dir) / stage / "state.safetensors"))
+    return vae.eval()
+
+
+# ---- 2. text encoder --------------------------------------------------------------------------
+
+class AttributeHeads(torch.nn.Module):
+    """Text encoder plus one linear head per attribute, reading the mean of the token states."""
+
+    def __init__(self, text_encoder):
+        super().__init__()
+        self.text_encoder = text_encoder
+        dim = text_encoder.config.hidden_size
+        self.heads = torch.nn.ModuleDict({k: torch.nn.Linear(dim, len(v)) for k, v in ATTRIBUTES.items()})
+
+    def forward(self, ids, attention):
+        h = self.text_encoder(ids).last_hidden_state                      # (B, T, D)
+        pooled = (h * attention[..., None]).sum(1) / attention.sum(1, keepdim=True)
+        return {k: head(pooled) for k, head in self.heads.items()}
+
+
+def scene_labels(scenes: list[Scene], sizes_named: list[bool]) -> dict[str, torch.Tensor]:
+    labels = {k: torch.tensor([v.index(getattr(s, k)) for s in scenes]) for k, v in ATTRIBUTES.items() if k != "size"}
+    labels["size"] = torch.tensor([ATTRIBUTES["size"].index(s.size if named else "unspecified")
+                                   for s, named in zip(scenes, sizes_named)])
+    return labels
+
+
+def random_captions(rng: np.random.Generator, scenes: list[Scene]) -> list[str]:
+    return [caption(s, rng=rng) for s in scenes]
+
+
+def train_text(run_dir, steps: int = 600, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> dict:
+    """Pre-train the text encoder to name every attribute of a caption (stage 'text')."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    model = AttributeHeads(CLIPTextModel(CLIPTextConfig(**text_config(len(tokenizer)))))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+
+    def loss_fn(step):
+        rng = _rng_for(seed, step)
+        scenes = [random_scene(rng, "all") for _ in range(batch)]
+        texts = random_captions(rng, scenes)
+        tok = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
+        logits = model(tok.input_ids, tok.attention_mask)
+        named = [any(w in t.split() for w in SIZES) for t in texts]
+        labels = scene_labels(scenes, named)
+        return sum(F.cross_entropy(logits[k], labels[k]) for k in logits)
+
+    return run_loop("text", Checkpoint(run_dir, "text"), model, opt, loss_fn, steps, lr, warmup=50)
+
+
+def load_text_encoder(run_dir):
+    from transformers import CLIPTextConfig, CLIPTextModel
+    tokenizer = build_tokenizer()
+    model = AttributeHeads(CLIPTextModel(CLIPTextConfig(**text_config(len(tokenizer)))))
+    model.load_state_dict(load_file(Path(run_dir) / "text" / "state.safetensors"))
+    return tokenizer, model.text_encoder.eval(), model
+
+
+# ---- 3. latent cache ----------------------------------------------------------------------
+
+def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200) -> Path:
+    """Encode n training scenes once; store posterior mean/std, scenes and canny edges."""
+    out = Path(run_dir) / "latents.safetensors"
+    if out.exists():
+        return out
+    vae = load_vae(run_dir)
+    rng = np.random.default_rng(seed)
+    means, stds, attrs, edges = [], [], [], []
+    with torch.no_grad():
+        for _ in tqdm(range(0, n, batch), desc="encode", mininterval=5):
+            scenes = [random_scene(rng, "train") for _ in range(batch)]
+            arrays = [render_array(s) for s in scenes]
+            x = torch.from_numpy(np.stack(arrays).astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+            post = vae.encode(x).latent_dist
+            means.append(post.mean)
+            stds.append(post.std)
+            edges.append(torch.from_numpy(np.stack([canny(a) for a in arrays])))
+            attrs.append(torch.tensor([[SHAPES.index(s.shape), tuple(COLORS).index(s.color),
+                                        tuple(BACKGROUNDS).index(s.background), POSITIONS.index(s.position),
+                                        tuple(SIZES).index(s.size)] for s in scenes]))
+    mean = torch.cat(means)
+    tensors = {"mean": mean, "std": torch.cat(stds), "attrs": torch.cat(attrs),
+               "edges": torch.cat(edges), "scaling_factor": torch.tensor([1.0 / float(mean.std())])}
+    save_file(tensors, out)
+    return out
+
+
+def canny(image_uint8_hwc: np.ndarray, low: int = 50, high: int = 120) -> np.ndarray:
+    """Canny edge map (H, W) uint8 in {0, 255} of an RGB image: the zoo ControlNet's control."""
+    gray = cv2.cvtColor(image_uint8_hwc, cv2.COLOR_RGB2GRAY)
+    return cv2.Canny(gray, low, high)
+
+
+def _scenes_from_attrs(attrs: torch.Tensor) -> list[Scene]:
+    return [Scene(SHAPES[a[0]], tuple(COLORS)[a[1]], tuple(BACKGROUNDS)[a[2]], POSITIONS[a[3]], tuple(SIZES)[a[4]])
+            for a in attrs.tolist()]
+
+
+# ---- 4. UNet and 5. ControlNet ----------------------------------------------------------------
+
+def _diffusion_batch(cache: dict, rng: np.random.Generator, batch: int, tokenizer, text_encoder,
+                     noise_offset: float = 0.05, caption_dropout: float = 0.1):
+    """One noised batch from the latent cache: (noisy, t, noise, text states, weights, index)."""
+    idx = torch.from_numpy(rng.integers(0, cache["mean"].shape[0], batch))
+    latents = (cache["mean"][idx] + cache["std"][idx] * torch.randn_like(cache["mean"][idx])) * cache["scale"]
+    scenes = _scenes_from_attrs(cache["attrs"][idx])
+    texts = [("" if rng.random() < caption_dropout else c) for c in random_captions(rng, scenes)]
+    with torch.no_grad():
+        tok = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
+        states = text_encoder(tok.input_ids)[0]
+    noise = torch.randn_like(latents) + noise_offset * torch.randn(batch, latents.shape[1], 1, 1)
+    t = torch.randint(0, 1000, (batch,))
+    alphas = cache["alphas_cumprod"][t].view(-1, 1, 1, 1)
+    noisy = alphas.sqrt() * latents + (1 - alphas).sqrt() * noise
+    snr = alphas.view(-1) / (1 - alphas.view(-1))
+    weights = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
+    return noisy, t, noise, states, weights, idx
+
+
+def _load_cache(run_dir) -> dict:
+    from diffusers import DDPMScheduler
+    cache = load_file(Path(run_dir) / "latents.safetensors")
+    cache["scale"] = float(cache["scaling_factor"])
+    cache["alphas_cumprod"] = DDPMScheduler(**scheduler_config()).alphas_cumprod
+    return cache
+
+
+def train_unet(run_dir, steps: int = 3000, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> dict:
+    """Train the UNet2DConditionModel on cached latents (stage 'unet')."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    cache = _load_cache(run_dir)
+    tokenizer, text_encoder, _ = load_text_encoder(run_dir)
+    unet = UNet2DConditionModel(**unet_config())
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    ema = {k: v.detach().clone() for k, v in unet.named_parameters()}
+
+    def loss_fn(step):
+        rng = _rng_for(seed, step)
+        torch.manual_seed(seed * 100003 + step)
+        noisy, t, noise, states, w, _ = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
+        pred = unet(noisy, t, states).sample
+        return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+
+    return run_loop("unet", Checkpoint(run_dir, "unet"), unet, opt, loss_fn, steps, lr, ema=ema)
+
+
+def load_unet(run_dir, use_ema: bool = True):
+    from diffusers import UNet2DConditionModel
+    unet = UNet2DConditionModel(**unet_config())
+    d = Path(run_dir) / "unet"
+    state = load_file(d / "state.safetensors")
+    if use_ema and (d / "ema.safetensors").exists():
+        state.update(load_file(d / "ema.safetensors"))
+    unet.load_state_dict(state)
+    return unet.eval()
+
+
+def train_controlnet(run_dir, steps: int = 800, batch: int = 32, lr: float = 5e-4, seed: int = 0) -> dict:
+    """Train a canny ControlNetModel initialised from the (frozen) UNet (stage 'controlnet')."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    cache = _load_cache(run_dir)
+    tokenizer, text_encoder, _ = load_text_encoder(run_dir)
+    unet = load_unet(run_dir).requires_grad_(False)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    opt = torch.optim.AdamW(controlnet.parameters(), lr=lr, weight_decay=1e-2)
+
+    def loss_fn(step):
+        rng = _rng_for(seed, step)
+        torch.manual_seed(seed * 100003 + step)
+        noisy, t, noise, states, w, idx = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
+        edges = cache["edges"][idx].float().div(255)[:, None].expand(-1, 3, -1, -1)
+        down, mid = controlnet(noisy, t, states, controlnet_cond=edges, return_dict=False)
+        pred = unet(noisy, t, states, down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid).sample
+        return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+
+    return run_loop("controlnet", Checkpoint(run_dir, "controlnet"), controlnet, opt, loss_fn, steps, lr,
+                    save_every=50)
+
+
+def load_controlnet(run_dir):
+    from diffusers import ControlNetModel
+    controlnet = ControlNetModel.from_unet(load_unet(run_dir), conditioning_embedding_out_channels=(16, 32))
+    controlnet.load_state_dict(load_file(Path(run_dir) / "controlnet" / "state.safetensors"))
+    return controlnet.eval()
+
+
+# ---- assembling the zoo -------------------------------------------------------------------------
+
+def export_zoo(run_dir, out_dir) -> Path:
+    """Write the trained stages as a diffusers-format pipeline folder (safetensors only)."""
+    from diffusers import DDIMScheduler
+
+    out = Path(out_dir)
+    cache_scale = float(load_file(Path(run_dir) / "latents.safetensors")["scaling_factor"])
+    vae = load_vae(run_dir)
+    vae.register_to_config(scaling_factor=cache_scale)
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    tokenizer, text_encoder, _ = load_text_encoder(run_dir)
+    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(out / "tokenizer")
+    load_unet(run_dir).save_pretrained(out / "unet", safe_serialization=True)
+    DDIMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
+    if (Path(run_dir) / "controlnet" / "state.safetensors").exists():
+        load_controlnet(run_dir).save_pretrained(out / "controlnet", safe_serialization=True)
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+             "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
+             "safety_checker": [None, None], "scheduler": ["diffusers", "DDIMScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+    return out
+
+
+STAGES = {
+    "vae": train_vae,
+    "vae_decoder": lambda run_dir, **kw: train_vae(run_dir, decoder_only=True, **kw),
+    "text": train_text,
+    "latents": cache_latents,
+    "unet": train_unet,
+    "controlnet": train_controlnet,
+}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train the shapes-tiny zoo, stage by stage (resumable).")
+    parser.add_argument("stage", choices=list(STAGES) + ["export"])
+    parser.add_argument("--run-dir", default="checkpoints/shapes-tiny")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="export: target folder (default: the packaged zoo)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.stage == "export":
+        from vidlab.backends.presets import ZOO_PATH
+        print(export_zoo(args.run_dir, args.out or ZOO_PATH))
+        return
+    kwargs = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v is not None}
+    if args.stage != "latents":
+        kwargs["seed"] = args.seed
+    result = STAGES[args.stage](args.run_dir, **kwargs)
+    if isinstance(result, dict):
+        print(json.dumps({"stage": args.stage, "step": result["step"], "seconds": round(result["seconds"], 1),
+                          "final_loss": float(np.mean(result["losses"][-50:]))}))
+
+
+if __name__ == "__main__":
+    main()
