@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import torch
 
-from .backends import load_backend
+from .backends import Backend, load_backend
 from .config import GenerationRequest, parse_request
 from .strategies import STRATEGIES
 from .strategies.effects import color_grade
 from .video import Video, git_commit, library_versions, measured
 
 
-def generate(request: GenerationRequest | dict | str, strategy: str = "frame_chain", model: str = "shapes-tiny",
+def generate(request: GenerationRequest | dict | str, strategy: str = "frame_chain",
+             model: str | Backend = "shapes-tiny",
              device: str | None = None, dtype: str | None = None, callback=None, **options) -> Video:
     """Make a video.
 
     request: a GenerationRequest, or a dict / JSON text validated into one.
     strategy: a key of `vidlab.strategies.STRATEGIES`; options: that strategy's options.
-    model: a preset name, a local diffusers folder or a hub id (see `vidlab.backends`).
+    model: a preset name, a local diffusers folder, a hub id (see `vidlab.backends`) or a loaded Backend.
 
     >>> video = generate({"prompt": "a red circle in the center on a white background"})  # doctest: +SKIP
     >>> video.frames.shape                                                                 # doctest: +SKIP
@@ -26,7 +27,7 @@ def generate(request: GenerationRequest | dict | str, strategy: str = "frame_cha
         request = parse_request(request)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
-    backend = load_backend(model, device=device, dtype=dtype)
+    backend = model if isinstance(model, Backend) else load_backend(model, device=device, dtype=dtype)
     with measured(backend.device) as cost:
         frames, strategy_record = STRATEGIES[strategy](backend, request, options, callback)
         # one colour grade for every frame, after the strategy (so it never compounds along a chain)
@@ -51,5 +52,8 @@ def generate(request: GenerationRequest | dict | str, strategy: str = "frame_cha
 
 def replay(record: dict, callback=None) -> Video:
     """Run a recorded generation again (same request, strategy, options, model)."""
-    return generate(record["request"], strategy=record["strategy"], model=record["backend"]["model"],
-                    device=record["backend"]["device"], callback=callback, **record["options"])
+    b = record["backend"]
+    backend = load_backend(b["model"], device=b["device"], family=b["family"], base=b["base"],
+                           controlnet=b["controlnet"], motion_adapter=b["motion_adapter"])
+    return generate(record["request"], strategy=record["strategy"], model=backend, callback=callback,
+                    **record["options"])

@@ -19,6 +19,7 @@ with `weights_only=True`) and `progress.json` every `save_every` steps; calling 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -119,6 +120,25 @@ class Checkpoint:
         atomic(self.dir / "progress.json", lambda p: p.write_text(json.dumps(progress)))
 
 
+@dataclasses.dataclass
+class Stage:
+    """What a training stage is made of; `train_stage` runs it, tests call `loss_fn` directly."""
+
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: object  # step -> loss; deterministic in (seed, step)
+    lr: float
+    ema: dict | None = None
+    warmup: int = 100
+    save_every: int = 100
+
+
+def train_stage(stage: Stage, run_dir, steps: int) -> dict:
+    return run_loop(stage.name, Checkpoint(run_dir, stage.name), stage.model, stage.optimizer, stage.loss_fn,
+                    steps, stage.lr, save_every=stage.save_every, ema=stage.ema, warmup=stage.warmup)
+
+
 def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
     """Linear warm-up then cosine decay to 10% of base."""
     if step < warmup:
@@ -149,7 +169,7 @@ def run_loop(name: str, ckpt: Checkpoint, model, optimizer, loss_fn, steps: int,
             with torch.no_grad():
                 for k, v in ema.items():
                     v.lerp_(params[k].detach(), 1 - ema_decay)
-        progress["losses"].append(round(float(loss), 5))
+        progress["losses"].append(round(float(loss.detach()), 5))
         bar.set_postfix(loss=f"{np.mean(progress['losses'][-50:]):.4f}")
         progress["step"] = step + 1
         if (step + 1) % save_every == 0 or step + 1 == steps:
@@ -179,9 +199,9 @@ def _subject_weight(masks: torch.Tensor, factor: float = 10.0) -> torch.Tensor:
     return 1 + (factor - 1) * dilated
 
 
-def train_vae(run_dir, steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int = 0,
-              decoder_only: bool = False, kl_weight: float = 1e-6) -> dict:
-    """Train the AutoencoderKL (stage 'vae'), or fine-tune its decoder alone ('vae_decoder')."""
+def vae_stage(run_dir, batch: int = 32, lr: float = 1e-3, seed: int = 0, decoder_only: bool = False,
+              kl_weight: float = 1e-6) -> Stage:
+    """The AutoencoderKL (stage 'vae'), or its decoder alone with the encoder frozen ('vae_decoder')."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
@@ -206,7 +226,13 @@ def train_vae(run_dir, steps: int = 1500, batch: int = 32, lr: float = 1e-3, see
             loss = loss + kl_weight * post.kl().mean()
         return loss
 
-    return run_loop(stage, Checkpoint(run_dir, stage), vae, opt, loss_fn, steps, lr)
+    return Stage(stage, vae, opt, loss_fn, lr)
+
+
+def train_vae(run_dir, steps: int = 900, batch: int = 32, lr: float = 1e-3, seed: int = 0,
+              decoder_only: bool = False) -> dict:
+    """Train the VAE (or fine-tune its decoder) for `steps`, resuming from run_dir."""
+    return train_stage(vae_stage(run_dir, batch, lr, seed, decoder_only), run_dir, steps)
 
 
 def load_vae(run_dir):
@@ -245,8 +271,8 @@ def random_captions(rng: np.random.Generator, scenes: list[Scene]) -> list[str]:
     return [caption(s, rng=rng) for s in scenes]
 
 
-def train_text(run_dir, steps: int = 600, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> dict:
-    """Pre-train the text encoder to name every attribute of a caption (stage 'text')."""
+def text_stage(run_dir, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> Stage:
+    """The text encoder, pre-trained to name every attribute of a caption (stage 'text')."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -264,7 +290,11 @@ def train_text(run_dir, steps: int = 600, batch: int = 128, lr: float = 2e-3, se
         labels = scene_labels(scenes, named)
         return sum(F.cross_entropy(logits[k], labels[k]) for k in logits)
 
-    return run_loop("text", Checkpoint(run_dir, "text"), model, opt, loss_fn, steps, lr, warmup=50)
+    return Stage("text", model, opt, loss_fn, lr, warmup=50)
+
+
+def train_text(run_dir, steps: int = 600, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> dict:
+    return train_stage(text_stage(run_dir, batch, lr, seed), run_dir, steps)
 
 
 def load_text_encoder(run_dir):
@@ -300,7 +330,7 @@ def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200) -> P
     mean = torch.cat(means)
     tensors = {"mean": mean, "std": torch.cat(stds), "attrs": torch.cat(attrs),
                "edges": torch.cat(edges), "scaling_factor": torch.tensor([1.0 / float(mean.std())])}
-    save_file(tensors, out)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, out)
     return out
 
 
@@ -337,15 +367,15 @@ def _diffusion_batch(cache: dict, rng: np.random.Generator, batch: int, tokenize
 
 
 def _load_cache(run_dir) -> dict:
-    from diffusers import DDPMScheduler
+    from diffusers import DDIMScheduler
     cache = load_file(Path(run_dir) / "latents.safetensors")
     cache["scale"] = float(cache["scaling_factor"])
-    cache["alphas_cumprod"] = DDPMScheduler(**scheduler_config()).alphas_cumprod
+    cache["alphas_cumprod"] = DDIMScheduler(**scheduler_config()).alphas_cumprod
     return cache
 
 
-def train_unet(run_dir, steps: int = 3000, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> dict:
-    """Train the UNet2DConditionModel on cached latents (stage 'unet')."""
+def unet_stage(run_dir, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> Stage:
+    """The UNet2DConditionModel on cached latents (stage 'unet')."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
@@ -362,7 +392,11 @@ def train_unet(run_dir, steps: int = 3000, batch: int = 64, lr: float = 1e-3, se
         pred = unet(noisy, t, states).sample
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    return run_loop("unet", Checkpoint(run_dir, "unet"), unet, opt, loss_fn, steps, lr, ema=ema)
+    return Stage("unet", unet, opt, loss_fn, lr, ema=ema)
+
+
+def train_unet(run_dir, steps: int = 2400, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> dict:
+    return train_stage(unet_stage(run_dir, batch, lr, seed), run_dir, steps)
 
 
 def load_unet(run_dir, use_ema: bool = True):
@@ -376,8 +410,8 @@ def load_unet(run_dir, use_ema: bool = True):
     return unet.eval()
 
 
-def train_controlnet(run_dir, steps: int = 800, batch: int = 32, lr: float = 5e-4, seed: int = 0) -> dict:
-    """Train a canny ControlNetModel initialised from the (frozen) UNet (stage 'controlnet')."""
+def controlnet_stage(run_dir, batch: int = 32, lr: float = 5e-4, seed: int = 0) -> Stage:
+    """A canny ControlNetModel initialised from the (frozen) UNet (stage 'controlnet')."""
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
@@ -397,8 +431,11 @@ def train_controlnet(run_dir, steps: int = 800, batch: int = 32, lr: float = 5e-
                     mid_block_additional_residual=mid).sample
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    return run_loop("controlnet", Checkpoint(run_dir, "controlnet"), controlnet, opt, loss_fn, steps, lr,
-                    save_every=50)
+    return Stage("controlnet", controlnet, opt, loss_fn, lr, save_every=50)
+
+
+def train_controlnet(run_dir, steps: int = 800, batch: int = 32, lr: float = 5e-4, seed: int = 0) -> dict:
+    return train_stage(controlnet_stage(run_dir, batch, lr, seed), run_dir, steps)
 
 
 def load_controlnet(run_dir):

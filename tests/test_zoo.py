@@ -1,0 +1,67 @@
+"""The shipped offline zoo: diffusers format, safetensors only, loads offline, and its measured quality."""
+import json
+import os
+
+import pytest
+import torch
+
+from vidlab.backends import ZOO_PATH, load_backend
+from vidlab.world import evaluation as ev
+
+pytestmark = pytest.mark.skipif(not (ZOO_PATH / "model_index.json").exists(), reason="zoo not exported")
+
+
+def test_zoo_is_safetensors_only_and_small():
+    files = [p for p in ZOO_PATH.rglob("*") if p.is_file()]
+    weights = [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".safetensors")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)
+    assert sum(p.stat().st_size for p in files) <= 40 * 2**20
+
+
+def test_pipelines_load_offline_from_the_package_path(monkeypatch):
+    import diffusers as d
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    kw = dict(safety_checker=None, requires_safety_checker=False, use_safetensors=True)
+    controlnet = d.ControlNetModel.from_pretrained(ZOO_PATH / "controlnet", use_safetensors=True)
+    for cls, extra in ((d.StableDiffusionPipeline, {}), (d.StableDiffusionImg2ImgPipeline, {}),
+                       (d.StableDiffusionControlNetPipeline, {"controlnet": controlnet}),
+                       (d.StableDiffusionControlNetImg2ImgPipeline, {"controlnet": controlnet})):
+        pipe = cls.from_pretrained(ZOO_PATH, **kw, **extra)
+        assert pipe.unet.config.sample_size * pipe.vae_scale_factor >= 64
+    out = d.StableDiffusionPipeline.from_pretrained(ZOO_PATH, **kw)(
+        "a red circle in the center on a white background", num_inference_steps=4, height=64, width=64,
+        output_type="pt", generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == (1, 3, 64, 64)
+
+
+def test_preset_points_at_the_zoo():
+    backend = load_backend("shapes-tiny", device="cpu")
+    assert backend.preset.base == str(ZOO_PATH)
+    assert {"text2img", "img2img", "controlnet", "controlnet_img2img"} <= set(backend.kinds)
+
+
+def test_model_card_reports_measured_numbers():
+    card = (ZOO_PATH / "MODEL_CARD.md").read_text()
+    measured = json.loads((ZOO_PATH / "eval.json").read_text())
+    t2i = measured["text_to_image"]
+    assert f"{100 * t2i['color']:.1f}" in card and f"{100 * t2i['shape']:.1f}" in card
+
+
+def test_text_to_image_quality_conservative_bounds():
+    """40 prompts (8 from held-out colour-shape combos): bounds well below the card's 200-prompt numbers."""
+    backend = load_backend("shapes-tiny", device="cpu")
+    r = ev.text_to_image(backend, n=40, seed=2024, guidance_scale=5.0, batch=40)
+    assert r["color"] >= 0.7 and r["background"] >= 0.7 and r["shape"] >= 0.5 and r["position"] >= 0.35
+
+
+def test_img2img_keeps_attributes():
+    backend = load_backend("shapes-tiny", device="cpu")
+    r = ev.img2img(backend, n=20, strength=0.3, batch=20)
+    assert r["all_attributes_kept"] >= 0.8
+
+
+def test_controlnet_follows_edges_more_with_scale():
+    backend = load_backend("shapes-tiny", device="cpu")
+    r = ev.controlnet(backend, n=16, scales=(0.0, 1.0), batch=16)
+    assert r["scale_1.0"]["edge_f1"] > r["scale_0.0"]["edge_f1"]
+    assert r["scale_1.0"]["centroid_within_3px"] >= 0.6
