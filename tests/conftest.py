@@ -37,8 +37,12 @@ def build_tiny_sd(root, with_controlnet=True, with_motion=True):
     pipe.save_pretrained(root / "base", safe_serialization=True)
     parts = {"base": str(root / "base")}
     if with_controlnet:
-        ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16)).save_pretrained(
-            root / "controlnet", safe_serialization=True)
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+        # a fresh ControlNet's zero convolutions would make it a no-op: give them weights
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                       controlnet.controlnet_cond_embedding.conv_out]:
+            torch.nn.init.normal_(module.weight, std=0.1)
+        controlnet.save_pretrained(root / "controlnet", safe_serialization=True)
         parts["controlnet"] = str(root / "controlnet")
     if with_motion:
         MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,

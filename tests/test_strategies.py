@@ -16,7 +16,7 @@ PROMPT = "a red circle in the center on a white background"
 
 
 def request(**kw):
-    base = dict(prompt=PROMPT, duration=0.4, fps=15, resolution="32x32", num_inference_steps=3, seed=5)
+    base = dict(prompt=PROMPT, duration=0.4, fps=15, resolution="32x32", num_inference_steps=4, seed=5)
     return GenerationRequest(**{**base, **kw})
 
 
@@ -152,8 +152,11 @@ def test_pan_moves_the_subject_left_and_zoom_grows_it():
     assert analyze(pan).centroid[0] == pytest.approx(x0 - effects.PAN_PX_PER_FRAME, abs=0.3)
     strong = effects.warp(frame, effects.camera_matrix("pan", 1.5, 64, 64))
     assert analyze(strong).centroid[0] < analyze(pan).centroid[0]          # motion_intensity scales the warp
-    zoom = effects.warp(frame, effects.camera_matrix("zoom", 1.0, 64, 64))
-    assert analyze(zoom).area > analyze(frame).area
+    zoom = frame
+    for _ in range(5):  # five frames of zoom: the subject grows by (1 + ZOOM_PER_FRAME)^5
+        zoom = effects.warp(zoom, effects.camera_matrix("zoom", 1.0, 64, 64))
+    growth = (analyze(zoom).area / analyze(frame).area) ** 0.5
+    assert growth == pytest.approx((1 + effects.ZOOM_PER_FRAME) ** 5, abs=0.08)
 
 
 def test_color_grade_is_identical_for_every_frame():

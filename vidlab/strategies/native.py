@@ -30,7 +30,7 @@ def _frames_from_output(output) -> torch.Tensor:
 
 def generate_clip(backend, request: GenerationRequest, prompt: str, num_frames: int, seed: int,
                   image: torch.Tensor | None = None, strength: float = 0.6, free_noise: bool = False,
-                  context_stride: int = 4) -> torch.Tensor:
+                  context_length: int | None = None, context_stride: int = 4) -> torch.Tensor:
     """One call of the backend's video pipeline -> (num_frames, 3, H, W).
 
     image (3, H, W): the anchor. Wan uses it as the image condition; AnimateDiff uses it
@@ -57,7 +57,8 @@ def generate_clip(backend, request: GenerationRequest, prompt: str, num_frames: 
         return _frames_from_output(pipe(video=torch.stack(video)[None], strength=strength, **common))
     pipe = backend.pipeline("animatediff")
     if free_noise:
-        pipe.enable_free_noise(context_length=backend.preset.native_frames, context_stride=context_stride)
+        pipe.enable_free_noise(context_length=context_length or backend.preset.native_frames,
+                               context_stride=context_stride)
     try:
         return _frames_from_output(pipe(num_frames=num_frames, **common))
     finally:
@@ -136,9 +137,13 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
     if opts.free_noise:
         if backend.preset.family == "wan" or "motion_adapter" not in backend.components:
             raise ValueError("free_noise=True needs an AnimateDiff model (diffusers' FreeNoise is AnimateDiff-only)")
+        context = opts.window or backend.preset.native_frames
+        if total <= context:
+            raise ValueError(f"free_noise needs more frames ({total}) than its context length (window={context})")
         frames = generate_clip(backend, request, prompt, total, request.seed, free_noise=True,
-                               context_stride=opts.context_stride)
-        return frames, {"free_noise": True, "seed": request.seed, "context_length": backend.preset.native_frames}
+                               context_length=context, context_stride=opts.context_stride)
+        return frames, {"free_noise": True, "seed": request.seed, "context_length": context,
+                        "context_stride": opts.context_stride}
     window = opts.window or backend.preset.native_frames
     starts = window_starts(total, min(window, total), opts.overlap)
     windows, seeds = [], []

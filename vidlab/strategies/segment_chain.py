@@ -100,7 +100,7 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
                 break
             except RetrySegment as err:
                 error = err
-            except (RuntimeError, ValueError) as err:  # a failed model call: retry this segment alone
+            except RuntimeError as err:  # a failed model call (e.g. out of memory): retry this segment alone
                 error = err
         else:
             raise RuntimeError(f"segment {k} failed after {opts.max_retries + 1} attempts (seeds {attempts}): {error}")

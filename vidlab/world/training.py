@@ -418,7 +418,7 @@ def controlnet_stage(run_dir, batch: int = 32, lr: float = 5e-4, seed: int = 0) 
     cache = _load_cache(run_dir)
     tokenizer, text_encoder, _ = load_text_encoder(run_dir)
     unet = load_unet(run_dir).requires_grad_(False)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))
     opt = torch.optim.AdamW(controlnet.parameters(), lr=lr, weight_decay=1e-2)
 
     def loss_fn(step):
@@ -440,7 +440,7 @@ def train_controlnet(run_dir, steps: int = 800, batch: int = 32, lr: float = 5e-
 
 def load_controlnet(run_dir):
     from diffusers import ControlNetModel
-    controlnet = ControlNetModel.from_unet(load_unet(run_dir), conditioning_embedding_out_channels=(16, 32))
+    controlnet = ControlNetModel.from_unet(load_unet(run_dir), conditioning_embedding_out_channels=(16, 32, 64))
     controlnet.load_state_dict(load_file(Path(run_dir) / "controlnet" / "state.safetensors"))
     return controlnet.eval()
 
