@@ -6,7 +6,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("VIDLAB_TEST_THREADS", "2")))
 
 
 def build_tiny_sd(root, with_controlnet=True, with_motion=True):
@@ -50,6 +50,34 @@ def build_tiny_sd(root, with_controlnet=True, with_motion=True):
             root / "motion_adapter", safe_serialization=True)
         parts["motion_adapter"] = str(root / "motion_adapter")
     return parts
+
+
+def build_tiny_wan(root):
+    """A tiny Wan-format text-to-video pipeline (Wan VAE, Wan transformer, T5 encoder) saved under root."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from vidlab.world.training import build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1,
+                                             num_heads=4, relative_attention_num_buckets=8, pad_token_id=0))
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                        in_channels=16, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
+                                        num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                        rope_max_seq_len=32)
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                       scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+    pipe.save_pretrained(root / "wan", safe_serialization=True)
+    return str(root / "wan")
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory):
+    return build_tiny_wan(tmp_path_factory.mktemp("tiny_wan"))
 
 
 @pytest.fixture(scope="session")

@@ -193,3 +193,12 @@ def test_flow_interpolation_places_the_subject_between():
 def test_crossfade_rejects_weights_that_do_not_sum_to_one():
     with pytest.raises(ValueError, match="sum to 1"):
         effects.crossfade(torch.zeros(3, 4, 4), torch.ones(3, 4, 4), ((0.5, 0.6),))
+
+
+def test_wan_preset_native_and_segment_chain_on_tiny_components(tiny_wan):
+    backend = load_backend("wan2.2-ti2v-5b", base=tiny_wan)
+    assert backend.preset.family == "wan" and backend.kinds == ["wan", "wan_i2v"]
+    req = request(duration=0.34, num_inference_steps=2)  # 5 frames (Wan makes 4k + 1)
+    a, _ = STRATEGIES["native"](backend, req, {})
+    b, _ = STRATEGIES["native"](backend, req, {})
+    assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)

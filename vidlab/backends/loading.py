@@ -138,7 +138,7 @@ class Backend:
 def _build_pipeline(kind: str, c: dict):
     import diffusers as d
 
-    sd = {k: c[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    sd = {k: c.get(k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
     extras = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if kind == "text2img":
         return d.StableDiffusionPipeline(**sd, **extras)

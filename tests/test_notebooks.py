@@ -1,0 +1,36 @@
+"""The notebooks run headlessly with papermill, strictly checked parameters, and record their results."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vidlab.backends import ZOO_PATH
+from vidlab.experiments import rerun_notebook
+from vidlab.io import read_mp4
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+pytestmark = pytest.mark.skipif(not (ZOO_PATH / "controlnet").exists(), reason="zoo not exported")
+
+
+def test_quickstart_notebook_writes_video_metrics_and_plot(tmp_path):
+    out = tmp_path / "quickstart"
+    executed = rerun_notebook(NOTEBOOKS / "01_quickstart.ipynb",
+                              {"out_dir": str(out), "duration": 0.5, "seed": 3}, out_dir=tmp_path / "nb")
+    assert executed.exists() and (tmp_path / "nb" / "01_quickstart.params.json").exists()
+    frames, fps = read_mp4(out / "video.mp4")
+    assert frames.shape == (8, 3, 64, 64) and fps == pytest.approx(16)
+    metrics = pd.read_csv(out / "metrics.csv").set_index("metric")["value"]
+    assert 0 < float(metrics["ssim_consecutive"]) <= 1 and 0 < float(metrics["flicker"]) <= 1
+    assert "classical-flow proxy" in metrics["warp_error_label"]
+    per_frame = pd.read_csv(out / "frames.csv")
+    assert len(per_frame) == 8 and per_frame["ssim_anchor"].iloc[0] == pytest.approx(1.0)
+    assert (out / "metrics.png").stat().st_size > 5000
+
+
+def test_quickstart_rejects_unknown_and_mistyped_parameters(tmp_path):
+    from vidlab.experiments import ParameterError
+    with pytest.raises(ParameterError, match="colour"):
+        rerun_notebook(NOTEBOOKS / "01_quickstart.ipynb", {"colour": "red"}, out_dir=tmp_path)
+    with pytest.raises(ParameterError, match="seed"):
+        rerun_notebook(NOTEBOOKS / "01_quickstart.ipynb", {"seed": "seven"}, out_dir=tmp_path)
