@@ -62,7 +62,7 @@ def main():
         "rendered on the fly for the VAE and text encoder; 24,000 scenes encoded once for the UNet and",
         "ControlNet (captions re-drawn from 6 templates with paraphrases every step, 10% dropped for CFG).",
         "Recipe: `python -m vidlab.world.training text --steps 600`, `vae --steps 900`,",
-        "`vae_decoder --steps 400 --lr 5e-4`, `latents`, `unet --steps 2000`, `controlnet --steps N`, `export`.",
+        "`vae_decoder --steps 400 --lr 5e-4 --threads 1`, `latents`, `unet --steps 2000`, `controlnet --steps 400 --lr 1e-3 --threads 1`, `export`. Set MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000: glibc returning memory every step halved the training speed here.",
         "The shipped UNet is the raw (not EMA) weights: the run's plain 0.999 EMA still held much of the",
         "initialisation and measured far worse (the recipe now warms the EMA up).",
         "",

@@ -50,14 +50,15 @@ def test_model_card_reports_measured_numbers():
 def test_text_to_image_quality_conservative_bounds():
     """40 prompts (8 from held-out colour-shape combos): bounds well below the card's 200-prompt numbers."""
     backend = load_backend("shapes-tiny", device="cpu")
-    r = ev.text_to_image(backend, n=40, seed=2024, guidance_scale=5.0, batch=40)
-    assert r["color"] >= 0.7 and r["background"] >= 0.7 and r["shape"] >= 0.5 and r["position"] >= 0.35
+    r = ev.text_to_image(backend, n=40, seed=2024, guidance_scale=3.0, batch=40)
+    # the card's 200-prompt numbers: colour 100%, shape 94.5%, background 100%, position 100%
+    assert r["color"] >= 0.85 and r["background"] >= 0.85 and r["shape"] >= 0.7 and r["position"] >= 0.7
 
 
 def test_img2img_keeps_attributes():
     backend = load_backend("shapes-tiny", device="cpu")
     r = ev.img2img(backend, n=20, strength=0.3, batch=20)
-    assert r["all_attributes_kept"] >= 0.8
+    assert r["all_attributes_kept"] >= 0.8  # 93% on the card's 100 frames
 
 
 def test_controlnet_follows_edges_more_with_scale():
