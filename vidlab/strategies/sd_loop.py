@@ -11,7 +11,7 @@ the pipeline's frames (see `experiments/bench_frame_chain.py`).
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -111,7 +111,7 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
         control_in = control.to(device, dtype)
         control_in = torch.cat([control_in] * 2) if do_cfg else control_in
     # 3. denoising loop
-    with (cached_control_embedding(controlnet, control_in) if controlnet is not None else _nullcontext()):
+    with (cached_control_embedding(controlnet, control_in) if controlnet is not None else nullcontext()):
         for i, t in enumerate(timesteps):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = scheduler.scale_model_input(model_in, t)
@@ -129,8 +129,3 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
                 callback({"i": i, "t": int(t), "latents": latents})
     # 4. decode
     return decode_latents(backend, latents)
-
-
-@contextmanager
-def _nullcontext():
-    yield
