@@ -18,18 +18,21 @@ import cv2
 import numpy as np
 import torch
 
+from .. import io as video_io
+
 PAN_PX_PER_FRAME = 2.0
 ZOOM_PER_FRAME = 0.04
 CANNY_THRESHOLDS = (50, 120)  # the zoo ControlNet was trained on these
 
 
 def to_uint8(frame: torch.Tensor) -> np.ndarray:
-    """(3, H, W) [0, 1] -> (H, W, 3) uint8."""
-    return (frame.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    """(3, H, W) [0, 1] -> (H, W, 3) uint8 (values outside [0, 1] are clamped)."""
+    return video_io.to_uint8(frame.detach().float().clamp(0, 1)[None])[0]
 
 
 def from_uint8(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
+    return video_io.from_uint8(np.asarray(array)[None])[0]
 
 
 # ---- control extractors: frame (3, H, W) -> control map (3, H, W) ---------------------------

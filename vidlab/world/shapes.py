@@ -138,10 +138,11 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, height: int, width: i
     return small
 
 
-def render_array(scene: Scene, image_size: int = IMAGE_SIZE, background_image: np.ndarray | None = None) -> np.ndarray:
-    """Render a scene as uint8 (H, W, 3)."""
+def render_array(scene: Scene, image_size: int = IMAGE_SIZE, background_image: np.ndarray | None = None,
+                 radius: float | None = None) -> np.ndarray:
+    """Render a scene as uint8 (H, W, 3); `radius` (pixels at image_size) overrides the size's."""
     cx, cy = scene.resolved_center(image_size)
-    r = scene.radius * image_size / IMAGE_SIZE
+    r = scene.radius * image_size / IMAGE_SIZE if radius is None else radius
     mask = shape_mask(scene.shape, cx, cy, r, image_size, image_size)[..., None]
     if background_image is None:
         bg = np.broadcast_to(np.array(BACKGROUNDS[scene.background], np.float32), (image_size, image_size, 3))
@@ -219,8 +220,6 @@ def render_clip(scene: Scene, num_frames: int, direction: str | None = None, spe
         cx = cx0 + i * step * dx / norm
         cy = cy0 + i * step * dy / norm
         r = max(2.0, scene.radius * image_size / IMAGE_SIZE + growth * i)
-        mask = shape_mask(scene.shape, cx, cy, r, image_size, image_size)[..., None]
-        bg = np.array(BACKGROUNDS[scene.background], np.float32)
-        img = bg * (1 - mask) + np.array(COLORS[scene.color], np.float32) * mask
-        frames.append(torch.from_numpy(np.round(img).astype(np.uint8)).permute(2, 0, 1).float() / 255.0)
+        img = render_array(dataclasses.replace(scene, center=(cx, cy)), image_size, radius=r)
+        frames.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
     return torch.stack(frames)
