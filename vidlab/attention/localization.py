@@ -46,9 +46,9 @@ def localization_records(backend, n: int = 60, seed: int = 2024, guidance_scale:
             record = {"prompt": prompt, "seed": seed + i + j, "shape": scene.shape, "color": scene.color,
                       "analyzer_shape_ok": found.shape == scene.shape, "bbox": found.bbox}
             if found.bbox is not None:
-                x0, y0, x1, y1 = found.bbox
-                grown = (min(x1 + dilate, 63) - max(x0 - dilate, 0) + 1) * (min(y1 + dilate, 63) - max(y0 - dilate, 0) + 1)
-                record["box_share"] = grown / (IMAGE_SIZE[0] * IMAGE_SIZE[1])  # 1 / box_share: the largest ratio
+                (x0, y0, x1, y1), (h, w) = found.bbox, IMAGE_SIZE
+                grown = (min(x1 + dilate, w - 1) - max(x0 - dilate, 0) + 1) * (min(y1 + dilate, h - 1) - max(y0 - dilate, 0) + 1)
+                record["box_share"] = grown / (h * w)  # 1 / box_share is the largest ratio possible
                 for group in groups:
                     maps = capture.word_maps(j, group=group)
                     words = {"shape": _shape_word(maps, scene.shape), "color": scene.color, "background": "background"}

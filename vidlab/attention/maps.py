@@ -43,6 +43,16 @@ class WordMaps:
             raise IndexError(f"occurrence k={k} of word {text!r}: the prompt has {len(hits)}")
         return self.heat[self.words.index(hits[k])]
 
+    def table(self):
+        """One row per word: its tokens, mean heat, and the (x, y) latent cell of its peak in frame 0."""
+        import pandas as pd
+        rows = []
+        for w, heat in zip(self.words, self.heat):
+            y, x = divmod(int(heat[0].argmax()), heat.shape[-1])
+            rows.append({"word": w.text, "tokens": list(w.tokens), "mean_heat": float(heat.mean()), "peak_x": x,
+                         "peak_y": y})
+        return pd.DataFrame(rows)
+
     def resized(self, text: str, size: tuple[int, int]) -> torch.Tensor:
         """The word's heat (F, H, W) resized bilinearly to an image size (H, W)."""
         return F.interpolate(self[text][:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
