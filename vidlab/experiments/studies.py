@@ -1,0 +1,195 @@
+"""The notebooks' studies as sweeps: their specs, their point function, one call that runs them.
+
+Each study is a list of `SweepSpec`s run into one results store (resumable: a rerun skips the
+points already done, a new model version gets new point ids):
+
+- `control_strength_spec`   02: ControlNet control strength x seeds on frame_chain, with a prompt
+                             change part-way so that "freezing" can be seen (seed 002);
+- `segment_decay_specs`     03: one spec per segment count on segment_chain, every segment the
+                             same length, so more segments means a longer video (seed 001);
+- `strategy_specs`          04: the same request through each strategy.
+
+`measure_point` is `generate_point` plus what the studies read: adherence to the per-frame prompt
+schedule, whether the prompt change was followed, flicker and SSIM over the steady pairs only
+(pairs that do not straddle the change), and per-segment consistency against frame 0.
+
+>>> spec = control_strength_spec([0.0, 1.5], seeds=[0, 1], num_frames=4, change_at_frame=2)
+>>> spec.base_request.num_frames, spec.base_request.prompt_schedule()[1:3]
+(4, ['a red circle in the top left on a white background', 'a red circle in the bottom right on a white background'])
+>>> [s.base_request.num_frames for s in segment_decay_specs([1, 3], seeds=[0], frames_per_segment=2)]
+[2, 6]
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from .spec import SweepSpec
+from .sweep import SweepReport, check_strategy, default_weights_hash, generate_point, run_sweep
+
+DEFAULT_PROMPT = "a red circle in the top left on a white background"
+DEFAULT_CHANGE_PROMPT = "a red circle in the bottom right on a white background"
+SCALE_AXIS = "options.controlnet_conditioning_scale"
+SEGMENTS_AXIS = "options.num_segments"
+
+
+# ---- the point function -------------------------------------------------------------------------
+def measure_point(config: dict) -> tuple[dict, object]:
+    """`generate_point` (vidlab.generate + video_metrics), plus schedule, steady-pair and per-segment metrics."""
+    from ..config import parse_request
+
+    metrics, video = generate_point(config)
+    record = video.record.get("strategy_record") or {}
+    prompts = record.get("per_frame_prompts") or parse_request(config["request"]).prompt_schedule()
+    metrics.update(schedule_metrics(video.frames, prompts))
+    if record.get("segment_starts"):
+        metrics.update(per_segment_metrics(video.frames, record["segment_starts"]))
+    return metrics, video
+
+
+def schedule_metrics(frames: torch.Tensor, prompts: Sequence[str]) -> dict[str, float]:
+    """Metrics of a video (F, 3, H, W) against its per-frame prompts (F,).
+
+    schedule_adherence: mean over frames of the adherence to the frame's own prompt;
+    change_followed: over the frames from the first prompt change on, the fraction that show every
+        attribute the change asks for (NaN without a change) — 0 means the video froze;
+    flicker_steady, ssim_steady, psnr_steady: VBench flicker score, SSIM and PSNR of consecutive pairs
+        whose two frames have the same prompt (the wanted change is not flicker).
+
+    >>> from vidlab.world import Scene, render_clip
+    >>> clip = render_clip(Scene("circle", "red", "white", "top left", "medium"), 4, None)
+    >>> m = schedule_metrics(clip, ["a red circle in the top left"] * 2 + ["a red circle in the bottom right"] * 2)
+    >>> m["change_followed"], round(m["schedule_adherence"], 3), round(m["ssim_steady"], 3)  # 2 of 3 attributes
+    (0.0, 0.833, 1.0)
+    """
+    from ..metrics import flicker, psnr_consecutive, ssim_consecutive
+    from ..world.analyzer import analyze_frames, matches
+    from ..world.captions import parse_prompt
+
+    if len(prompts) != frames.shape[0]:
+        raise ValueError(f"Expected one prompt per frame ({frames.shape[0]}), got {len(prompts)}")
+    # 1. adherence of each frame to its own prompt
+    attributes = analyze_frames(frames)
+    wanted = [parse_prompt(p) for p in prompts]
+    per_frame = [matches(a, w) for a, w in zip(attributes, wanted)]
+    scores = [sum(m.values()) / len(m) if m else math.nan for m in per_frame]
+    # 2. the first change: which attributes it asks to change, and whether the frames after it show them
+    change = next((i for i in range(1, len(prompts)) if prompts[i] != prompts[i - 1]), None)
+    followed = math.nan
+    if change is not None:
+        changed = tuple(k for k, v in wanted[change].items() if v is not None and v != wanted[change - 1].get(k))
+        if changed:
+            hits = [all(matches(attributes[i], wanted[i], keys=changed).values()) for i in range(change, len(prompts))]
+            followed = sum(hits) / len(hits)
+    # 3. pairs inside one prompt span
+    steady = torch.tensor([prompts[i] == prompts[i + 1] for i in range(len(prompts) - 1)])
+    row = {"schedule_adherence": float(torch.tensor(scores, dtype=torch.float64).nanmean()),
+           "change_followed": followed}
+    for name, pair_metric in (("flicker", flicker), ("ssim", ssim_consecutive), ("psnr", psnr_consecutive)):
+        row[f"{name}_steady"] = float(pair_metric(frames)[steady].mean()) if steady.any() else math.nan
+    return row
+
+
+def per_segment_metrics(frames: torch.Tensor, segment_starts: Sequence[int]) -> dict[str, float]:
+    """segment_<k>_ssim and segment_<k>_subject_consistency: each segment's mean against frame 0.
+
+    The one-video case of `vidlab.metrics.segment_table` (frame 0 itself left out, so a one-frame
+    first segment is NaN), flattened into columns a results table can hold.
+    """
+    from ..metrics import segment_table
+
+    out = {}
+    for metric in ("ssim", "subject_consistency"):
+        for row in segment_table([frames], segment_starts, metric).itertuples():
+            out[f"segment_{row.segment}_{metric}"] = row.value
+    return out
+
+
+# ---- the studies' specs -----------------------------------------------------------------------
+def control_strength_spec(control_strengths: Sequence[float], seeds: Sequence[int], prompt: str = DEFAULT_PROMPT,
+                          change_prompt: str | None = DEFAULT_CHANGE_PROMPT, change_at_frame: int = 2,
+                          num_frames: int = 8, fps: int = 16, num_inference_steps: int = 20,
+                          color_coherence: float = 0.0, model: str = "shapes-tiny",
+                          name: str = "control_strength") -> SweepSpec:
+    """02: frame_chain over control strength x seeds; the prompt changes at `change_at_frame` (None: never)."""
+    if change_prompt is not None and not 0 < change_at_frame < num_frames:
+        raise ValueError(f"change_at_frame={change_at_frame} must be in [1, {num_frames - 1}] for {num_frames} frames")
+    request = {"prompt": prompt, "duration": num_frames / fps, "fps": fps, "num_inference_steps": num_inference_steps}
+    if change_prompt is not None:
+        request["keyframes"] = [{"time": change_at_frame / fps, "prompt": change_prompt}]
+    return SweepSpec(name=name, base_request=request, strategy="frame_chain", model=model,
+                     options={"color_coherence": color_coherence},
+                     axes={SCALE_AXIS: list(control_strengths), "seed": list(seeds)})
+
+
+def segment_decay_specs(segment_counts: Sequence[int], seeds: Sequence[int], prompt: str = DEFAULT_PROMPT,
+                        frames_per_segment: int = 4, fps: int = 16, num_inference_steps: int = 20,
+                        transition: str = "none", options: dict | None = None,
+                        model: str = "shapes-tiny") -> list[SweepSpec]:
+    """03: one segment_chain spec per segment count; each segment `frames_per_segment` frames long."""
+    transition_frames = {"none": 0, "crossfade": 2, "flow": 2}
+    if transition not in transition_frames:
+        raise ValueError(f"transition={transition!r} is not one of {list(transition_frames)}")
+    specs = []
+    for n in segment_counts:
+        num_frames = n * frames_per_segment + transition_frames[transition] * (n - 1)
+        request = {"prompt": prompt, "duration": num_frames / fps, "fps": fps,
+                   "num_inference_steps": num_inference_steps}
+        specs.append(SweepSpec(name=f"segment_decay_{n}", base_request=request, strategy="segment_chain",
+                               model=model, options={**(options or {}), "transition": transition},
+                               axes={SEGMENTS_AXIS: [n], "seed": list(seeds)}))
+    return specs
+
+
+def strategy_specs(strategies: Sequence[str], seeds: Sequence[int], prompt: str = DEFAULT_PROMPT,
+                   num_frames: int = 8, fps: int = 16, num_inference_steps: int = 20,
+                   strategy_options: dict[str, dict] | None = None, model: str = "shapes-tiny",
+                   max_retries: int = 0) -> list[SweepSpec]:
+    """04: the same request and seeds through each strategy (options per strategy name, default none).
+
+    max_retries defaults to 0: a strategy the model cannot run fails the same way every time.
+    """
+    strategy_options = strategy_options or {}
+    unknown = sorted(set(strategy_options) - set(strategies))
+    if unknown:
+        raise ValueError(f"strategy_options names {unknown}, which are not in strategies={list(strategies)}")
+    request = {"prompt": prompt, "duration": num_frames / fps, "fps": fps, "num_inference_steps": num_inference_steps}
+    return [SweepSpec(name=f"strategy_{s}", base_request=request, strategy=s, model=model,
+                      options=dict(strategy_options.get(s, {})), axes={"seed": list(seeds)}, max_retries=max_retries)
+            for s in strategies]
+
+
+# ---- running a study ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class StudyRun:
+    """The reports of a study's sweeps and the store's table of their points (ok and failed)."""
+
+    store_dir: Path
+    reports: list[SweepReport]
+    table: pd.DataFrame = dataclasses.field(repr=False)
+
+    def summary(self) -> str:
+        return "\n".join(r.summary() for r in self.reports)
+
+
+def run_study(specs: SweepSpec | Sequence[SweepSpec], store_dir: str | Path, progress: bool = False) -> StudyRun:
+    """Run every spec's missing points into one store with `measure_point`; resumable.
+
+    The table has one row per point of these specs, with `strategy` and `sweep` columns beside the
+    axis values, metrics, wall time and error (see `ResultsStore.table`).
+    """
+    specs = [specs] if isinstance(specs, SweepSpec) else list(specs)
+    for spec in specs:  # a misspelt strategy is an error before any point runs
+        check_strategy(spec.strategy)
+    reports = []
+    for spec in specs:
+        reports.append(run_sweep(spec, store_dir, point_fn=measure_point,
+                                 weights_hash=default_weights_hash(spec.model), progress=progress))
+    tables = [r.table.assign(sweep=s.name, strategy=s.strategy) for r, s in zip(reports, specs) if len(r.table)]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return StudyRun(Path(store_dir), reports, table)

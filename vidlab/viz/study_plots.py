@@ -1,0 +1,104 @@
+"""Figures of the studies (notebooks 02-04): curves with bands, the freeze/flicker trade-off, decay
+beside seed 001, strategies side by side. Each takes a table from `vidlab.experiments.analysis`
+and returns a matplotlib Figure (no plt.show, no global state)."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def _band(ax, part: pd.DataFrame, x: str, y: str = "mean", low: str = "ci_low", high: str = "ci_high",
+          label: str | None = None, color=None):
+    part = part.sort_values(x)
+    line, = ax.plot(part[x], part[y], marker="o", ms=3, label=label, color=color)
+    if low in part and high in part:
+        ax.fill_between(part[x], part[low], part[high], alpha=0.2, color=line.get_color())
+    return line
+
+
+def plot_metric_curves(curves: pd.DataFrame, x: str, metrics: Sequence[str] | None = None,
+                       xlabel: str | None = None, title: str | None = None, ncols: int = 3) -> Figure:
+    """One panel per metric of a `curves_over_seeds` table: mean against x with its confidence band."""
+    metrics = list(metrics) if metrics is not None else list(dict.fromkeys(curves["metric"]))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = Figure(figsize=(3.4 * min(ncols, len(metrics)), 2.6 * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, min(ncols, len(metrics)), squeeze=False)).ravel()
+    for ax, metric in zip(axes, metrics):
+        _band(ax, curves[curves["metric"] == metric], x)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel(xlabel or x, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(metrics):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_freeze_flicker(tradeoff: pd.DataFrame, x: str = "options.controlnet_conditioning_scale",
+                        xlabel: str = "control strength") -> Figure:
+    """Left: flicker and frozen fraction against `x` (twin axes, bands); right: frozen against flicker."""
+    fig = Figure(figsize=(9, 3.3))
+    left, right = fig.subplots(1, 2)
+    twin = left.twinx()
+    a = _band(left, tradeoff, x, "flicker", "flicker_ci_low", "flicker_ci_high", "flicker (MAE, 0-255)", "tab:blue")
+    b = _band(twin, tradeoff, x, "frozen", "frozen_ci_low", "frozen_ci_high", "frozen (change not followed)",
+              "tab:red")
+    left.set_xlabel(xlabel)
+    left.set_ylabel("flicker: mean |Δframe| (0-255)")
+    twin.set_ylabel("frozen fraction")
+    twin.set_ylim(-0.05, 1.05)
+    left.legend([a, b], [a.get_label(), b.get_label()], fontsize=7, loc="upper center")
+    right.plot(tradeoff["flicker"], tradeoff["frozen"], "o-", color="tab:purple", ms=4)
+    for _, row in tradeoff.iterrows():
+        right.annotate(f"{row[x]:g}", (row["flicker"], row["frozen"]), fontsize=7, xytext=(3, 3),
+                       textcoords="offset points")
+    right.set_xlabel("flicker (lower is steadier)")
+    right.set_ylabel("frozen (lower follows the prompt)")
+    right.set_ylim(-0.05, 1.05)
+    right.set_title("trade-off; labels: " + xlabel, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_decay_beside_seed001(decay: pd.DataFrame) -> Figure:
+    """Our 1-5 consistency score against segment count (band over seeds) and seed 001's table."""
+    fig = Figure(figsize=(5.5, 3.3))
+    ax = fig.subplots()
+    _band(ax, decay, "segments", "score_1_to_5", "score_ci_low", "score_ci_high", "ours (shapes-tiny)")
+    theirs = decay.dropna(subset=["seed001_score"])
+    exact = theirs[theirs["seed001_relation"] == "="]
+    below = theirs[theirs["seed001_relation"] == "<"]
+    ax.plot(exact["segments"], exact["seed001_score"], "s", color="tab:orange", label="seed 001 (Wan2.2-5B)")
+    if len(below):
+        ax.plot(below["segments"], below["seed001_score"], "v", color="tab:orange", label="seed 001: below")
+    ax.set_ylim(0.9, 5.2)
+    ax.set_xlabel("segments")
+    ax.set_ylabel("subject consistency (1-5)")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_strategy_comparison(summary: pd.DataFrame, metrics: Sequence[str] = ("ssim_consecutive", "flicker",
+                                                                               "adherence", "subject_consistency")
+                             ) -> Figure:
+    """One bar panel per metric, one bar per strategy; a strategy with no video is marked 'unavailable'."""
+    fig = Figure(figsize=(3.2 * len(metrics), 3.0))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    names = summary["strategy"].tolist()
+    for ax, metric in zip(axes, metrics):
+        values = summary[metric].to_numpy(dtype=float)
+        ax.bar(range(len(names)), np.nan_to_num(values), color="tab:blue")
+        for i, (value, status) in enumerate(zip(values, summary["status"])):
+            if np.isnan(value):
+                ax.text(i, 0, status, rotation=90, ha="center", va="bottom", fontsize=7, color="tab:red")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        ax.set_title(metric, fontsize=9)
+    fig.tight_layout()
+    return fig
