@@ -60,10 +60,23 @@ def caption(scene: Scene, template: int | None = None, rng: np.random.Generator 
     )
 
 
-def clip_caption(scene: Scene, direction: str | None, speed: str = "slowly") -> str:
-    """Caption of a moving subject: 'a red circle moves left slowly on a blue background'."""
+GROWTH_WORDS = {"grows": 1, "shrinks": -1}
+
+
+def clip_caption(scene: Scene, direction: str | None, speed: str = "slowly", growth: str | None = None,
+                 camera: str | None = None) -> str:
+    """Caption of a clip: 'a red circle moves left slowly on a navy background'.
+
+    growth ('grows' / 'shrinks') and a camera pan direction are said when given:
+    'a red circle moves up quickly and grows on a navy background , the camera pans left'.
+    """
+    if growth is not None and growth not in GROWTH_WORDS:
+        raise ValueError(f"growth={growth!r} is not one of {[None, *GROWTH_WORDS]}")
     motion = f"moves {direction} {speed}" if direction else "stays still"
-    return f"a {scene.color} {scene.shape} {motion} on a {scene.background} background"
+    if growth:
+        motion += f" and {growth}"
+    text = f"a {scene.color} {scene.shape} {motion} on a {scene.background} background"
+    return text + (f" , the camera pans {camera}" if camera else "")
 
 
 def _find(text: str, forms: dict[str, tuple[str, ...]]) -> str | None:
@@ -79,7 +92,7 @@ def _find(text: str, forms: dict[str, tuple[str, ...]]) -> str | None:
 def parse_prompt(prompt: str) -> dict[str, str | None]:
     """Map a caption back to the attributes it asks for; None where it names none.
 
-    Keys: shape, color, background, position, size, direction, speed.
+    Keys: shape, color, background, position, size, direction, speed, growth, camera.
     The background is the colour word followed by 'background', or after 'on'/'over';
     the subject colour is the first foreground colour word.
     """
@@ -93,12 +106,14 @@ def parse_prompt(prompt: str) -> dict[str, str | None]:
     hits = [(m.start(), name) for name in COLORS for m in re.finditer(rf"(?<![a-z]){name}(?![a-z])", text)]
     if hits:
         color = min(hits)[1]
-    direction = None
-    motion = re.search(r"moves ((?:up|down) (?:left|right)|left|right|up|down)", text)
-    if motion:
+    motion_re = r"((?:up|down) (?:left|right)|left|right|up|down)"
+    direction = camera = None
+    if motion := re.search(rf"moves {motion_re}", text):
         direction = motion.group(1)
+    if pan := re.search(rf"pans {motion_re}", text):
+        camera = pan.group(1)
     # remove motion words before reading the position, so "moves left" is not a position
-    text_wo_motion = re.sub(r"moves ((?:up|down) (?:left|right)|left|right|up|down)", " ", text)
+    text_wo_motion = re.sub(rf"(?:moves|pans) {motion_re}", " ", text)
     return {
         "shape": _find(text, SHAPE_WORDS),
         "color": color,
@@ -107,11 +122,18 @@ def parse_prompt(prompt: str) -> dict[str, str | None]:
         "size": next((s for s in SIZES if re.search(rf"\b{s}\b", text)), None),
         "direction": direction,
         "speed": next((s for s in SPEEDS if re.search(rf"\b{s}\b", text)), None),
+        "growth": next((g for g in GROWTH_WORDS if re.search(rf"\b{g}\b", text)), None),
+        "camera": camera,
     }
 
 
+# Words added after the zoo's text encoder was first trained: they get ids after the sorted
+# vocabulary, so every earlier word keeps its id (and its trained embedding).
+ADDED_WORDS = ("and", "grows", "shrinks", "camera", "pans")
+
+
 def vocabulary() -> list[str]:
-    """Every word the captions use (for the word-level tokenizer)."""
+    """Every word the captions use (for the word-level tokenizer), in token-id order."""
     words: set[str] = set()
     pieces = list(TEMPLATES) + list(COLORS) + list(BACKGROUNDS) + list(SIZES) + list(SPEEDS)
     pieces += [w for forms in POSITION_WORDS.values() for w in forms]
@@ -121,7 +143,7 @@ def vocabulary() -> list[str]:
     for p in pieces:
         for w in re.sub(r"\{[a-z]+\}", " ", p).replace(",", " , ").replace(":", " : ").split():
             words.add(w)
-    return sorted(words)
+    return sorted(words) + [w for w in ADDED_WORDS if w not in words]
 
 
 assert all(s in SHAPES for s in SHAPE_WORDS) and all(p in POSITIONS for p in POSITION_WORDS)

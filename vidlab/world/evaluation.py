@@ -148,3 +148,102 @@ def inference_cost(backend, steps: int = 20, guidance_scale: float = 5.0, repeat
             unet(x, 500, emb)
     unet_s = (time.perf_counter() - t0) / repeats
     return {"steps": steps, "pipeline_seconds_per_frame": pipe_s, "unet_only_seconds_per_frame": unet_s}
+
+
+# ---- the motion model (AnimateDiff on the zoo) ---------------------------------------------------
+
+def motion_clips(n: int, seed: int, num_frames: int = 8, heldout_fraction: float = 0.5):
+    """n moving clips never drawn in training: a different seed, and part held-out colour-shape combos."""
+    from .motion import random_clip
+    rng = np.random.default_rng([seed, 31337])
+    n_held = int(round(n * heldout_fraction))
+    splits = ["train"] * (n - n_held) + ["heldout"] * n_held
+    return [random_clip(rng, num_frames, split, p_still=0.0, p_growth=0.0, p_camera=0.0) for split in splits], splits
+
+
+def direction_of(displacement: np.ndarray, still_px: float = 2.0) -> str | None:
+    """The nearest of the 8 named directions to a displacement (x, y); None below `still_px`."""
+    from .shapes import DIRECTIONS
+    if np.hypot(*displacement) < still_px:
+        return None
+    unit = {k: np.array(v, float) / np.hypot(*v) for k, v in DIRECTIONS.items()}
+    return max(unit, key=lambda k: float(unit[k] @ displacement))
+
+
+def clip_report(frames: torch.Tensor, wanted: dict) -> dict:
+    """What the analyzer reads from one clip (F, 3, H, W) against the attributes a prompt asks for."""
+    attrs = [analyze(f) for f in frames]
+    centroids = [a.centroid for a in attrs if a.centroid is not None]
+    displacement = np.subtract(centroids[-1], centroids[0]) if len(centroids) >= 2 else np.zeros(2)
+    first = attrs[0]
+    constant = all(a.shape == first.shape and a.color == first.color for a in attrs) and first.shape is not None \
+        and first.color is not None
+    return {"direction": direction_of(displacement) if len(centroids) >= 2 else None,
+            "displacement_px": float(np.hypot(*displacement)),
+            "attributes_constant": bool(constant),
+            "shape_adherence": float(np.mean([a.shape == wanted["shape"] for a in attrs])),
+            "color_adherence": float(np.mean([a.color == wanted["color"] for a in attrs]))}
+
+
+def motion(backend, n: int = 96, seed: int = 2026, num_frames: int = 8, guidance_scale: float = 3.0,
+           steps: int = 20, batch: int = 8) -> dict:
+    """Direction, attribute constancy and prompt adherence of the zoo's AnimateDiff clips.
+
+    Direction is right when the subject's centroid moves from the first to the last frame by at
+    least 2 px, nearest (by angle) to the direction the prompt names among the 8 directions.
+    """
+    pipe = backend.pipeline("animatediff")
+    clips, splits = motion_clips(n, seed, num_frames)
+    rows = []
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        chunk = clips[i:i + batch]
+        out = pipe(prompt=[c.caption for c in chunk], num_frames=num_frames, height=64, width=64,
+                   guidance_scale=guidance_scale, num_inference_steps=steps, output_type="pt",
+                   generator=[torch.Generator().manual_seed(seed + i + j) for j in range(len(chunk))])
+        for c, frames in zip(chunk, out.frames):
+            r = clip_report(frames, {"shape": c.scene.shape, "color": c.scene.color})
+            rows.append({**r, "direction_right": r["direction"] == c.direction, "speed": c.speed,
+                         "asked_direction": c.direction})
+    seconds = time.perf_counter() - t0
+    held = np.array([s == "heldout" for s in splits])
+
+    def frac(key, mask=None):
+        v = np.array([r[key] for r in rows], float)
+        return float(v[mask].mean()) if mask is not None else float(v.mean())
+
+    speed = {s: float(np.mean([r["displacement_px"] for r in rows if r["speed"] == s])) for s in ("slowly", "quickly")}
+    return {"n": n, "n_heldout": int(held.sum()), "num_frames": num_frames, "guidance_scale": guidance_scale,
+            "steps": steps, "seconds_per_clip_batched": seconds / n,
+            "direction_right": frac("direction_right"), "direction_right_heldout": frac("direction_right", held),
+            "attributes_constant": frac("attributes_constant"),
+            "attributes_constant_heldout": frac("attributes_constant", held),
+            "shape_adherence": frac("shape_adherence"), "color_adherence": frac("color_adherence"),
+            "shape_adherence_heldout": frac("shape_adherence", held),
+            "color_adherence_heldout": frac("color_adherence", held),
+            "mean_displacement_px": speed}
+
+
+def sliding_window_seams(backend, n: int = 6, seed: int = 77, num_frames: int = 32, window: int = 16,
+                         overlap: int = 8, steps: int = 20) -> dict:
+    """32-frame `sliding_window` videos: are shape and colour the same on both sides of every seam?"""
+    from ..config import GenerationRequest
+    from ..generate import generate
+    from ..strategies.native import window_starts
+
+    clips, _ = motion_clips(n, seed, 8, heldout_fraction=0.0)
+    kept, across, constant = [], [], []
+    for i, c in enumerate(clips):
+        request = GenerationRequest(prompt=c.caption, seed=seed + i, fps=16, duration=num_frames / 16,
+                                    resolution="64p", num_inference_steps=steps)
+        video = generate(request, strategy="sliding_window", model=backend, window=window, overlap=overlap)
+        attrs = [analyze(f) for f in video.frames]
+        keys = [(a.shape, a.color) for a in attrs]
+        for start in window_starts(num_frames, window, overlap)[1:]:  # frames start-1 .. end of the overlap
+            span = keys[start - 1:min(num_frames, start + overlap)]
+            across.append(len(set(span)) == 1 and span[0][0] is not None)
+        kept.append(all(k == (c.scene.shape, c.scene.color) for k in keys))
+        constant.append(len(set(keys)) == 1 and keys[0][0] is not None)
+    return {"n": n, "num_frames": num_frames, "window": window, "overlap": overlap,
+            "attributes_kept_all_frames": float(np.mean(kept)), "attributes_constant": float(np.mean(constant)),
+            "same_across_seams": float(np.mean(across)) if across else None}

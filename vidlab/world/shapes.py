@@ -201,25 +201,63 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
 SPEEDS: dict[str, float] = {"slowly": 1.0, "quickly": 2.0}  # pixels per frame along each axis
 
 
+def background_texture(background: str, offset: tuple[float, float] = (0.0, 0.0),
+                       image_size: int = IMAGE_SIZE, amplitude: float = 14.0) -> np.ndarray:
+    """The named background with a low-contrast wave pattern, seen through a camera at `offset`.
+
+    The pattern lives in world coordinates, so shifting `offset` by (dx, dy) pans the view by
+    that many pixels; float (H, W, 3) in 0-255. The amplitude stays far below the analyzer's
+    subject threshold, so the background is still read as its name.
+    """
+    y, x = np.mgrid[0:image_size, 0:image_size].astype(np.float32)
+    x, y = x + offset[0], y + offset[1]
+    wave = np.sin(2 * np.pi * x / 9.0) * np.sin(2 * np.pi * y / 11.0) + 0.5 * np.sin(2 * np.pi * (x + y) / 13.0)
+    base = np.array(BACKGROUNDS[background], np.float32)
+    return np.clip(base + amplitude / 1.5 * wave[..., None], 0, 255)
+
+
+def clip_trajectory(scene: Scene, num_frames: int, direction: str | None = None, speed: str = "slowly",
+                    growth: float = 0.0, camera: str | None = None,
+                    image_size: int = IMAGE_SIZE) -> list[tuple[float, float, float, tuple[float, float]]]:
+    """Ground truth of a clip: per frame (x, y, radius, camera offset) in screen pixels.
+
+    The subject moves in `direction` at `speed`; a camera panning in `camera` at the same speed
+    moves everything on screen the opposite way, subject included.
+    """
+    for name, value, allowed in (("direction", direction, DIRECTIONS), ("camera", camera, DIRECTIONS)):
+        if value is not None and value not in allowed:
+            raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
+    if speed not in SPEEDS:
+        raise ValueError(f"speed={speed!r} is not one of {list(SPEEDS)}")
+    step = SPEEDS[speed]
+
+    def unit(name):
+        dx, dy = DIRECTIONS[name] if name else (0.0, 0.0)
+        norm = math.hypot(dx, dy) or 1.0
+        return dx / norm, dy / norm
+
+    (mx, my), (cx_, cy_) = unit(direction), unit(camera)
+    x0, y0 = scene.resolved_center(image_size)
+    r0 = scene.radius * image_size / IMAGE_SIZE
+    out = []
+    for i in range(num_frames):
+        cam = (i * step * cx_, i * step * cy_)
+        out.append((x0 + i * step * mx - cam[0], y0 + i * step * my - cam[1], max(2.0, r0 + growth * i), cam))
+    return out
+
+
 def render_clip(scene: Scene, num_frames: int, direction: str | None = None, speed: str = "slowly",
-                growth: float = 0.0, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+                growth: float = 0.0, image_size: int = IMAGE_SIZE, camera: str | None = None,
+                textured: bool = False) -> torch.Tensor:
     """Frames (F, 3, H, W) of the scene's subject moving in `direction` at `speed`.
 
     growth: change of the half-extent in pixels per frame (negative shrinks).
+    camera: the camera pans that way at `speed` (the view shifts, the subject moves the other
+    way on screen); textured: a low-contrast pattern on the background, which makes a pan visible.
     """
-    if direction is not None and direction not in DIRECTIONS:
-        raise ValueError(f"direction={direction!r} is not one of {list(DIRECTIONS)}")
-    if speed not in SPEEDS:
-        raise ValueError(f"speed={speed!r} is not one of {list(SPEEDS)}")
-    dx, dy = DIRECTIONS[direction] if direction else (0.0, 0.0)
-    step = SPEEDS[speed]
-    norm = math.hypot(dx, dy) or 1.0
-    cx0, cy0 = scene.resolved_center(image_size)
     frames = []
-    for i in range(num_frames):
-        cx = cx0 + i * step * dx / norm
-        cy = cy0 + i * step * dy / norm
-        r = max(2.0, scene.radius * image_size / IMAGE_SIZE + growth * i)
-        img = render_array(dataclasses.replace(scene, center=(cx, cy)), image_size, radius=r)
+    for x, y, r, cam in clip_trajectory(scene, num_frames, direction, speed, growth, camera, image_size):
+        bg = background_texture(scene.background, cam, image_size) if textured else None
+        img = render_array(dataclasses.replace(scene, center=(x, y)), image_size, background_image=bg, radius=r)
         frames.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
     return torch.stack(frames)

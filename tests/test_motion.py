@@ -1,0 +1,148 @@
+"""The zoo's motion model: clips of the shapes world, the training stage, and the shipped adapter."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vidlab.backends.presets import ZOO_PATH
+from vidlab.world import analyzer, parse_prompt
+from vidlab.world import motion as mo
+from vidlab.world.evaluation import clip_report, direction_of
+from vidlab.world.shapes import DIRECTIONS, IMAGE_SIZE, Scene, render_clip
+from vidlab.world.training import build_tokenizer
+
+HAS_ADAPTER = (ZOO_PATH / "motion_adapter" / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_random_clips_stay_inside_the_frame_and_say_what_they_show():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        clip = mo.random_clip(rng, num_frames=int(rng.choice([8, 16])), p_growth=0.3, p_camera=0.2)
+        for x, y, r, _ in clip.trajectory():
+            assert r + 1 - 1e-6 <= x <= IMAGE_SIZE - r - 1 + 1e-6 and r + 1 - 1e-6 <= y <= IMAGE_SIZE - r - 1 + 1e-6
+        asked = parse_prompt(clip.caption)
+        assert (asked["shape"], asked["color"], asked["background"]) == (clip.scene.shape, clip.scene.color,
+                                                                        clip.scene.background)
+        assert (asked["direction"], asked["growth"], asked["camera"]) == (clip.direction, clip.growth, clip.camera)
+        assert asked["position"] is None  # "moves left" / "pans left" is not a position
+
+
+def test_random_clip_is_deterministic_and_respects_held_out_combos():
+    a = [mo.random_clip(np.random.default_rng(5)) for _ in range(3)]
+    b = [mo.random_clip(np.random.default_rng(5)) for _ in range(3)]
+    assert a == b
+    torch.testing.assert_close(a[0].render(), b[0].render(), rtol=0, atol=0)
+    from vidlab.world.shapes import HELD_OUT_COMBOS
+    rng = np.random.default_rng(1)
+    assert all((c.scene.color, c.scene.shape) not in HELD_OUT_COMBOS for c in (mo.random_clip(rng) for _ in range(200)))
+
+
+def test_camera_pan_moves_the_subject_the_other_way_over_a_textured_background():
+    scene = Scene("square", "yellow", "navy", "center", "medium")
+    frames = render_clip(scene, 8, camera="left", speed="quickly", textured=True)
+    attrs = [analyzer.analyze(f) for f in frames]
+    assert all(a.background == "navy" and a.shape == "square" for a in attrs)
+    dx = attrs[-1].centroid[0] - attrs[0].centroid[0]
+    assert dx == pytest.approx(14, abs=1.0)  # camera left -> subject right on screen, 2 px/frame
+    # the background itself shifts: the textured frames differ outside the subject
+    assert (frames[0] - frames[1]).abs()[:, :4, :].max() > 0.02
+
+
+def test_growth_changes_the_analyzed_size():
+    clip = mo.Clip(Scene("circle", "red", "white", "center", "small", (32.0, 32.0)), 16, growth="grows")
+    areas = [analyzer.analyze(f).area for f in clip.render()]
+    assert areas[-1] > 1.8 * areas[0]
+
+
+def test_direction_of_names_the_nearest_of_eight():
+    assert direction_of(np.array([5.0, 0.2])) == "right"
+    assert direction_of(np.array([-4.0, -4.5])) == "up left"
+    assert direction_of(np.array([0.5, 0.5])) is None
+    for name, (dx, dy) in DIRECTIONS.items():
+        assert direction_of(7 * np.array([dx, dy], float)) == name
+
+
+def test_clip_report_reads_a_ground_truth_clip():
+    clip = mo.Clip(Scene("diamond", "green", "beige", "left", "medium", (14.0, 30.0)), 8, "right", "quickly")
+    r = clip_report(clip.render(), {"shape": "diamond", "color": "green"})
+    assert r["direction"] == "right" and r["attributes_constant"]
+    assert r["shape_adherence"] == 1.0 and r["color_adherence"] == 1.0
+    assert r["displacement_px"] == pytest.approx(14, abs=1.0)
+
+
+def test_tokenizer_keeps_every_id_the_zoo_was_trained_with():
+    """Words added for clips come after the old vocabulary; old ids are unchanged."""
+    shipped = json.loads((ZOO_PATH / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    current = build_tokenizer().get_vocab()
+    assert all(current[w] == i for w, i in shipped.items())
+    assert {"camera", "pans", "grows", "shrinks"} <= set(current)
+
+
+def test_extend_text_encoder_keeps_old_rows():
+    from transformers import CLIPTextConfig, CLIPTextModel
+    enc = CLIPTextModel(CLIPTextConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, max_position_embeddings=8))
+    old = enc.get_input_embeddings().weight.detach().clone()
+    mo.extend_text_encoder(enc, 13)
+    new = enc.get_input_embeddings().weight
+    assert new.shape == (13, 8) and torch.equal(new[:10], old) and enc.config.vocab_size == 13
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    torch.manual_seed(0)
+    return mo.motion_stage(tmp_path_factory.mktemp("motion_run"), frames_per_batch=16)
+
+
+def test_motion_stage_starts_as_the_image_model_and_trains_only_motion(stage):
+    unet = stage.model.unet
+    outs = [m for n, m in unet.named_modules() if "motion_modules" in n and n.endswith("proj_out")]
+    assert outs and all(float(m.weight.abs().max()) == 0 for m in outs)
+    trainable = {n for n, p in stage.model.named_parameters() if p.requires_grad}
+    assert all("motion_modules" in n or n.endswith("token_embedding.weight") for n in trainable)
+    static_ids = [i for w, i in build_tokenizer().get_vocab().items() if w in mo.static_words()]
+    motion_ids = mo.motion_word_ids(build_tokenizer())
+    assert set(static_ids).isdisjoint(motion_ids)
+    assert {"moves", "quickly", "up", "pans"} <= {build_tokenizer().convert_ids_to_tokens(i) for i in motion_ids}
+
+
+def test_motion_loss_falls_and_static_words_stay_frozen(stage):
+    table = stage.model.text_encoder.get_input_embeddings().weight
+    before_table = table.detach().clone()
+    for g in stage.optimizer.param_groups:
+        g["lr"] = 3e-3
+    with torch.no_grad():
+        before = float(stage.loss_fn(0))
+    for step in range(8):
+        stage.optimizer.zero_grad()
+        stage.loss_fn(step % 2).backward()
+        stage.optimizer.step()
+    with torch.no_grad():
+        after = float(stage.loss_fn(0))
+    assert after < before
+    changed = (table.detach() - before_table).abs().sum(1) > 0
+    motion_ids = mo.motion_word_ids(build_tokenizer())
+    assert changed.nonzero().flatten().tolist() == [i for i in motion_ids if changed[i]]  # nothing else moved
+    assert changed[motion_ids].any()
+
+
+def test_motion_stage_resumes(tmp_path):
+    first = mo.train_motion(tmp_path, steps=1, frames_per_batch=8)
+    assert first["step"] == 1
+    again = mo.train_motion(tmp_path, steps=2, frames_per_batch=8)
+    assert again["step"] == 2 and len(again["losses"]) == 2
+
+
+@pytest.mark.skipif(not HAS_ADAPTER, reason="the zoo's motion adapter is not exported yet")
+def test_zoo_motion_adapter_loads_offline_in_animatediff(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+    adapter = MotionAdapter.from_pretrained(ZOO_PATH / "motion_adapter")
+    pipe = AnimateDiffPipeline.from_pretrained(ZOO_PATH, motion_adapter=adapter)
+    size_mb = sum(p.stat().st_size for p in (ZOO_PATH / "motion_adapter").iterdir()) / 2**20
+    assert size_mb < 10
+    out = pipe("a red square moves right quickly on a white background", num_frames=8, height=64, width=64,
+               num_inference_steps=4, guidance_scale=3.0, output_type="pt",
+               generator=torch.Generator().manual_seed(0))
+    assert out.frames.shape == (1, 8, 3, 64, 64)

@@ -1,0 +1,284 @@
+"""The zoo learns motion: shapes-world clips and a diffusers `MotionAdapter` trained on them.
+
+Stage 'motion' comes after the zoo's text-to-image stages and starts from the *packaged* zoo
+(`vidlab/zoo/shapes-tiny`), so anyone can rerun it from a clean install:
+
+1. data: `random_clip` draws a clip of 8 or 16 frames: the subject moves in one of 8 directions
+   at one of two speeds or stays still, a fifth of clips grow or shrink, a tenth are a camera pan
+   over a textured background; `clip_caption` says all of it. Colour-shape combinations in
+   `HELD_OUT_COMBOS` never appear, so evaluation can use prompts the model has never seen.
+2. model: `UNetMotionModel.from_unet2d(zoo UNet, MotionAdapter(...))`. Every motion module's
+   output projection starts at zero, so at step 0 the model *is* the image model. Trained: the
+   motion modules, and the token embeddings of words only clips use ("moves", "up", "quickly",
+   "pans", ...), which static captions never contain, so text-to-image is untouched.
+3. loss: epsilon prediction, one timestep per clip, min-SNR-5, noise offset, 10% caption
+   dropout. Each batch holds 32 frames: 4 clips x 8 frames, every 4th step 2 clips x 16 frames
+   (so the 16-frame windows of `sliding_window` stay in distribution).
+
+`python -m vidlab.world.motion train --steps N` trains (resumable); `export` writes
+`motion_adapter/`, `text_encoder/` and `tokenizer/` into the zoo.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from .captions import POSITION_WORDS, SHAPE_WORDS, TEMPLATES, clip_caption, vocabulary
+from .shapes import (BACKGROUNDS, COLORS, DIRECTIONS, IMAGE_SIZE, SIZES, SPEEDS, Scene, cell_of, clip_trajectory,
+                     random_scene, render_clip)
+from .training import MAX_TOKENS, Stage, _rng_for, build_tokenizer, scheduler_config, train_stage
+
+GROWTH_PER_FRAME = 0.25  # pixels of half-extent per frame for 'grows' / 'shrinks'
+CLIP_FRAMES = (8, 16)
+FRAMES_PER_BATCH = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """Ground truth of one clip; `scene.center` is the subject's centre in frame 0."""
+
+    scene: Scene
+    num_frames: int
+    direction: str | None = None  # None: the subject stays still
+    speed: str = "slowly"
+    growth: str | None = None  # 'grows' | 'shrinks' | None
+    camera: str | None = None  # pan direction; the background is textured when set
+
+    @property
+    def caption(self) -> str:
+        return clip_caption(self.scene, self.direction, self.speed, self.growth, self.camera)
+
+    @property
+    def growth_px(self) -> float:
+        return {"grows": GROWTH_PER_FRAME, "shrinks": -GROWTH_PER_FRAME, None: 0.0}[self.growth]
+
+    def trajectory(self) -> list[tuple[float, float, float, tuple[float, float]]]:
+        return clip_trajectory(self.scene, self.num_frames, self.direction, self.speed, self.growth_px, self.camera)
+
+    def render(self) -> torch.Tensor:
+        """Frames (F, 3, 64, 64) in [0, 1]."""
+        return render_clip(self.scene, self.num_frames, self.direction, self.speed, self.growth_px,
+                           camera=self.camera, textured=self.camera is not None)
+
+
+def _start_range(radius: float, displacement: float, size: int = IMAGE_SIZE) -> tuple[float, float]:
+    """Where a centre may start so the whole shape stays inside the frame along one axis."""
+    return radius + 1 - min(0.0, displacement), size - radius - 1 - max(0.0, displacement)
+
+
+def random_clip(rng: np.random.Generator, num_frames: int = 8, split: str = "train",
+                p_still: float = 0.1, p_growth: float = 0.2, p_camera: float = 0.1) -> Clip:
+    """A clip whose subject stays inside the frame throughout; deterministic in rng."""
+    scene = random_scene(rng, split)
+    camera = direction = growth = None
+    if rng.random() < p_camera:
+        camera = tuple(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
+    elif rng.random() >= p_still:
+        direction = tuple(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
+    speed = tuple(SPEEDS)[rng.integers(len(SPEEDS))]
+    if rng.random() < p_growth:
+        growth = ("grows", "shrinks")[rng.integers(2)]
+    for speed in (speed, "slowly"):  # fall back to the slow speed if the fast one cannot fit
+        clip = Clip(scene, num_frames, direction, speed, growth, camera)
+        x_last, y_last, _, _ = clip.trajectory()[-1]
+        x0, y0 = clip.scene.resolved_center()
+        r_max = max(r for _, _, r, _ in clip.trajectory())
+        (xa, xb), (ya, yb) = _start_range(r_max, x_last - x0), _start_range(r_max, y_last - y0)
+        if xa <= xb and ya <= yb:
+            x, y = rng.uniform(xa, xb), rng.uniform(ya, yb)
+            scene = dataclasses.replace(scene, position=cell_of(x, y), center=(float(x), float(y)))
+            return dataclasses.replace(clip, scene=scene)
+    raise ValueError(f"a {num_frames}-frame clip moving {direction} does not fit in {IMAGE_SIZE} pixels")
+
+
+# ---- the model -----------------------------------------------------------------------------
+
+def motion_adapter_config() -> dict:
+    """MotionAdapter matching the zoo UNet (block_out_channels (32, 64, 64), 1 layer per block)."""
+    return dict(block_out_channels=(32, 64, 64), motion_layers_per_block=1, motion_num_attention_heads=4,
+                motion_norm_num_groups=16, motion_max_seq_length=32, use_motion_mid_block=True)
+
+
+def static_words() -> set[str]:
+    """Words of the text-to-image captions; their embeddings stay frozen."""
+    words = set(COLORS) | set(BACKGROUNDS) | set(SIZES)
+    words |= {w for forms in POSITION_WORDS.values() for f in forms for w in f.split()}
+    words |= {w for forms in SHAPE_WORDS.values() for w in forms}
+    for t in TEMPLATES:
+        words |= {w for w in t.replace(",", " , ").replace(":", " : ").split() if not w.startswith("{")}
+    return words
+
+
+def motion_word_ids(tokenizer) -> list[int]:
+    """Token ids of the words only clip captions use (trained with the motion modules)."""
+    frozen = static_words()
+    return sorted(tokenizer.convert_tokens_to_ids(w) for w in vocabulary() if w not in frozen)
+
+
+def extend_text_encoder(text_encoder, vocab_size: int, seed: int = 0):
+    """Give the text encoder rows for words added to the tokenizer after it was trained.
+
+    The new rows start at the mean embedding plus small noise (deterministic in seed); old rows
+    are kept exactly.
+    """
+    emb = text_encoder.get_input_embeddings()
+    old = emb.weight.shape[0]
+    if old >= vocab_size:
+        return text_encoder
+    g = torch.Generator().manual_seed(seed)
+    extra = emb.weight.detach().mean(0, keepdim=True) + 0.02 * torch.randn(vocab_size - old, emb.weight.shape[1],
+                                                                            generator=g)
+    new = torch.nn.Embedding(vocab_size, emb.weight.shape[1])
+    with torch.no_grad():
+        new.weight.copy_(torch.cat([emb.weight.detach(), extra]))
+    text_encoder.set_input_embeddings(new)
+    text_encoder.config.vocab_size = vocab_size
+    return text_encoder
+
+
+def zero_motion_outputs(unet_motion) -> None:
+    """Zero each motion module's output projection: the untrained model equals the image model."""
+    for name, module in unet_motion.named_modules():
+        if "motion_modules" in name and name.endswith("proj_out") and isinstance(module, torch.nn.Linear):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+
+
+class MotionTrainee(torch.nn.Module):
+    """What the 'motion' stage trains: the UNet with motion modules and the text encoder."""
+
+    def __init__(self, unet_motion, text_encoder):
+        super().__init__()
+        self.unet = unet_motion
+        self.text_encoder = text_encoder
+
+
+def load_base(base):
+    """The zoo's VAE, tokenizer (rebuilt, with the added words), text encoder and UNet."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    base = Path(base)
+    vae = AutoencoderKL.from_pretrained(base / "vae").eval().requires_grad_(False)
+    tokenizer = build_tokenizer()
+    text_encoder = extend_text_encoder(CLIPTextModel.from_pretrained(base / "text_encoder"), len(tokenizer))
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    return vae, tokenizer, text_encoder.eval(), unet.eval()
+
+
+def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per_batch: int = FRAMES_PER_BATCH,
+                 noise_offset: float = 0.05, caption_dropout: float = 0.1) -> Stage:
+    """The MotionAdapter on top of the frozen zoo (stage 'motion')."""
+    from diffusers import DDIMScheduler, MotionAdapter, UNetMotionModel
+
+    from vidlab.backends.presets import ZOO_PATH
+
+    torch.manual_seed(seed)
+    vae, tokenizer, text_encoder, unet = load_base(base or ZOO_PATH)
+    unet_motion = UNetMotionModel.from_unet2d(unet, MotionAdapter(**motion_adapter_config()))
+    zero_motion_outputs(unet_motion)
+    unet_motion.freeze_unet2d_params()
+    text_encoder.requires_grad_(False)
+    table = text_encoder.get_input_embeddings().weight
+    table.requires_grad_(True)
+    trainable_rows = torch.zeros(table.shape[0], 1)
+    trainable_rows[motion_word_ids(tokenizer)] = 1.0
+    table.register_hook(lambda grad: grad * trainable_rows)  # only motion words learn
+    model = MotionTrainee(unet_motion, text_encoder)
+    motion_params = [p for n, p in unet_motion.named_parameters() if p.requires_grad]
+    # weight decay 0 on the table: rows without gradient then stay exactly as they were
+    opt = torch.optim.AdamW([{"params": motion_params, "weight_decay": 1e-2},
+                             {"params": [table], "weight_decay": 0.0, "lr": lr}], lr=lr)
+    ema = {n: p.detach().clone() for n, p in model.named_parameters() if "motion_modules" in n}
+    alphas_cumprod = DDIMScheduler(**scheduler_config()).alphas_cumprod
+    scale = vae.config.scaling_factor
+
+    def loss_fn(step):
+        rng = _rng_for(seed, step)
+        torch.manual_seed(seed * 100003 + step)
+        num_frames = CLIP_FRAMES[1] if step % 4 == 3 else CLIP_FRAMES[0]
+        batch = frames_per_batch // num_frames
+        clips = [random_clip(rng, num_frames) for _ in range(batch)]
+        pixels = torch.cat([c.render() for c in clips]) * 2 - 1  # (B*F, 3, 64, 64)
+        with torch.no_grad():
+            post = vae.encode(pixels).latent_dist
+            latents = (post.mean + post.std * torch.randn_like(post.mean)) * scale
+        latents = latents.view(batch, num_frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+        texts = ["" if rng.random() < caption_dropout else c.caption for c in clips]
+        ids = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                        return_tensors="pt").input_ids
+        states = text_encoder(ids)[0]
+        noise = torch.randn_like(latents) + noise_offset * torch.randn(batch, latents.shape[1], 1, 1, 1)
+        t = torch.randint(0, 1000, (batch,))
+        a = alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        # diffusers' UNetMotionModel takes text states per frame: (B*F, L, D)
+        pred = unet_motion(noisy, t, states.repeat_interleave(num_frames, dim=0)).sample
+        snr = a.view(-1) / (1 - a.view(-1))
+        w = torch.clamp(snr, max=5.0) / snr  # min-SNR-5
+        return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+
+    return Stage("motion", model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=50)
+
+
+def train_motion(run_dir, steps: int = 1500, base=None, lr: float = 1e-3, seed: int = 0,
+                 frames_per_batch: int = FRAMES_PER_BATCH) -> dict:
+    return train_stage(motion_stage(run_dir, base, lr, seed, frames_per_batch), run_dir, steps)
+
+
+def export_motion(run_dir, out_dir=None, base=None, use_ema: bool = True) -> Path:
+    """Write the trained MotionAdapter, the text encoder and the tokenizer into the zoo folder."""
+    from diffusers import MotionAdapter
+
+    from vidlab.backends.presets import ZOO_PATH
+
+    out = Path(out_dir or ZOO_PATH)
+    stage = motion_stage(run_dir, base)
+    d = Path(run_dir) / "motion"
+    state = load_file(d / "state.safetensors")
+    if use_ema and (d / "ema.safetensors").exists():
+        state.update(load_file(d / "ema.safetensors"))
+    stage.model.load_state_dict(state)
+    adapter = MotionAdapter(**motion_adapter_config())
+    unet = stage.model.unet
+    for mine, theirs in ((adapter.down_blocks, unet.down_blocks), (adapter.up_blocks, unet.up_blocks)):
+        for a, b in zip(mine, theirs):
+            a.motion_modules.load_state_dict(b.motion_modules.state_dict())
+    adapter.mid_block.motion_modules.load_state_dict(unet.mid_block.motion_modules.state_dict())
+    adapter.save_pretrained(out / "motion_adapter", safe_serialization=True)
+    text_encoder = stage.model.text_encoder.requires_grad_(False)
+    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    build_tokenizer().save_pretrained(out / "tokenizer")
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train the zoo's motion adapter on shapes-world clips.")
+    parser.add_argument("command", choices=["train", "export"])
+    parser.add_argument("--run-dir", default="checkpoints/shapes-tiny")
+    parser.add_argument("--base", default=None, help="zoo folder to start from (default: the packaged zoo)")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames-per-batch", type=int, default=FRAMES_PER_BATCH)
+    parser.add_argument("--out", default=None, help="export: target zoo folder (default: the packaged zoo)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.command == "export":
+        print(export_motion(args.run_dir, args.out, args.base))
+        return
+    result = train_motion(args.run_dir, args.steps, args.base, args.lr, args.seed, args.frames_per_batch)
+    print(json.dumps({"stage": "motion", "step": result["step"], "seconds": round(result["seconds"], 1),
+                      "final_loss": float(np.mean(result["losses"][-50:]))}))
+
+
+if __name__ == "__main__":
+    main()
