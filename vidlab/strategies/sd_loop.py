@@ -5,8 +5,9 @@ prompt encoding, classifier-free guidance, ControlNet residuals and img2img star
 written out so a strategy can (a) encode each prompt once per video, (b) hand in its own
 noise (style lock: a fixed noise plus a small per-segment perturbation), (c) keep frames as
 tensors on the device, and (d) compute the ControlNet's conditioning embedding once per frame
-rather than once per step (it does not depend on the timestep). With the same noise it gives
-the pipeline's frames (see `experiments/bench_frame_chain.py`).
+rather than once per step (it does not depend on the timestep), and (e) call plain attention
+directly (`direct_attention`). With the same noise it gives the pipeline's frames to within
+float rounding (see `experiments/bench_frame_chain.py`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import dataclasses
 from contextlib import contextmanager, nullcontext
 
 import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 
 @dataclasses.dataclass
@@ -73,6 +76,66 @@ def cached_control_embedding(controlnet, control: torch.Tensor):
         module.forward = original_forward
 
 
+class _DirectAttention:
+    """A plain `Attention` module's forward as diffusers' `AttnProcessor2_0` computes it, minus what
+    repeats for nothing at every step of a small model:
+
+    - diffusers' `Attention.forward` inspects the processor's signature on every call;
+    - cross-attention keys and values depend only on the text embeddings, constant over the loop:
+      computed on the first step, reused after;
+    - self-attention over a batch whose CFG halves are equal (a block before the text enters:
+      uncond and cond see the same latents, timestep and control) is computed for one half.
+    """
+
+    def __init__(self, attn: Attention, text: torch.Tensor | None):
+        self.attn, self.text, self.text_kv = attn, text, None
+
+    def __call__(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, **cross_attention_kwargs) -> torch.Tensor:
+        attn = self.attn
+        if attention_mask is not None or cross_attention_kwargs or hidden_states.ndim != 3:
+            return attn.processor(attn, hidden_states, encoder_hidden_states, attention_mask, **cross_attention_kwargs)
+        b = hidden_states.shape[0]  # hidden_states (B, L, C)
+        if encoder_hidden_states is None:
+            if b == 2 and torch.equal(hidden_states[0], hidden_states[1]):
+                return self(hidden_states[:1]).repeat(2, 1, 1)
+            key, value = attn.to_k(hidden_states), attn.to_v(hidden_states)
+        elif encoder_hidden_states is self.text:
+            if self.text_kv is None:
+                self.text_kv = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+            key, value = self.text_kv
+        else:
+            key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        query = attn.to_q(hidden_states)
+        heads, head_dim = attn.heads, query.shape[-1] // attn.heads
+        query, key, value = (x.view(b, -1, heads, head_dim).transpose(1, 2) for x in (query, key, value))
+        out = F.scaled_dot_product_attention(query, key, value)           # (B, heads, L, head_dim)
+        return attn.to_out[0](out.transpose(1, 2).reshape(b, -1, heads * head_dim))
+
+
+def _is_plain(attn: Attention) -> bool:
+    """Default processor, no norms or residual inside: what `_DirectAttention` computes exactly.
+    Any other processor (an attention-capture one, say) is left alone."""
+    return (type(attn.processor) is AttnProcessor2_0 and not attn.training and attn.spatial_norm is None
+            and attn.group_norm is None and attn.norm_q is None and attn.norm_k is None and not attn.norm_cross
+            and not attn.residual_connection and attn.rescale_output_factor == 1.0)
+
+
+@contextmanager
+def direct_attention(models, text: torch.Tensor):
+    """Within the block, the plain attention modules of `models` run `_DirectAttention`;
+    `text` (B, T, D) is the encoder_hidden_states every call of the loop passes."""
+    modules = [m for model in models if model is not None for m in model.modules()
+               if isinstance(m, Attention) and _is_plain(m)]
+    for m in modules:
+        m.forward = _DirectAttention(m, text)
+    try:
+        yield
+    finally:
+        for m in modules:
+            del m.forward
+
+
 @torch.no_grad()
 def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tensor, *,
             num_inference_steps: int, guidance_scale: float, init_latents: torch.Tensor | None = None,
@@ -111,7 +174,8 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
         control_in = control.to(device, dtype)
         control_in = torch.cat([control_in] * 2) if do_cfg else control_in
     # 3. denoising loop
-    with (cached_control_embedding(controlnet, control_in) if controlnet is not None else nullcontext()):
+    with (cached_control_embedding(controlnet, control_in) if controlnet is not None else nullcontext()), \
+            direct_attention([unet, controlnet], embeds):
         for i, t in enumerate(timesteps):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = scheduler.scale_model_input(model_in, t)

@@ -5,9 +5,11 @@
 2. style lock: every segment's noise is a fixed base noise plus a small perturbation,
    noise_k = sqrt(1 - p^2) * N(seed) + p * N(seed_k), p = `style_perturbation`;
 3. visual anchor: the last frame of segment k (camera-warped) starts segment k + 1 — img2img
-   for image models, the image condition for image-to-video models;
+   with `strength` for image models, video-to-video with `strength` for AnimateDiff, the image
+   condition of image-to-video for Wan (which has no strength: the anchor is the first frame);
 4. within a segment an image model chains img2img from frame to frame (`within_strength`);
-   a video model makes the segment in one call;
+   a video model makes the segment in one call (Wan makes 4k + 1 frames: it is asked for the
+   next such count and the segment keeps its first frames);
 5. transitions between segments: 'none', 'crossfade' (blends with `crossfade_weights`),
    'flow' (Farneback optical-flow in-betweens);
 6. a segment that fails (raises, or the callback raises RetrySegment) is redone alone with a new
@@ -103,7 +105,8 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
             except RuntimeError as err:  # a failed model call (e.g. out of memory): retry this segment alone
                 error = err
         else:
-            raise RuntimeError(f"segment {k} failed after {opts.max_retries + 1} attempts (seeds {attempts}): {error}")
+            raise RuntimeError(f"segment {k} failed after {opts.max_retries + 1} attempts (seeds {attempts}): "
+                               f"{error}") from error
         if frames and n_trans:
             between = crossfade(frames[-1], seg[0], opts.crossfade_weights) if opts.transition == "crossfade" \
                 else flow_interpolate(frames[-1], seg[0])
@@ -112,7 +115,8 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
         frames.extend(seg)
         segments_record.append({"prompt": prompts[k], "frames": lengths[k], "seed": attempts[-1],
                                 "attempt_seeds": attempts, "start_frame": starts[-1]})
-    record = {"segments": segments_record, "segment_starts": starts, "anchor_strength": strength,
+    anchor_strength = None if backend.preset.family == "wan" else strength  # Wan's i2v has no strength
+    record = {"segments": segments_record, "segment_starts": starts, "anchor_strength": anchor_strength,
               "color_coherence": coherence, "transition": opts.transition, "transition_frames": n_trans,
               "camera_matrix": matrix.tolist(), "base_noise_seed": request.seed}
     return torch.stack(frames), record
@@ -150,6 +154,13 @@ def _video_segment(ctx, prompt: str, length: int, seg_seed: int, anchor):
     """A video model's segment: one call, the warped anchor as the image condition."""
     from .native import generate_clip
 
+    backend = ctx["backend"]
+    asked = length
+    if backend.preset.family == "wan":  # Wan makes 4k + 1 frames (k latent frames after the first)
+        k = backend.components["vae"].config.scale_factor_temporal
+        asked = k * math.ceil((length - 1) / k) + 1
     image = warp(anchor, ctx["matrix"]) if anchor is not None else None
-    return generate_clip(ctx["backend"], ctx["request"], prompt, length, seg_seed, image=image,
-                         strength=ctx["strength"])
+    clip = generate_clip(backend, ctx["request"], prompt, asked, seg_seed, image=image, strength=ctx["strength"])
+    if clip.shape[0] < length:
+        raise ValueError(f"the video model made {clip.shape[0]} frames for a segment of {length} (asked {asked})")
+    return clip[:length]
