@@ -15,10 +15,11 @@ Layer kinds: "cross" (to the prompt: per-token heat maps), "temporal" (AnimateDi
 modules: frame × frame), "joint" (self-attention of a video transformer over all frames' tokens,
 as Wan does: frame × frame). Spatial self-attention of image models is not captured.
 
-Classifier-free guidance: the sums keep every batch row and every call within a step
-("slot"), so the conditional branch is picked after the run: SD / AnimateDiff batch
-[uncond, cond] in one call (`cfg_layout="batched"`), Wan calls cond then uncond
-(`"sequential"`); "auto" tells them apart from the number of calls per step and of rows.
+Classifier-free guidance: only the conditional branch is recorded (half the work). SD and
+AnimateDiff batch [uncond, cond] in one call (`cfg_layout="batched"`: the second half of the
+rows is kept); Wan calls the transformer for cond, then for uncond (`"sequential"`: the first
+call of each step is kept). "auto" reads "batched" from a batch of twice the number of prompts,
+and always keeps only the first call of a step; "none" keeps every row of the first call.
 
 >>> pipe = load_backend("shapes-tiny").pipeline("text2img")                  # doctest: +SKIP
 >>> with AttentionCapture(pipe, prompt, layers="up_blocks") as capture:       # doctest: +SKIP
@@ -52,7 +53,7 @@ class Layer:
 
 
 class AttentionAggregator:
-    """Running sums and counts of reduced attention, keyed by (kind, group, slot).
+    """Running sums and counts of reduced attention, keyed by (kind, group).
 
     A key's sum has a fixed shape from its first update on: (B, F, T, h, w) heat maps or
     (B, F, F) frame matrices. `mean(key)` is the sum over layers, heads and steps divided by the
@@ -78,7 +79,7 @@ class AttentionAggregator:
         return [k for k in self.sums if kind is None or k[0] == kind]
 
     def total(self, keys: list[tuple]) -> tuple[torch.Tensor, int]:
-        """Sum and count over several keys (e.g. every group of one slot)."""
+        """Sum and count over several keys (e.g. every layer group)."""
         return sum(self.sums[k] for k in keys), sum(self.counts[k] for k in keys)
 
     def state_shapes(self) -> dict[tuple, tuple[int, ...]]:
@@ -91,15 +92,17 @@ class AttentionAggregator:
 class CaptureProcessor:
     """Runs the layer's original processor, then hands the layer's inputs to the capture."""
 
-    def __init__(self, original, capture: "AttentionCapture", layer: Layer):
+    def __init__(self, original, capture: "AttentionCapture", layer: Layer, recompute=None):
         self.original, self.capture, self.layer = original, capture, layer
+        self.recompute = recompute  # the layer's queries/keys function (probs.qk_function)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
         out = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
         if self.capture.recording:
             extra = args[0] if args else kwargs.get("temb", kwargs.get("rotary_emb"))
             with torch.no_grad():
-                self.capture._observe(self.layer, attn, hidden_states, encoder_hidden_states, attention_mask, extra)
+                self.capture._observe(self.layer, attn, hidden_states, encoder_hidden_states, attention_mask, extra,
+                                      self.recompute)
         return out
 
 
@@ -160,7 +163,7 @@ class AttentionCapture:
     steps: (start, stop) step indices, stop excluded; timesteps: (low, high) scheduler timesteps,
         both ends included. A step is captured when it is inside both.
     cfg_layout: "auto", "batched" (one call [uncond, cond]), "sequential" (cond call, then
-        uncond call), "none" (no guidance): how the conditional branch is found in the sums.
+        uncond call), "none" (no guidance): where the conditional branch is (see the module doc).
     max_chunk_bytes: the largest probability chunk materialized at once.
     """
 
@@ -199,9 +202,9 @@ class AttentionCapture:
         self.aggregator = AttentionAggregator()
         self.peak_chunk_bytes = [0]
         self.recording = False
-        self._grid = None
+        self._grid, self._half = None, False
         self._step, self._slot, self._last_t = -1, 0, None
-        self.steps_seen, self.steps_captured = 0, 0
+        self.steps_seen, self.steps_captured, self.calls_seen = 0, 0, 0
         self._originals, self._hooks = {}, []
 
     # ---- install / restore -------------------------------------------------------------------
@@ -218,10 +221,14 @@ class AttentionCapture:
                 for key, proc in originals.items():
                     name = key.removesuffix(".processor")
                     layer = selected.get(prefix + name)
-                    if layer is not None and not probs.supported(denoiser.get_submodule(name)):
+                    if layer is None:
+                        new[key] = proc
+                        continue
+                    recompute = probs.qk_function(denoiser.get_submodule(name))
+                    if recompute is None:
                         raise TypeError(f"layer {layer.name!r} is a {type(denoiser.get_submodule(name)).__name__}, "
                                         "which capture does not support (diffusers Attention, WanAttention)")
-                    new[key] = proc if layer is None else CaptureProcessor(proc, self, layer)
+                    new[key] = CaptureProcessor(proc, self, layer, recompute)
                 self._originals[prefix] = originals
                 denoiser.set_attn_processor(dict(new))  # set_attn_processor pops from the dict it gets
                 self._hooks.append(denoiser.register_forward_pre_hook(self._on_denoiser_call, with_kwargs=True))
@@ -249,25 +256,40 @@ class AttentionCapture:
         sample = kwargs.get("sample", kwargs.get("hidden_states", args[0] if args else None))
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         t = float(torch.as_tensor(t).float().max()) if t is not None else float(self._step + 1)
+        self.calls_seen += 1
         if t != self._last_t:
             self._step, self._slot, self._last_t = self._step + 1, 0, t
             self.steps_seen += 1
         else:
-            self._slot += 1
+            self._slot += 1  # a second call at one timestep: Wan's unconditional branch
         in_steps = self.steps is None or self.steps[0] <= self._step < self.steps[1]
         in_timesteps = self.timesteps is None or self.timesteps[0] <= t <= self.timesteps[1]
-        self.recording = in_steps and in_timesteps
-        if self.recording and self._slot == 0:
-            self.steps_captured += 1
+        self.recording = in_steps and in_timesteps and self._slot == 0
+        self.steps_captured += self.recording
         b, frames, h, w = sample.shape[0], (sample.shape[2] if sample.ndim == 5 else 1), *sample.shape[-2:]
-        patch = getattr(module.config, "patch_size", None)
         if _is_video_transformer(module):
+            patch = module.config.patch_size
             frames, h, w = frames // patch[0], h // patch[1], w // patch[2]
-        self._grid = (b, frames, h, w)
+        self._half = self._batched(b)
+        self._grid = (b // 2 if self._half else b, frames, h, w)
 
-    def _observe(self, layer: Layer, attn, hidden_states, encoder_hidden_states, attention_mask, extra) -> None:
+    def _batched(self, rows: int) -> bool:
+        """Whether this call's batch is [uncond, cond] (keep the second half)."""
+        if self.cfg_layout == "batched":
+            if rows % 2:
+                raise ValueError(f"cfg_layout='batched' needs an even batch, the denoiser got {rows} rows")
+            return True
+        return self.cfg_layout == "auto" and self.prompts is not None and rows == 2 * len(self.prompts)
+
+    def _observe(self, layer: Layer, attn, hidden_states, encoder_hidden_states, attention_mask, extra,
+                 recompute=None) -> None:
         batch, frames, h, w = self._grid
-        query, key, scale = probs.queries_keys(attn, hidden_states, encoder_hidden_states, extra)
+        if self._half:  # rows are [uncond, cond] (x frames or pixels, batch-major): keep cond
+            rows = hidden_states.shape[0]
+            hidden_states, encoder_hidden_states, attention_mask, extra = (
+                x[rows // 2:] if isinstance(x, torch.Tensor) and x.shape[0] == rows else x
+                for x in (hidden_states, encoder_hidden_states, attention_mask, extra))
+        query, key, scale = probs.queries_keys(attn, hidden_states, encoder_hidden_states, extra, recompute)
         mask = None
         if attention_mask is not None:
             if not hasattr(attn, "prepare_attention_mask"):
@@ -283,7 +305,7 @@ class AttentionCapture:
             value = probs.temporal_mass(query, key, scale, batch, **opts)
         else:
             value = probs.frame_mass(query, key, scale, batch, frames, **opts)
-        self.aggregator.update((layer.kind, layer.group, self._slot), value)
+        self.aggregator.update((layer.kind, layer.group), value)
 
     # ---- results -----------------------------------------------------------------------------
 
@@ -292,7 +314,7 @@ class AttentionCapture:
         return sorted({k[1] for k in self.aggregator.keys(kind)})
 
     def _cond(self, kinds: tuple[str, ...], group: str | None, index: int) -> torch.Tensor:
-        """Mean over layers/heads/steps of the conditional branch's row `index`."""
+        """Mean over layers/heads/steps of sample `index` of the conditional branch."""
         keys = [k for k in self.aggregator.sums if k[0] in kinds]
         if not keys:
             raise ValueError(f"no attention of kind {list(kinds)} was captured (steps seen: {self.steps_seen}, "
@@ -302,31 +324,11 @@ class AttentionCapture:
             if group not in groups:
                 raise ValueError(f"group={group!r} has no captured {'/'.join(kinds)} attention; groups: {groups}")
             keys = [k for k in keys if k[1] == group]
-        slots = sorted({k[2] for k in keys})
-        rows = self.aggregator.sums[keys[0]].shape[0]
-        layout = self._layout(slots, rows)
-        total, count = self.aggregator.total([k for k in keys if k[2] == 0])
-        if layout == "batched":
-            total = total[rows // 2:]
+        total, count = self.aggregator.total(keys)
         n = total.shape[0]
         if not (isinstance(index, int) and -n <= index < n):
             raise IndexError(f"index={index!r} is out of range: the conditional branch has {n} samples")
         return total[index] / count
-
-    def _layout(self, slots: list[int], rows: int) -> str:
-        if self.cfg_layout != "auto":
-            if self.cfg_layout == "batched" and rows % 2:
-                raise ValueError(f"cfg_layout='batched' needs an even number of rows, got {rows}")
-            return self.cfg_layout
-        if len(slots) > 1:
-            return "sequential"
-        n = len(self.prompts) if self.prompts is not None else None
-        if n is not None and rows == 2 * n:
-            return "batched"
-        if rows == 1 or (n is not None and rows == n):
-            return "none"
-        raise ValueError(f"cfg_layout='auto' cannot tell the conditional rows among {rows} rows for "
-                         f"{n} prompt(s); pass cfg_layout='batched', 'sequential' or 'none'")
 
     def heat(self, index: int = 0, group: str | None = None) -> torch.Tensor:
         """Per-token heat maps (F, T, h, w) of sample `index` of the conditional branch."""
@@ -337,17 +339,15 @@ class AttentionCapture:
         if self.prompts is None:
             raise ValueError("word maps need the prompts: pass prompts= to AttentionCapture")
         heat = self.heat(index, group)
-        per_prompt = max(1, self._n_cond_rows() // len(self.prompts))
+        per_prompt = max(1, self._n_samples() // len(self.prompts))
         prompt = self.prompts[min(index // per_prompt, len(self.prompts) - 1)]
         words = prompt_words(prompt, self.tokenizer)
         words = [w for w in words if max(w.tokens) < heat.shape[1]]
         stacked = torch.stack([heat[:, list(w.tokens)].sum(1) for w in words])  # (n_words, F, h, w)
         return WordMaps(prompt, words, stacked)
 
-    def _n_cond_rows(self) -> int:
-        keys = self.aggregator.keys("cross")
-        rows = self.aggregator.sums[keys[0]].shape[0]
-        return rows // 2 if self._layout(sorted({k[2] for k in keys}), rows) == "batched" else rows
+    def _n_samples(self) -> int:
+        return next(iter(self.aggregator.sums.values())).shape[0]
 
     def frame_attention(self, index: int = 0, group: str | None = None) -> torch.Tensor:
         """Frame × frame attention (F, F) of sample `index`: row i = how frame i's tokens spread over frames."""

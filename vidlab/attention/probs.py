@@ -73,12 +73,8 @@ def _qk_wan_attention(attn, hidden_states, encoder_hidden_states, rotary_emb=Non
     return query.transpose(1, 2), key.transpose(1, 2), query.shape[-1] ** -0.5
 
 
-def supported(attn) -> bool:
-    """Whether queries and keys of this attention module can be recomputed."""
-    return _qk_function(attn) is not None
-
-
-def _qk_function(attn):
+def qk_function(attn):
+    """The function recomputing queries and keys of this attention module; None if unsupported."""
     from diffusers.models.attention_processor import Attention
     try:
         from diffusers.models.transformers.transformer_wan import WanAttention
@@ -91,9 +87,12 @@ def _qk_function(attn):
     return None
 
 
-def queries_keys(attn, hidden_states, encoder_hidden_states, extra=None):
-    """(query (B, heads, Nq, d), key (B, heads, Nk, d), scale) of one call of `attn`."""
-    fn = _qk_function(attn)
+def queries_keys(attn, hidden_states, encoder_hidden_states, extra=None, fn=None):
+    """(query (B, heads, Nq, d), key (B, heads, Nk, d), scale) of one call of `attn`.
+
+    fn: the module's recompute function (`qk_function(attn)`), when the caller already looked it up.
+    """
+    fn = fn or qk_function(attn)
     if fn is None:
         raise TypeError(f"attention module {type(attn).__name__} is not supported; "
                         "supported: diffusers Attention, WanAttention")
@@ -135,11 +134,12 @@ def cross_heat(query, key, scale, batch: int, frames: int, height: int, width: i
         raise ValueError(f"cross-attention has {rows} query rows; expected batch={batch} or batch*frames={batch * frames}")
     pixels = n_q if per_frame else n_q // frames
     h, w = grid_of(pixels, height, width)
-    heat = torch.empty(rows, n_q, n_tokens, dtype=torch.float32, device=query.device)
-    for start, probs in probability_chunks(query, key, scale, mask, max_bytes):
+    parts = []
+    for _, probs in probability_chunks(query, key, scale, mask, max_bytes):
         if peak is not None:
             peak[0] = max(peak[0], probs.numel() * probs.element_size())
-        heat[:, start:start + probs.shape[2]] = probs[..., :n_tokens].mean(dim=1)
+        parts.append(probs[..., :n_tokens].mean(dim=1))  # (rows, c, T)
+    heat = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
     heat = heat.view(batch * frames, h, w, n_tokens).permute(0, 3, 1, 2)  # (B*F, T, h, w)
     if (h, w) != (height, width):
         heat = F.interpolate(heat, size=(height, width), mode="bilinear", align_corners=False)
