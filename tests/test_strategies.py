@@ -202,3 +202,38 @@ def test_wan_preset_native_and_segment_chain_on_tiny_components(tiny_wan):
     a, _ = STRATEGIES["native"](backend, req, {})
     b, _ = STRATEGIES["native"](backend, req, {})
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
+
+
+def test_direct_attention_equals_diffusers_processors_and_spares_other_processors(sd):
+    """sd_loop calls plain attention directly (text K/V once, equal CFG halves once): the same numbers
+    as diffusers' AttnProcessor2_0; a layer with any other processor (a capture, say) keeps it."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from vidlab.strategies.sd_loop import PromptCache, denoise, latent_shape, make_noise
+
+    class CountingProcessor(AttnProcessor2_0):
+        calls = 0
+
+        def __call__(self, *args, **kwargs):
+            CountingProcessor.calls += 1
+            return super().__call__(*args, **kwargs)
+
+    backend = load_backend(sd["model"], base=sd["base"], controlnet=sd["controlnet"])
+    cond, uncond = PromptCache(backend)(PROMPT)
+    noise = make_noise(3, latent_shape(backend, 32, 32), backend.device)
+    control = effects.canny_control(render(Scene("circle", "red", "white", "center", "large"), 32))[None]
+    run = lambda: denoise(backend, cond, uncond, noise, num_inference_steps=4, guidance_scale=5.0,  # noqa: E731
+                          control=control, control_scale=1.0)
+    direct = run()
+    models = [backend.components["unet"], backend.components["controlnet"]]
+    assert not any("forward" in vars(m) for model in models for m in model.modules())  # restored after the loop
+    originals = [dict(m.attn_processors) for m in models]
+    try:
+        for m in models:
+            m.set_attn_processor(CountingProcessor())
+        through_diffusers = run()
+    finally:
+        for m, processors in zip(models, originals):
+            m.set_attn_processor(processors)
+    assert CountingProcessor.calls > 0
+    assert torch.allclose(direct, through_diffusers, atol=1e-6)

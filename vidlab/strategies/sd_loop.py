@@ -68,12 +68,15 @@ def cached_control_embedding(controlnet, control: torch.Tensor):
     """Run the ControlNet's conditioning embedding once; every step reuses the result."""
     module = controlnet.controlnet_cond_embedding
     embedding = module(control)
-    original_forward = module.forward
+    own_forward = vars(module).get("forward")  # an instance-level forward someone else set, if any
     module.forward = lambda cond: embedding
     try:
         yield
     finally:
-        module.forward = original_forward
+        if own_forward is None:
+            del module.forward
+        else:
+            module.forward = own_forward
 
 
 class _DirectAttention:
@@ -126,7 +129,7 @@ def direct_attention(models, text: torch.Tensor):
     """Within the block, the plain attention modules of `models` run `_DirectAttention`;
     `text` (B, T, D) is the encoder_hidden_states every call of the loop passes."""
     modules = [m for model in models if model is not None for m in model.modules()
-               if isinstance(m, Attention) and _is_plain(m)]
+               if isinstance(m, Attention) and _is_plain(m) and "forward" not in vars(m)]
     for m in modules:
         m.forward = _DirectAttention(m, text)
     try:
