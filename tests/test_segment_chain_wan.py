@@ -1,9 +1,7 @@
 """segment_chain on a tiny Wan2.2-TI2V-format model: segment 0 from text, every next segment from
 image-to-video with the last frame of the one before as its image condition."""
-import importlib.util
 import json
 import shutil
-import types
 
 import pytest
 import torch
@@ -32,20 +30,8 @@ def tiny_ti2v(tiny_wan, tmp_path_factory):
 
 
 @pytest.fixture
-def backend(tiny_ti2v, monkeypatch):
-    import diffusers.pipelines.wan.pipeline_wan_i2v as wan_i2v
-
-    if importlib.util.find_spec("ftfy") is None:
-        # diffusers' WanImageToVideoPipeline calls ftfy without checking it is installed (WanPipeline checks);
-        # vidlab does not depend on ftfy yet: stand in for its fix_text, which leaves ASCII prompts unchanged
-        monkeypatch.setattr(wan_i2v, "ftfy", types.SimpleNamespace(fix_text=lambda text: text), raising=False)
-    backend = load_backend("wan2.2-ti2v-5b", base=tiny_ti2v)
-    as_loaded = {kind: backend.pipeline(kind).config.expand_timesteps for kind in backend.kinds}
-    for kind in backend.kinds:  # the loader does not carry expand_timesteps yet (see the xfail below)
-        backend.pipeline(kind).register_to_config(expand_timesteps=True)
-    yield backend
-    for kind, value in as_loaded.items():  # leave the cached backend as the loader made it
-        backend.pipeline(kind).register_to_config(expand_timesteps=value)
+def backend(tiny_ti2v):
+    return load_backend("wan2.2-ti2v-5b", base=tiny_ti2v)
 
 
 def request(**kw):
@@ -106,9 +92,7 @@ def test_a_retried_segment_keeps_its_anchor(backend, monkeypatch):
     assert torch.equal(frames[5:], second_try)
 
 
-@pytest.mark.xfail(strict=True, reason="vidlab.backends.loading builds WanImageToVideoPipeline without the "
-                                       "model's expand_timesteps, so Wan2.2-TI2V's image-to-video gets 2x+4 "
-                                       "channels; remove this marker (and the workaround above) once it carries it")
 def test_loader_carries_expand_timesteps(tiny_ti2v):
+    """Wan2.2-TI2V's image-to-video needs the model_index option, or it gets 2x+4 latent channels."""
     backend = load_backend("wan2.2-ti2v-5b", base=tiny_ti2v)
-    assert backend.pipeline("wan_i2v").config.expand_timesteps
+    assert backend.pipeline("wan_i2v").config.expand_timesteps and backend.pipeline("wan").config.expand_timesteps

@@ -202,6 +202,9 @@ def test_wan_preset_native_and_segment_chain_on_tiny_components(tiny_wan):
     a, _ = STRATEGIES["native"](backend, req, {})
     b, _ = STRATEGIES["native"](backend, req, {})
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b)
+    # a count Wan cannot make (not 4k + 1) is asked as the next one and trimmed: 8 -> 9 -> 8
+    eight, _ = STRATEGIES["native"](backend, request(duration=0.5, num_inference_steps=2), {})
+    assert eight.shape == (8, 3, 32, 32)
 
 
 def test_direct_attention_equals_diffusers_processors_and_spares_other_processors(sd):

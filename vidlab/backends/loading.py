@@ -135,6 +135,9 @@ class Backend:
                 "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
 
 
+WAN_OPTIONS = "wan_pipeline_options"  # components key of Wan's model_index options (not a module)
+
+
 def _build_pipeline(kind: str, c: dict):
     import diffusers as d
 
@@ -150,13 +153,17 @@ def _build_pipeline(kind: str, c: dict):
         return d.StableDiffusionControlNetImg2ImgPipeline(**sd, controlnet=c["controlnet"], **extras)
     if kind == "animatediff":
         return d.AnimateDiffPipeline(**sd, motion_adapter=c["motion_adapter"], feature_extractor=None)
+    # Wan2.2's pipeline options (expand_timesteps for TI2V-5B, boundary_ratio for the two-expert A14B)
+    # live in model_index.json, not in a component: carry them to both pipelines
+    wan_options = c.get(WAN_OPTIONS, {})
     if kind == "wan":
         return d.WanPipeline(**{k: c[k] for k in ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")},
-                             **{k: c.get(k) for k in ("transformer_2",) if k in c})
+                             **{k: c.get(k) for k in ("transformer_2",) if k in c}, **wan_options)
     if kind == "wan_i2v":
         return d.WanImageToVideoPipeline(
             **{k: c[k] for k in ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")},
-            image_encoder=c.get("image_encoder"), image_processor=c.get("image_processor"))
+            **{k: c.get(k) for k in ("transformer_2",) if k in c},
+            image_encoder=c.get("image_encoder"), image_processor=c.get("image_processor"), **wan_options)
     raise ValueError(f"unknown pipeline kind {kind!r}")
 
 
@@ -170,6 +177,8 @@ def _load_components(preset: Preset, device, dtype) -> dict:
         pipe = _from_pretrained(d.StableDiffusionPipeline, preset.base, "base", preset,
                                 safety_checker=None, requires_safety_checker=False, **kw)
     components = {k: v for k, v in pipe.components.items() if v is not None}
+    if preset.family == "wan":
+        components[WAN_OPTIONS] = {k: pipe.config[k] for k in ("boundary_ratio", "expand_timesteps") if k in pipe.config}
     if preset.controlnet:
         components["controlnet"] = _from_pretrained(d.ControlNetModel, preset.controlnet, "controlnet", preset, **kw)
     if preset.motion_adapter:

@@ -8,6 +8,8 @@ image-to-video for Wan), and overlapping frames are blended linearly. For Animat
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field
 from tqdm.auto import tqdm
@@ -42,12 +44,15 @@ def generate_clip(backend, request: GenerationRequest, prompt: str, num_frames: 
                   width=request.width, num_inference_steps=request.num_inference_steps,
                   guidance_scale=request.guidance_scale, generator=generator, output_type="pt")
     if family == "wan":
+        # Wan makes k*n + 1 frames (its VAE compresses time k = 4x): ask for the next such count, keep num_frames
+        k = backend.components["vae"].config.scale_factor_temporal
+        wan_frames = k * math.ceil((num_frames - 1) / k) + 1
         if image is None:
-            return _frames_from_output(backend.pipeline("wan")(num_frames=num_frames, **common))
+            return _frames_from_output(backend.pipeline("wan")(num_frames=wan_frames, **common))[:num_frames]
         from .effects import to_uint8
         from PIL import Image
         return _frames_from_output(backend.pipeline("wan_i2v")(image=Image.fromarray(to_uint8(image)),
-                                                               num_frames=num_frames, **common))
+                                                               num_frames=wan_frames, **common))[:num_frames]
     if "motion_adapter" not in backend.components:
         raise ValueError(f"model {backend.preset.name!r} has no motion adapter: native video needs a video model "
                          "(preset 'animatediff', 'wan2.2-ti2v-5b', or shapes-tiny once its motion module ships)")

@@ -154,13 +154,10 @@ def _video_segment(ctx, prompt: str, length: int, seg_seed: int, anchor):
     """A video model's segment: one call, the warped anchor as the image condition."""
     from .native import generate_clip
 
-    backend = ctx["backend"]
-    asked = length
-    if backend.preset.family == "wan":  # Wan makes 4k + 1 frames (k latent frames after the first)
-        k = backend.components["vae"].config.scale_factor_temporal
-        asked = k * math.ceil((length - 1) / k) + 1
     image = warp(anchor, ctx["matrix"]) if anchor is not None else None
-    clip = generate_clip(backend, ctx["request"], prompt, asked, seg_seed, image=image, strength=ctx["strength"])
-    if clip.shape[0] < length:
-        raise ValueError(f"the video model made {clip.shape[0]} frames for a segment of {length} (asked {asked})")
-    return clip[:length]
+    # generate_clip returns exactly `length` frames (for Wan it asks for the next 4k + 1 and trims)
+    clip = generate_clip(ctx["backend"], ctx["request"], prompt, length, seg_seed, image=image,
+                         strength=ctx["strength"])
+    if clip.shape[0] != length:
+        raise ValueError(f"the video model made {clip.shape[0]} frames for a segment of {length}")
+    return clip
