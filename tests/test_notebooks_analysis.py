@@ -95,6 +95,7 @@ def test_segment_decay_notebook_writes_a_decay_table_beside_seed001(tmp_path, ke
     assert decay["segments"].tolist() == [1, 2, 4]
     assert decay["frames"].tolist() == [2, 4, 8] and (decay["n_seeds"] == 2).all()
     assert decay["score_1_to_5"].between(1, 5).all()
+    assert decay["score_ci_low"].between(1, 5).all() and decay["score_ci_high"].between(1, 5).all()
     assert decay["score_1_to_5"].tolist() == pytest.approx((1 + 4 * decay["subject_consistency"]).tolist())
     assert math.isnan(decay["seed001_score"][0]) and decay["seed001_score"][1:].tolist() == [4.8, 4.3]
     points = pd.read_csv(out / "points.csv")

@@ -91,7 +91,8 @@ def decay_table(table: pd.DataFrame, x: str = "options.num_segments", level: flo
     """One row per segment count: our subject consistency and its 1-5 score (with CI) beside seed 001's.
 
     score_1_to_5 = consistency_score_1_to_5(subject_consistency) per video, then averaged over
-    seeds (the map is linear). Also the mean SSIM and colour drift against frame 0.
+    seeds (the map is linear); its Student-t interval is clipped to the scale, [1, 5]. Also the mean
+    SSIM and colour drift against frame 0.
     """
     ok = ok_points(table)
     rows = []
@@ -100,7 +101,8 @@ def decay_table(table: pd.DataFrame, x: str = "options.num_segments", level: flo
         theirs, relation = seed001_score(int(n))
         rows.append({"segments": int(n), "n_seeds": len(group), "frames": int(group["num_frames"].iloc[0]),
                      "subject_consistency": float(group["subject_consistency"].mean()),
-                     "score_1_to_5": ci["mean"], "score_ci_low": ci["ci_low"], "score_ci_high": ci["ci_high"],
+                     "score_1_to_5": ci["mean"], "score_ci_low": float(np.clip(ci["ci_low"], 1, 5)),
+                     "score_ci_high": float(np.clip(ci["ci_high"], 1, 5)),
                      "ssim_anchor": float(group["ssim_anchor"].mean()),
                      "color_drift": float(group["color_drift"].mean()),
                      "seed001_score": theirs, "seed001_relation": relation})
@@ -136,9 +138,9 @@ def strategy_summary(table: pd.DataFrame, strategies: Sequence[str] | None = Non
                      metrics: Sequence[str] = COMPARISON_METRICS) -> pd.DataFrame:
     """One row per strategy: status, points ok / failed, the mean of each metric, the first error.
 
-    status: "ok" (every point made a video), "partial" (some failed), "unavailable" (none did; the
-    error says why, e.g. a model without the component the strategy needs). A strategy in
-    `strategies` with no point at all in the table is "not run".
+    status: "ok" (every point made a video), "partial" (some failed), "unavailable" (none did: the
+    model lacks a component the strategy needs, or the options do not fit; `error` says which).
+    A strategy in `strategies` with no point at all in the table is "not run".
     """
     strategies = list(strategies) if strategies is not None else list(dict.fromkeys(table.get("strategy", [])))
     rows = []
