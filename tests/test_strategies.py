@@ -133,6 +133,9 @@ def test_native_and_sliding_window_on_tiny_animatediff(tiny_sd):
     assert frames.shape[0] == 12 and rec["window_starts"] == [0, 4]
     fn, rec_fn = STRATEGIES["sliding_window"](backend, long_req, {"window": 8, "free_noise": True})
     assert fn.shape[0] == 12 and rec_fn["free_noise"]
+    # a video no longer than the overlap is one window (the default overlap 4 used to be an error here)
+    short, rec_short = STRATEGIES["sliding_window"](backend, request(duration=0.2, num_inference_steps=2), {})
+    assert short.shape[0] == 3 and rec_short["window_starts"] == [0]
 
 
 def test_window_blend_is_a_partition_of_unity():

@@ -150,7 +150,8 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
         return frames, {"free_noise": True, "seed": request.seed, "context_length": context,
                         "context_stride": opts.context_stride}
     window = opts.window or backend.preset.native_frames
-    starts = window_starts(total, min(window, total), opts.overlap)
+    # a video no longer than one window is one window, whatever the overlap
+    starts = [0] if total <= window else window_starts(total, window, opts.overlap)
     windows, seeds = [], []
     for i, s in enumerate(tqdm(starts, desc="sliding_window", disable=len(starts) < 3, leave=False)):
         seed = request.seed + i
