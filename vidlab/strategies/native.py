@@ -104,11 +104,14 @@ class SlidingWindowOptions(Strict):
 
 
 def window_starts(total: int, window: int, overlap: int) -> list[int]:
-    """Start frames of overlapping windows covering `total` frames; the last window ends at total."""
-    if overlap >= window:
-        raise ValueError(f"overlap={overlap} must be < window={window}")
+    """Start frames of overlapping windows covering `total` frames; the last window ends at total.
+
+    A video no longer than one window is that one window, whatever the overlap.
+    """
     if total <= window:
         return [0]
+    if overlap >= window:
+        raise ValueError(f"overlap={overlap} must be < window={window}")
     step = window - overlap
     starts = list(range(0, total - window, step))
     return starts + [total - window]
@@ -139,19 +142,17 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
     opts = SlidingWindowOptions.model_validate(options)
     total = request.num_frames
     prompt = request.full_prompt()
+    window = opts.window or backend.preset.native_frames
     if opts.free_noise:
         if backend.preset.family == "wan" or "motion_adapter" not in backend.components:
             raise ValueError("free_noise=True needs an AnimateDiff model (diffusers' FreeNoise is AnimateDiff-only)")
-        context = opts.window or backend.preset.native_frames
-        if total <= context:
-            raise ValueError(f"free_noise needs more frames ({total}) than its context length (window={context})")
+        if total <= window:
+            raise ValueError(f"free_noise needs more frames ({total}) than its context length (window={window})")
         frames = generate_clip(backend, request, prompt, total, request.seed, free_noise=True,
-                               context_length=context, context_stride=opts.context_stride)
-        return frames, {"free_noise": True, "seed": request.seed, "context_length": context,
+                               context_length=window, context_stride=opts.context_stride)
+        return frames, {"free_noise": True, "seed": request.seed, "context_length": window,
                         "context_stride": opts.context_stride}
-    window = opts.window or backend.preset.native_frames
-    # a video no longer than one window is one window, whatever the overlap
-    starts = [0] if total <= window else window_starts(total, window, opts.overlap)
+    starts = window_starts(total, window, opts.overlap)
     windows, seeds = [], []
     for i, s in enumerate(tqdm(starts, desc="sliding_window", disable=len(starts) < 3, leave=False)):
         seed = request.seed + i

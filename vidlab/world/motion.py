@@ -87,9 +87,9 @@ def random_clip(rng: np.random.Generator, num_frames: int = 8, split: str = "tra
         growth = ("grows", "shrinks")[rng.integers(2)]
     for speed in (speed, "slowly"):  # fall back to the slow speed if the fast one cannot fit
         clip = Clip(scene, num_frames, direction, speed, growth, camera)
-        x_last, y_last, _, _ = clip.trajectory()[-1]
-        x0, y0 = clip.scene.resolved_center()
-        r_max = max(r for _, _, r, _ in clip.trajectory())
+        path = clip.trajectory()
+        (x0, y0, _, _), (x_last, y_last, _, _) = path[0], path[-1]
+        r_max = max(r for _, _, r, _ in path)
         (xa, xb), (ya, yb) = _start_range(r_max, x_last - x0), _start_range(r_max, y_last - y0)
         if xa <= xb and ya <= yb:
             x, y = rng.uniform(xa, xb), rng.uniform(ya, yb)
