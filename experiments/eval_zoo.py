@@ -50,6 +50,7 @@ def main():
         result["inference_cost"] = ev.inference_cost(backend, guidance_scale=best)
     if "motion" in args.parts and "motion_adapter" in backend.components:
         result["motion"] = ev.motion(backend, n=args.motion_n, guidance_scale=best)
+        result["motion_caption_sensitivity"] = ev.caption_sensitivity(backend)
         result["sliding_window"] = ev.sliding_window_seams(backend, n=6)
     result["eval_seconds"] = round(time.time() - t0, 1)
     text = json.dumps(result, indent=2)

@@ -100,7 +100,11 @@ def test_motion_stage_starts_as_the_image_model_and_trains_only_motion(stage):
     outs = [m for n, m in unet.named_modules() if "motion_modules" in n and n.endswith("proj_out")]
     assert outs and all(float(m.weight.detach().abs().max()) == 0 for m in outs)
     trainable = {n for n, p in stage.model.named_parameters() if p.requires_grad}
-    assert all("motion_modules" in n or n.endswith("token_embedding.weight") for n in trainable)
+    assert all("motion_modules" in n or "lora_" in n or n.endswith("token_embedding.weight") for n in trainable)
+    # the LoRA sits on the image UNet's text cross-attention only, and starts as a no-op (B = 0)
+    lora = {n: p for n, p in stage.model.named_parameters() if "lora_" in n}
+    assert lora and all(".attn2." in n and "motion_modules" not in n for n in lora)
+    assert all(float(p.detach().abs().max()) == 0 for n, p in lora.items() if "lora_B" in n)
     static_ids = [i for w, i in build_tokenizer().get_vocab().items() if w in mo.static_words()]
     motion_ids = mo.motion_word_ids(build_tokenizer())
     assert set(static_ids).isdisjoint(motion_ids)
@@ -127,11 +131,48 @@ def test_motion_loss_falls_and_static_words_stay_frozen(stage):
     assert changed[motion_ids].any()
 
 
+def test_timestep_weighting_raises_nearly_pure_noise_steps_and_rejects_unknown_names(tmp_path):
+    snr = torch.tensor([10.0, 1.0, 0.1, 0.01])
+    torch.testing.assert_close(mo.timestep_weight(snr, "min_snr"), torch.tensor([0.5, 1.0, 1.0, 1.0]))
+    # the x0 weighting agrees where SNR >= 1 and counts the error of the clean clip below, capped
+    torch.testing.assert_close(mo.timestep_weight(snr, "x0"), torch.tensor([0.5, 1.0, 10.0, mo.X0_WEIGHT_CAP]))
+    with pytest.raises(ValueError, match="weighting='v'.*min_snr"):
+        mo.motion_stage(tmp_path, weighting="v")
+
+
 def test_motion_stage_resumes(tmp_path):
     first = mo.train_motion(tmp_path, steps=1, frames_per_batch=8)
     assert first["step"] == 1
     again = mo.train_motion(tmp_path, steps=2, frames_per_batch=8)
     assert again["step"] == 2 and len(again["losses"]) == 2
+
+
+def test_export_writes_adapter_and_lora_that_the_backend_fuses_into_the_video_unet_only(tmp_path):
+    """A trained step is exported in diffusers formats; the backend fuses the LoRA into its copy of the UNet."""
+    import shutil
+
+    from vidlab.backends import load_backend
+    run = tmp_path / "run"
+    mo.train_motion(run, steps=1, frames_per_batch=8)
+    zoo = tmp_path / "zoo"
+    shutil.copytree(ZOO_PATH, zoo, ignore=shutil.ignore_patterns("motion_*"))
+    mo.export_motion(run, zoo)
+    assert (zoo / "motion_adapter" / "diffusion_pytorch_model.safetensors").exists()
+    assert (zoo / "motion_lora" / "pytorch_lora_weights.safetensors").exists()
+    backend = load_backend(str(zoo))
+    assert backend.preset.motion_lora == str(zoo / "motion_lora")
+    image_unet = {k: v.clone() for k, v in backend.components["unet"].state_dict().items()}
+    video_unet = backend.pipeline("animatediff").unet
+    assert not any("lora" in n for n, _ in video_unet.named_modules())  # fused, plain layers again
+    from safetensors.torch import load_file
+    state = load_file(run / "motion" / "state.safetensors")
+    key = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    a, b = state[f"unet.{key}.lora_A.default.weight"], state[f"unet.{key}.lora_B.default.weight"]
+    ema = load_file(run / "motion" / "ema.safetensors")
+    a, b = ema.get(f"unet.{key}.lora_A.default.weight", a), ema.get(f"unet.{key}.lora_B.default.weight", b)
+    torch.testing.assert_close(video_unet.state_dict()[f"{key}.weight"], image_unet[f"{key}.weight"] + b @ a)
+    after = backend.components["unet"].state_dict()
+    assert all(torch.equal(image_unet[k], after[k]) for k in image_unet)  # text-to-image untouched
 
 
 @pytest.mark.skipif(not HAS_ADAPTER, reason="the zoo's motion adapter is not exported yet")
@@ -140,6 +181,9 @@ def test_zoo_motion_adapter_loads_offline_in_animatediff(monkeypatch):
     from diffusers import AnimateDiffPipeline, MotionAdapter
     adapter = MotionAdapter.from_pretrained(ZOO_PATH / "motion_adapter")
     pipe = AnimateDiffPipeline.from_pretrained(ZOO_PATH, motion_adapter=adapter)
+    if (ZOO_PATH / "motion_lora").exists():  # diffusers' own LoRA loader reads the shipped format
+        pipe.load_lora_weights(ZOO_PATH / "motion_lora")
+        assert pipe.get_active_adapters()
     size_mb = sum(p.stat().st_size for p in (ZOO_PATH / "motion_adapter").iterdir()) / 2**20
     assert size_mb < 10
     out = pipe("a red square moves right quickly on a white background", num_frames=8, height=64, width=64,

@@ -54,6 +54,7 @@ def replay(record: dict, callback=None) -> Video:
     """Run a recorded generation again (same request, strategy, options, model)."""
     b = record["backend"]
     backend = load_backend(b["model"], device=b["device"], family=b["family"], base=b["base"],
-                           controlnet=b["controlnet"], motion_adapter=b["motion_adapter"])
+                           controlnet=b["controlnet"], motion_adapter=b["motion_adapter"],
+                           motion_lora=b.get("motion_lora"))
     return generate(record["request"], strategy=record["strategy"], model=backend, callback=callback,
                     **record["options"])

@@ -132,10 +132,23 @@ class Backend:
     def record(self) -> dict:
         return {"model": self.preset.name, "family": self.preset.family, "base": self.preset.base,
                 "controlnet": self.preset.controlnet, "motion_adapter": self.preset.motion_adapter,
+                "motion_lora": self.preset.motion_lora,
                 "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
 
 
 WAN_OPTIONS = "wan_pipeline_options"  # components key of Wan's model_index options (not a module)
+MOTION_LORA = "motion_lora"  # components key of the video LoRA's folder (a path, fused when the pipeline is built)
+
+
+def _fuse_lora(pipe, folder: str) -> None:
+    """Load a diffusers-format LoRA into pipe's UNet and fuse it: plain layers afterwards."""
+    try:
+        import peft  # noqa: F401 - diffusers loads LoRAs through peft
+    except ImportError as err:
+        raise ImportError(f"the motion LoRA {folder!r} needs peft to load: pip install peft") from err
+    pipe.unet.load_lora_adapter(folder, prefix="unet", adapter_name="motion", use_safetensors=True)
+    pipe.fuse_lora(components=["unet"], lora_scale=1.0)
+    pipe.unload_lora_weights()
 
 
 def _build_pipeline(kind: str, c: dict):
@@ -152,7 +165,12 @@ def _build_pipeline(kind: str, c: dict):
     if kind == "controlnet_img2img":
         return d.StableDiffusionControlNetImg2ImgPipeline(**sd, controlnet=c["controlnet"], **extras)
     if kind == "animatediff":
-        return d.AnimateDiffPipeline(**sd, motion_adapter=c["motion_adapter"], feature_extractor=None)
+        # the pipeline builds its own UNetMotionModel (a copy of the image UNet's weights), so a
+        # LoRA fused into it leaves the text-to-image pipelines untouched
+        pipe = d.AnimateDiffPipeline(**sd, motion_adapter=c["motion_adapter"], feature_extractor=None)
+        if c.get(MOTION_LORA):
+            _fuse_lora(pipe, c[MOTION_LORA])
+        return pipe
     # Wan2.2's pipeline options (expand_timesteps for TI2V-5B, boundary_ratio for the two-expert A14B)
     # live in model_index.json, not in a component: carry them to both pipelines
     wan_options = c.get(WAN_OPTIONS, {})
@@ -184,6 +202,11 @@ def _load_components(preset: Preset, device, dtype) -> dict:
     if preset.motion_adapter:
         components["motion_adapter"] = _from_pretrained(d.MotionAdapter, preset.motion_adapter,
                                                         "motion_adapter", preset, **kw)
+        if preset.motion_lora:
+            if not Path(preset.motion_lora).is_dir():
+                raise ValueError(f"motion_lora={preset.motion_lora!r} is not a folder; it must be a local folder "
+                                 "holding pytorch_lora_weights.safetensors")
+            components[MOTION_LORA] = preset.motion_lora
     for v in components.values():
         if isinstance(v, torch.nn.Module):
             v.to(device).eval().requires_grad_(False)
@@ -203,7 +226,7 @@ def load_backend(model: str | Preset = "shapes-tiny", device: str | None = None,
                  dtype: str | torch.dtype | None = None, family: str | None = None, **overrides) -> Backend:
     """Load (or take from the LRU cache) the components of a model preset, folder or hub id.
 
-    overrides: base=, controlnet=, motion_adapter= local paths replacing the preset's parts.
+    overrides: base=, controlnet=, motion_adapter=, motion_lora= local paths replacing the preset's parts.
     """
     preset = resolve(model, family=family, **overrides)
     device, dtype = default_device_dtype(device, dtype)
@@ -215,7 +238,7 @@ def load_backend(model: str | Preset = "shapes-tiny", device: str | None = None,
             return _CACHE.items[key]
         _CACHE.misses += 1
     components = _load_components(preset, device, dtype)
-    local = [p for p in (preset.base, preset.controlnet, preset.motion_adapter) if p]
+    local = [p for p in (preset.base, preset.controlnet, preset.motion_adapter, preset.motion_lora) if p]
     backend = Backend(preset, device, dtype, components, weights_hash(*[_local_folder(p) for p in local]))
     with _CACHE.lock:
         _CACHE.items[key] = backend
