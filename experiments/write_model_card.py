@@ -33,11 +33,11 @@ def size_rows() -> list[str]:
 
 
 # the shipped motion model's training, in order: (run folder under --checkpoints, what ran there).
-# Run 'motion-x0' is a copy of 'motion-lora' after its 1500 steps, resumed to 3000 with the x0 weighting,
+# Run 'motion-x0' is a copy of run 'motion-lora' after its 1500 steps, resumed to 3000 with the x0 weighting,
 # so its progress.json holds both phases (steps, losses and seconds).
 MOTION_RUNS = (
     ("shapes-tiny/motion", "`python -m vidlab.world.motion train --lora-rank 0 --steps 2800`, exported into the zoo"),
-    ("motion-x0", "`train --run-dir R --init-adapter <phase-1 motion_adapter> --steps 1500` (cross-attention LoRA "
+    ("motion-x0/motion", "`train --run-dir R --init-adapter <phase-1 motion_adapter> --steps 1500` (cross-attention LoRA "
                   "rank 8, min-SNR-5), then `train --run-dir R --steps 3000 --weighting x0`, then `export --run-dir R`"),
 )
 
