@@ -17,7 +17,7 @@ from vidlab.backends import load_backend
 from vidlab.world import evaluation as ev
 
 
-PARTS = ("text_to_image", "controlnet", "img2img", "inference_cost", "motion")
+PARTS = ("text_to_image", "controlnet", "vae", "img2img", "inference_cost", "motion")
 
 
 def main():
@@ -44,6 +44,8 @@ def main():
     best = result.get("chosen_guidance_scale", 3.0)
     if "controlnet" in args.parts and "controlnet" in backend.components:
         result["controlnet"] = ev.controlnet(backend, n=100, guidance_scale=best)
+    if "vae" in args.parts:
+        result["vae_reconstruction"] = ev.vae_reconstruction(backend)
     if "img2img" in args.parts:
         result["img2img"] = ev.img2img(backend, n=100, strength=0.3, guidance_scale=best)
     if "inference_cost" in args.parts:

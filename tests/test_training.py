@@ -43,6 +43,16 @@ def test_vae_loss_falls(run_dir):
     assert after < 0.9 * before
 
 
+def test_vae_encoder_stage_trains_the_encoder_only_and_its_loss_falls(tmp_path):
+    stage = tr.vae_encoder_stage(tmp_path, batch=4)
+    decoder = {k: v.clone() for k, v in stage.model.decoder.state_dict().items()}
+    trainable = {n for n, p in stage.model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("encoder.", "quant_conv.")) for n in trainable)
+    before, after = _fit(stage, 6, 5e-5)  # from the trained zoo VAE: small steps
+    assert after < before
+    assert all(torch.equal(decoder[k], v) for k, v in stage.model.decoder.state_dict().items())
+
+
 def test_unet_loss_falls(run_dir):
     before, after = _fit(tr.unet_stage(run_dir, batch=8), 10, 2e-3)
     assert after < before

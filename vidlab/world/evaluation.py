@@ -106,6 +106,22 @@ def controlnet(backend, n: int = 100, seed: int = 99, scales=(0.0, 0.5, 1.0, 1.5
     return out
 
 
+def vae_reconstruction(backend, n: int = 500, seed: int = 555, batch: int = 100) -> dict:
+    """Fraction of ground-truth frames whose VAE reconstruction (posterior mean) the analyzer reads right."""
+    from ..strategies.sd_loop import decode_latents
+    rng = np.random.default_rng([seed, 1])
+    scenes = [random_scene(rng, "train") for _ in range(n)]
+    right = {k: [] for k in ATTRS}
+    for i in range(0, n, batch):
+        with torch.no_grad():
+            rec = decode_latents(backend, encode_image(backend, render_batch(scenes[i:i + batch])))
+        for s, img in zip(scenes[i:i + batch], rec):
+            a = analyze(img)
+            for k in ATTRS:
+                right[k].append(getattr(a, k) == getattr(s, k))
+    return {"n": n, **{k: float(np.mean(v)) for k, v in right.items()}}
+
+
 def img2img(backend, n: int = 100, seed: int = 7, strength: float = 0.3, guidance_scale: float = 5.0,
             steps: int = 20, batch: int = 50) -> dict:
     """Fraction of img2img outputs at `strength` that keep every attribute of the init frame."""

@@ -3,7 +3,9 @@
 Stages, in order (each a function `train_<stage>(run_dir, steps=..., seed=...)`):
 1. `vae`          AutoencoderKL 64x64x3 -> 16x16x4, L1 weighted x10 on subject pixels + tiny KL;
                   then `vae_decoder`: the decoder alone is fine-tuned with the encoder frozen, so
-                  the latent space stays put while edges sharpen.
+                  the latent space stays put while edges sharpen. Last (after `export`, from the
+                  exported VAE) `vae_encoder`: the encoder alone against the frozen decoder; `export`
+                  again writes it.
 2. `text`         a word-level tokenizer and a small CLIPTextModel, pre-trained to name the
                   caption's attributes from its pooled tokens (so the UNet gets clean conditioning
                   from step one); frozen afterwards.
@@ -239,10 +241,53 @@ def train_vae(run_dir, steps: int = 900, batch: int = 32, lr: float = 1e-3, seed
     return train_stage(vae_stage(run_dir, batch, lr, seed, decoder_only), run_dir, steps)
 
 
+def vae_encoder_stage(run_dir, batch: int = 32, lr: float = 3e-4, seed: int = 0, anchor_weight: float = 0.1,
+                      base=None) -> Stage:
+    """Stage 'vae_encoder': the packaged zoo VAE's encoder alone, decoder frozen.
+
+    Small squares came back from the VAE with rounded corners (read as circles), and fine-tuning the
+    decoder did not help: the corners are lost in the encoder. Training the encoder against the
+    frozen decoder keeps the latent space the one the decoder (and so the UNet) reads; the anchor
+    term, `anchor_weight` x the squared distance to the original encoder's latents (scaled units),
+    keeps img2img latents where the UNet was trained.
+    """
+    from diffusers import AutoencoderKL
+
+    from vidlab.backends.presets import ZOO_PATH
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL.from_pretrained(Path(base or ZOO_PATH) / "vae")
+    frozen = AutoencoderKL.from_pretrained(Path(base or ZOO_PATH) / "vae").eval().requires_grad_(False)
+    encoder = list(vae.encoder.parameters()) + list(vae.quant_conv.parameters())
+    vae.requires_grad_(False)
+    for p in encoder:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(encoder, lr=lr, weight_decay=0.0)
+    scale = vae.config.scaling_factor
+
+    def loss_fn(step):
+        x, m, _ = render_training_batch(_rng_for(seed, step), batch)
+        z = vae.encode(x).latent_dist.mean
+        with torch.no_grad():
+            z_old = frozen.encode(x).latent_dist.mean
+        rec = vae.decode(z).sample
+        w = _subject_weight(m)
+        anchor = ((z - z_old) * scale).pow(2).mean()
+        return (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean() + anchor_weight * anchor
+
+    return Stage("vae_encoder", vae, opt, loss_fn, lr, warmup=20, save_every=50)
+
+
+def train_vae_encoder(run_dir, steps: int = 300, batch: int = 32, lr: float = 3e-4, seed: int = 0) -> dict:
+    return train_stage(vae_encoder_stage(run_dir, batch, lr, seed), run_dir, steps)
+
+
 def load_vae(run_dir):
     from diffusers import AutoencoderKL
     vae = AutoencoderKL(**vae_config())
-    stage = "vae_decoder" if (Path(run_dir) / "vae_decoder" / "state.safetensors").exists() else "vae"
+    # the latest VAE stage run: encoder fine-tune > decoder fine-tune > first stage
+    stage = next((s for s in ("vae_encoder", "vae_decoder") if (Path(run_dir) / s / "state.safetensors").exists()),
+                 "vae")
     vae.load_state_dict(load_file(Path(run_dir) / stage / "state.safetensors"))
     return vae.eval()
 
@@ -479,6 +524,7 @@ def export_zoo(run_dir, out_dir) -> Path:
 STAGES = {
     "vae": train_vae,
     "vae_decoder": lambda run_dir, **kw: train_vae(run_dir, decoder_only=True, **kw),
+    "vae_encoder": train_vae_encoder,
     "text": train_text,
     "latents": cache_latents,
     "unet": train_unet,
