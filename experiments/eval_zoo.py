@@ -48,6 +48,7 @@ def main():
         result["vae_reconstruction"] = ev.vae_reconstruction(backend)
     if "img2img" in args.parts:
         result["img2img"] = ev.img2img(backend, n=100, strength=0.3, guidance_scale=best)
+        result["img2img_check"] = ev.img2img(backend, n=300, seed=77, strength=0.3, guidance_scale=best)
     if "inference_cost" in args.parts:
         result["inference_cost"] = ev.inference_cost(backend, guidance_scale=best)
     if "motion" in args.parts and "motion_adapter" in backend.components:

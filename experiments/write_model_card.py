@@ -1,6 +1,6 @@
 """Write vidlab/zoo/shapes-tiny/MODEL_CARD.md from the training logs and eval.json (numbers, not prose guesses).
 
-python experiments/write_model_card.py --run-dir checkpoints/shapes-tiny
+python experiments/write_model_card.py [--record-refine checkpoints/shapes-tiny-refine]
 """
 import argparse
 import json
@@ -11,20 +11,27 @@ import numpy as np
 from vidlab.backends import ZOO_PATH
 
 
-IMAGE_STAGES = ("text", "vae", "vae_decoder", "unet", "controlnet", "vae_encoder")
+LOG = ZOO_PATH / "training_log.json"
 
 
-def stage_rows(run_dir: Path) -> list[str]:
-    rows = []
-    for stage in IMAGE_STAGES:
+def record(run_dir: Path, part: str, recipes: dict[str, str]) -> None:
+    """Add (or replace) the rows of the stages under run_dir that have a progress.json to LOG[part]."""
+    log = json.loads(LOG.read_text())
+    for stage, recipe in recipes.items():
         p = run_dir / stage / "progress.json"
         if not p.exists():
             continue
         prog = json.loads(p.read_text())
-        losses = prog["losses"]
-        first, last = np.mean(losses[:20]), np.mean(losses[-50:])
-        rows.append(f"| {stage} | {prog['step']} | {prog['seconds'] / 60:.1f} | {first:.4f} | {last:.4f} |")
-    return rows
+        row = {"stage": stage, "steps": prog["step"], "minutes": round(prog["seconds"] / 60, 1),
+               "loss_first20": round(float(np.mean(prog["losses"][:20])), 4),
+               "loss_last50": round(float(np.mean(prog["losses"][-50:])), 4), "recipe": recipe}
+        log[part] = [r for r in log[part] if r["stage"] != stage] + [row]
+    LOG.write_text(json.dumps(log, indent=2) + "\n")
+
+
+def stage_rows(rows: list[dict]) -> list[str]:
+    return [f"| {r['stage']} | {r['steps']} | {r['minutes']:.1f} | {r['loss_first20']:.4f} | {r['loss_last50']:.4f} "
+            f"| {r['recipe']} |" for r in rows]
 
 
 def size_rows() -> list[str]:
@@ -35,26 +42,14 @@ def size_rows() -> list[str]:
     return rows
 
 
-# the shipped motion model's training, in order: (run folder under --checkpoints, what ran there).
-# Run 'motion-x0' is a copy of run 'motion-lora' after its 1500 steps, resumed to 3000 with the x0 weighting,
-# so its progress.json holds both phases (steps, losses and seconds).
-MOTION_RUNS = (
-    ("shapes-tiny/motion", "`python -m vidlab.world.motion train --lora-rank 0 --steps 2800`, exported into the zoo"),
-    ("motion-x0/motion", "`train --run-dir R --init-adapter <phase-1 motion_adapter> --steps 1500` (cross-attention LoRA "
-                  "rank 8, min-SNR-5), then `train --run-dir R --steps 3000 --weighting x0`, then `export --run-dir R`"),
-)
-
-
-def motion_lines(checkpoints: Path, ev: dict, t2i: dict, pct) -> list[str]:
+def motion_lines(runs: list[dict], ev: dict, t2i: dict, pct) -> list[str]:
     """The motion adapter's section: recipe, training time, measured quality."""
     mo, sw, sens = ev.get("motion"), ev.get("sliding_window"), ev.get("motion_caption_sensitivity")
-    runs = [(json.loads((checkpoints / d / "progress.json").read_text()), how) for d, how in MOTION_RUNS
-            if (checkpoints / d / "progress.json").exists()]
     if not mo or not runs:
         return []
     mb = {part: sum(f.stat().st_size for f in (ZOO_PATH / part).iterdir()) / 2**20
           for part in ("motion_adapter", "motion_lora") if (ZOO_PATH / part).exists()}
-    minutes = sum(prog["seconds"] for prog, _ in runs) / 60
+    minutes = sum(r["minutes"] for r in runs)
     lines = [
         "## Motion adapter (AnimateDiff, `motion_adapter/` and `motion_lora/`)", "",
         "A diffusers `MotionAdapter` (block_out_channels (32, 64, 64), one motion module per block plus the",
@@ -67,9 +62,8 @@ def motion_lines(checkpoints: Path, ev: dict, t2i: dict, pct) -> list[str]:
         f"Training on this 2-core machine, **{minutes:.0f} minutes** in all; sizes: "
         + ", ".join(f"{k} {v:.2f} MB" for k, v in mb.items()) + ".", "",
         "| phase | steps | minutes | loss (first 20) | loss (last 50) | recipe |", "|---|---|---|---|---|---|"]
-    for i, (prog, how) in enumerate(runs, 1):
-        lines.append(f"| {i} | {prog['step']} | {prog['seconds'] / 60:.0f} | {np.mean(prog['losses'][:20]):.4f} "
-                     f"| {np.mean(prog['losses'][-50:]):.4f} | {how} |")
+    lines += [f"| {i} | {r['steps']} | {r['minutes']:.0f} | {r['loss_first20']:.4f} | {r['loss_last50']:.4f} "
+              f"| {r['recipe']} |" for i, r in enumerate(runs, 1)]
     lines += [
         "", "Each clip is 8 frames (every 4th step 2 clips x 16); 32 frames a step. Losses of different",
         "weightings are not comparable across phases.", "",
@@ -111,16 +105,26 @@ def motion_lines(checkpoints: Path, ev: dict, t2i: dict, pct) -> list[str]:
     return lines
 
 
+REFINE_RECIPES = {
+    "unet": "`python -m vidlab.world.refine latents`, then `unet --steps 900 --threads 1` (from the shipped UNet, "
+            "subject cells x4), exported as the raw weights (img2img 94% raw vs 92% EMA on the card's 100 frames)",
+    "decoder": "`decoder --steps 400 --threads 1`, resumed with `--steps 800` (the shipped VAE's decoder alone, "
+               "every colour-shape combination; beside the UNet run, one thread each)",
+    "controlnet": "`controlnet --steps N` (the shipped ControlNet against the refined UNet), then `export`",
+}
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--run-dir", default="checkpoints/shapes-tiny")
+    parser.add_argument("--record-refine", default=None, metavar="RUN_DIR",
+                        help="first add the refine stages' progress under RUN_DIR to training_log.json")
     args = parser.parse_args()
-    run_dir = Path(args.run_dir)
+    if args.record_refine:
+        record(Path(args.record_refine), "refine", REFINE_RECIPES)
+    log = json.loads(LOG.read_text())
     ev = json.loads((ZOO_PATH / "eval.json").read_text())
     t2i, cn, i2i, cost = ev["text_to_image"], ev.get("controlnet"), ev["img2img"], ev["inference_cost"]
-    total_min = sum(json.loads((run_dir / s / "progress.json").read_text())["seconds"]
-                    for s in IMAGE_STAGES
-                    if (run_dir / s / "progress.json").exists()) / 60
+    image_min = sum(r["minutes"] for r in log["image"] + log["refine"])
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
     lines = [
         "# shapes-tiny — vidlab's offline model zoo",
@@ -132,18 +136,24 @@ def main():
         "",
         "## Training (this 2-core CPU machine)",
         "",
-        "| stage | steps | minutes | loss (first 20) | loss (last 50) |",
-        "|---|---|---|---|---|",
-        *stage_rows(run_dir),
+        "| stage | steps | minutes | loss (first 20) | loss (last 50) | recipe |",
+        "|---|---|---|---|---|---|",
+        *stage_rows(log["image"]),
+        *stage_rows([{**r, "stage": f"refine: {r['stage']}"} for r in log["refine"]]),
         "",
-        f"Total training time: **{total_min:.0f} minutes** of wall clock (stages partly overlapped on 2 cores).",
+        f"Total training time of the image model: **{image_min:.0f} minutes** of wall clock (stages partly "
+        "overlapped on 2 cores; the rows come from `training_log.json`).",
         "Data: procedural scenes of the `train` split (held-out colour-shape combinations never shown),",
         "rendered on the fly for the VAE and text encoder; 24,000 scenes encoded once for the UNet and",
         "ControlNet (captions re-drawn from 6 templates with paraphrases every step, 10% dropped for CFG).",
-        "Recipe: `python -m vidlab.world.training text --steps 600`, `vae --steps 900`,",
-        "`vae_decoder --steps 400 --lr 5e-4 --threads 1`, `latents`, `unet --steps 2000`, `controlnet --steps 400 --lr 1e-3 --threads 1`, `export`, then `vae_encoder --steps 300 --threads 1` (the encoder alone against the frozen decoder, starting from the exported VAE) and `export` again. Set MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000: glibc returning memory every step halved the training speed here.",
-        "The shipped UNet is the raw (not EMA) weights: the run's plain 0.999 EMA still held much of the",
-        "initialisation and measured far worse (the recipe now warms the EMA up).",
+        "Recipe: the stages of `python -m vidlab.world.training` in the order of the table, then the refine",
+        "stages of `python -m vidlab.world.refine`, which start from the packaged zoo and never touch the",
+        "VAE's encoder, so the latent space the UNet, ControlNet and motion adapter read stays put. The refine",
+        "UNet loss weights the latent cells the subject touches x4 (a subject covers ~6% of a frame); the",
+        "refine decoder sees every colour-shape combination (a codec never sees a caption: held-out combinations",
+        "stay held out of the text encoder's pairing with images, i.e. the UNet and ControlNet).",
+        "Set MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000: glibc returning memory every",
+        "step halved the training speed here.",
         "",
         "## Quality, measured with the shapes-world analyzer (`experiments/eval_zoo.py`)",
         "",
@@ -173,16 +183,24 @@ def main():
     if rec:
         lines += [f"VAE reconstruction (posterior mean) of {rec['n']} ground-truth frames read by the analyzer: "
                   + ", ".join(f"{k} {pct(rec[k])}" for k in ("color", "shape", "background", "position"))
-                  + ". Before the `vae_encoder` stage the shape was 93.0%: small squares lost their corners.", ""]
-    lines += [f"Img2img at strength {i2i['strength']} on {i2i['n']} ground-truth frames: all attributes kept in "
-              f"**{pct(i2i['all_attributes_kept'])}** (target >= 95%); every miss is a shape, small squares and "
-              "diamonds turned into circles. The better encoder did not change this (93% before and after): "
-              "the UNet's 6 denoising steps round the corners again.", "",
+                  + ". The shape was 93.0% before the `vae_encoder` stage and 94.8% before the refine decoder: "
+                  "small squares lost their corners.", ""]
+    lines += [f"Img2img at strength {i2i['strength']} (guidance {i2i.get('guidance_scale', '3.0')}, 20 steps) on "
+              f"{i2i['n']} ground-truth frames, a fifth of held-out combinations: all attributes kept in "
+              f"**{pct(i2i['all_attributes_kept'])}** (target >= 95%; " + ", ".join(
+                  f"{k} {pct(i2i[k])}" for k in ("color", "shape", "background", "position")) + ")."]
+    check = ev.get("img2img_check")
+    if check:
+        lines += [f"The raw-vs-EMA choice of the refined UNet was made on those {i2i['n']} frames, so a second set "
+                  f"({check['n']} frames, another seed) checks it: all attributes kept in "
+                  f"**{pct(check['all_attributes_kept'])}**."]
+    lines += ["Before the refine stages this was 93.0%: purple squares (a held-out combination) came back from the "
+              "VAE as circles, and the UNet pinched or rounded small squares while denoising.", "",
               "## Inference cost (2 CPU cores, 64x64, 20 steps, classifier-free guidance)", "",
               f"- pipeline call: {cost['pipeline_seconds_per_frame']:.3f} s per frame",
               f"- raw UNet calls alone: {cost['unet_only_seconds_per_frame']:.3f} s per frame",
               f"- batched ({t2i['n']} prompts, batches of 50): {t2i['seconds_per_image_batched']:.3f} s per image", "",
-              *motion_lines(run_dir.parent, ev, t2i, pct),
+              *motion_lines(log["motion"], ev, t2i, pct),
               "## Size", "", "| part | size |", "|---|---|", *size_rows(), ""]
     (ZOO_PATH / "MODEL_CARD.md").write_text("\n".join(lines))
     print((ZOO_PATH / "MODEL_CARD.md").read_text())

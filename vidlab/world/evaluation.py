@@ -139,7 +139,8 @@ def img2img(backend, n: int = 100, seed: int = 7, strength: float = 0.3, guidanc
             for k in ATTRS:
                 kept[k].append(getattr(a, k) == getattr(s, k))
     all_kept = np.all([kept[k] for k in ATTRS], axis=0)
-    return {"n": n, "strength": strength, "all_attributes_kept": float(all_kept.mean()),
+    return {"n": n, "seed": seed, "strength": strength, "guidance_scale": guidance_scale,
+            "all_attributes_kept": float(all_kept.mean()),
             **{k: float(np.mean(v)) for k, v in kept.items()}}
 
 

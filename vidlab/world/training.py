@@ -356,12 +356,18 @@ def load_text_encoder(run_dir):
 
 # ---- 3. latent cache ----------------------------------------------------------------------
 
-def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200) -> Path:
-    """Encode n training scenes once; store posterior mean/std, scenes and canny edges."""
+def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200, vae=None,
+                  scaling_factor: float | None = None) -> Path:
+    """Encode n training scenes once; store posterior mean/std, scenes and canny edges.
+
+    `vae` defaults to the run's own; `scaling_factor` to 1 / std of the cached means (a new latent
+    space), or pass the existing VAE's to keep training in the latent space it already has.
+    """
     out = Path(run_dir) / "latents.safetensors"
     if out.exists():
         return out
-    vae = load_vae(run_dir)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    vae = vae if vae is not None else load_vae(run_dir)
     rng = np.random.default_rng(seed)
     means, stds, attrs, edges = [], [], [], []
     with torch.no_grad():
@@ -378,7 +384,8 @@ def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200) -> P
                                         tuple(SIZES).index(s.size)] for s in scenes]))
     mean = torch.cat(means)
     tensors = {"mean": mean, "std": torch.cat(stds), "attrs": torch.cat(attrs),
-               "edges": torch.cat(edges), "scaling_factor": torch.tensor([1.0 / float(mean.std())])}
+               "edges": torch.cat(edges),
+               "scaling_factor": torch.tensor([scaling_factor or 1.0 / float(mean.std())])}
     save_file({k: v.contiguous() for k, v in tensors.items()}, out)
     return out
 
