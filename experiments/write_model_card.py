@@ -58,7 +58,8 @@ def motion_lines(runs: list[dict], ev: dict, t2i: dict, pct) -> list[str]:
         "were trained with it, every word of the image captions kept its embedding. `motion_lora/` is a",
         "rank-8 LoRA on the UNet's text cross-attention (diffusers LoRA format, "
         "`AnimateDiffPipeline.load_lora_weights`), trained with the adapter in phase 2; vidlab fuses it into",
-        "the video pipeline's own copy of the UNet, so text-to-image is unchanged.",
+        "the video pipeline's own copy of the UNet, so text-to-image is unchanged. The adapter was trained on",
+        "the UNet before the refine stages; the numbers below are measured with the refined UNet it ships with.",
         f"Training on this 2-core machine, **{minutes:.0f} minutes** in all; sizes: "
         + ", ".join(f"{k} {v:.2f} MB" for k, v in mb.items()) + ".", "",
         "| phase | steps | minutes | loss (first 20) | loss (last 50) | recipe |", "|---|---|---|---|---|---|"]
@@ -110,7 +111,7 @@ REFINE_RECIPES = {
             "subject cells x4), exported as the raw weights (img2img 94% raw vs 92% EMA on the card's 100 frames)",
     "decoder": "`decoder --steps 400 --threads 1`, resumed with `--steps 800` (the shipped VAE's decoder alone, "
                "every colour-shape combination; beside the UNet run, one thread each)",
-    "controlnet": "`controlnet --steps N` (the shipped ControlNet against the refined UNet), then `export`",
+    "controlnet": "`controlnet --steps 300` (the shipped ControlNet against the refined UNet), then `export`",
 }
 
 
@@ -150,8 +151,8 @@ def main():
         "stages of `python -m vidlab.world.refine`, which start from the packaged zoo and never touch the",
         "VAE's encoder, so the latent space the UNet, ControlNet and motion adapter read stays put. The refine",
         "UNet loss weights the latent cells the subject touches x4 (a subject covers ~6% of a frame); the",
-        "refine decoder sees every colour-shape combination (a codec never sees a caption: held-out combinations",
-        "stay held out of the text encoder's pairing with images, i.e. the UNet and ControlNet).",
+        "refine decoder sees every colour-shape combination: a decoder never reads a caption, so the held-out",
+        "combinations stay held out wherever text meets image (UNet and ControlNet training).",
         "Set MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000: glibc returning memory every",
         "step halved the training speed here.",
         "",
@@ -198,7 +199,8 @@ def main():
               "VAE as circles, and the UNet pinched or rounded small squares while denoising.", "",
               "## Inference cost (2 CPU cores, 64x64, 20 steps, classifier-free guidance)", "",
               f"- pipeline call: {cost['pipeline_seconds_per_frame']:.3f} s per frame",
-              f"- raw UNet calls alone: {cost['unet_only_seconds_per_frame']:.3f} s per frame",
+              f"- raw UNet calls alone: {cost['unet_only_seconds_per_frame']:.3f} s per frame (each a mean of 3 runs; "
+              "where it exceeds the pipeline call, that is this machine's run-to-run noise)",
               f"- batched ({t2i['n']} prompts, batches of 50): {t2i['seconds_per_image_batched']:.3f} s per image", "",
               *motion_lines(log["motion"], ev, t2i, pct),
               "## Size", "", "| part | size |", "|---|---|", *size_rows(), ""]

@@ -58,7 +58,7 @@ def test_text_to_image_quality_conservative_bounds():
 def test_img2img_keeps_attributes():
     backend = load_backend("shapes-tiny", device="cpu")
     r = ev.img2img(backend, n=20, strength=0.3, batch=20)
-    assert r["all_attributes_kept"] >= 0.8  # 93% on the card's 100 frames
+    assert r["all_attributes_kept"] >= 0.85  # 98% on the card's 100 frames, 96.7% on its 300-frame check
 
 
 def test_controlnet_follows_edges_more_with_scale():
