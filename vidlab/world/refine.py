@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from .training import (Stage, _diffusion_batch, _load_cache, _rng_for, _subject_weight, cache_latents,
-                       render_training_batch, train_stage)
+                       controlnet_loss, load_unet, render_training_batch, train_stage)
 
 RUN_DIR = "checkpoints/shapes-tiny-refine"
 
@@ -93,18 +93,6 @@ def unet_stage(run_dir, batch: int = 64, lr: float = 3e-4, seed: int = 0, subjec
     return Stage("unet", unet, opt, loss_fn, lr, ema=ema, warmup=50, save_every=50)
 
 
-def load_refined_unet(run_dir, use_ema: bool = False, base=None):
-    """The refined UNet (raw weights by default; use_ema=True for the EMA) as a UNet2DConditionModel."""
-    from diffusers import UNet2DConditionModel
-    unet = UNet2DConditionModel.from_pretrained(_zoo(base) / "unet")
-    d = Path(run_dir) / "unet"
-    state = load_file(d / "state.safetensors")
-    if use_ema and (d / "ema.safetensors").exists():
-        state.update(load_file(d / "ema.safetensors"))
-    unet.load_state_dict(state)
-    return unet.eval()
-
-
 def decoder_stage(run_dir, batch: int = 32, lr: float = 2e-4, seed: int = 0, subject_weight: float = 10.0,
                   base=None) -> Stage:
     """Stage 'decoder': the zoo VAE's decoder alone on scenes of every combination, encoder frozen."""
@@ -137,19 +125,11 @@ def controlnet_stage(run_dir, batch: int = 32, lr: float = 2e-4, seed: int = 0, 
     torch.manual_seed(seed)
     cache = _load_cache(run_dir)
     tokenizer, text_encoder = _text(_zoo(base))
-    unet = load_refined_unet(run_dir, use_ema, base).requires_grad_(False)
+    unet = load_unet(run_dir, use_ema).requires_grad_(False)
     controlnet = ControlNetModel.from_pretrained(_zoo(base) / "controlnet")
     opt = torch.optim.AdamW(controlnet.parameters(), lr=lr, weight_decay=1e-2)
 
-    def loss_fn(step):
-        rng = _rng_for(seed, step)
-        torch.manual_seed(seed * 100003 + step)
-        noisy, t, noise, states, w, idx = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
-        edges = cache["edges"][idx].float().div(255)[:, None].expand(-1, 3, -1, -1)
-        down, mid = controlnet(noisy, t, states, controlnet_cond=edges, return_dict=False)
-        pred = unet(noisy, t, states, down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid).sample
-        return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+    loss_fn = controlnet_loss(controlnet, unet, cache, tokenizer, text_encoder, batch, seed)
 
     return Stage("controlnet", controlnet, opt, loss_fn, lr, warmup=20, save_every=50)
 
@@ -169,7 +149,7 @@ def export_refined(run_dir, out_dir=None, use_ema: bool = False, base=None) -> l
     run_dir, out = Path(run_dir), Path(out_dir or _zoo(base))
     written = []
     if (run_dir / "unet" / "state.safetensors").exists():
-        _save(load_refined_unet(run_dir, use_ema, base), out / "unet")
+        _save(load_unet(run_dir, use_ema), out / "unet")
         written.append("unet")
     if (run_dir / "decoder" / "state.safetensors").exists():
         vae = AutoencoderKL.from_pretrained(_zoo(base) / "vae")

@@ -466,6 +466,20 @@ def load_unet(run_dir, use_ema: bool = False):
     return unet.eval()
 
 
+def controlnet_loss(controlnet, unet, cache: dict, tokenizer, text_encoder, batch: int, seed: int):
+    """step -> min-SNR epsilon loss of the frozen UNet steered by the ControlNet from canny edges."""
+    def loss_fn(step):
+        rng = _rng_for(seed, step)
+        torch.manual_seed(seed * 100003 + step)
+        noisy, t, noise, states, w, idx = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
+        edges = cache["edges"][idx].float().div(255)[:, None].expand(-1, 3, -1, -1)  # (B, 3, H, W)
+        down, mid = controlnet(noisy, t, states, controlnet_cond=edges, return_dict=False)
+        pred = unet(noisy, t, states, down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid).sample
+        return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+    return loss_fn
+
+
 def controlnet_stage(run_dir, batch: int = 32, lr: float = 5e-4, seed: int = 0) -> Stage:
     """A canny ControlNetModel initialised from the (frozen) UNet (stage 'controlnet')."""
     from diffusers import ControlNetModel
@@ -477,15 +491,7 @@ def controlnet_stage(run_dir, batch: int = 32, lr: float = 5e-4, seed: int = 0) 
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))
     opt = torch.optim.AdamW(controlnet.parameters(), lr=lr, weight_decay=1e-2)
 
-    def loss_fn(step):
-        rng = _rng_for(seed, step)
-        torch.manual_seed(seed * 100003 + step)
-        noisy, t, noise, states, w, idx = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
-        edges = cache["edges"][idx].float().div(255)[:, None].expand(-1, 3, -1, -1)
-        down, mid = controlnet(noisy, t, states, controlnet_cond=edges, return_dict=False)
-        pred = unet(noisy, t, states, down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid).sample
-        return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+    loss_fn = controlnet_loss(controlnet, unet, cache, tokenizer, text_encoder, batch, seed)
 
     return Stage("controlnet", controlnet, opt, loss_fn, lr, save_every=50)
 
