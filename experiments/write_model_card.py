@@ -186,7 +186,7 @@ def main():
                   + ", ".join(f"{k} {pct(rec[k])}" for k in ("color", "shape", "background", "position"))
                   + ". The shape was 93.0% before the `vae_encoder` stage and 94.8% before the refine decoder: "
                   "small squares lost their corners.", ""]
-    lines += [f"Img2img at strength {i2i['strength']} (guidance {i2i.get('guidance_scale', '3.0')}, 20 steps) on "
+    lines += [f"Img2img at strength {i2i['strength']} (guidance {i2i['guidance_scale']}, 20 steps) on "
               f"{i2i['n']} ground-truth frames, a fifth of held-out combinations: all attributes kept in "
               f"**{pct(i2i['all_attributes_kept'])}** (target >= 95%; " + ", ".join(
                   f"{k} {pct(i2i[k])}" for k in ("color", "shape", "background", "position")) + ")."]

@@ -165,17 +165,24 @@ class MotionTrainee(torch.nn.Module):
         self.text_encoder = text_encoder
 
 
+def load_text(base):
+    """The zoo's tokenizer (rebuilt, with the added words) and text encoder."""
+    from transformers import CLIPTextModel
+
+    tokenizer = build_tokenizer()
+    text_encoder = extend_text_encoder(CLIPTextModel.from_pretrained(Path(base) / "text_encoder"), len(tokenizer))
+    return tokenizer, text_encoder.eval()
+
+
 def load_base(base):
     """The zoo's VAE, tokenizer (rebuilt, with the added words), text encoder and UNet."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
 
     base = Path(base)
     vae = AutoencoderKL.from_pretrained(base / "vae").eval().requires_grad_(False)
-    tokenizer = build_tokenizer()
-    text_encoder = extend_text_encoder(CLIPTextModel.from_pretrained(base / "text_encoder"), len(tokenizer))
+    tokenizer, text_encoder = load_text(base)
     unet = UNet2DConditionModel.from_pretrained(base / "unet")
-    return vae, tokenizer, text_encoder.eval(), unet.eval()
+    return vae, tokenizer, text_encoder, unet.eval()
 
 
 def add_cross_attention_lora(unet_motion, rank: int = LORA_RANK) -> None:

@@ -43,8 +43,8 @@ def _zoo(base=None) -> Path:
 
 
 def _text(base):
-    from .motion import load_base
-    _, tokenizer, text_encoder, _ = load_base(base)
+    from .motion import load_text  # the tokenizer and text encoder only, not the whole pipeline
+    tokenizer, text_encoder = load_text(base)
     return tokenizer, text_encoder.requires_grad_(False)
 
 
@@ -128,9 +128,7 @@ def controlnet_stage(run_dir, batch: int = 32, lr: float = 2e-4, seed: int = 0, 
     unet = load_unet(run_dir, use_ema).requires_grad_(False)
     controlnet = ControlNetModel.from_pretrained(_zoo(base) / "controlnet")
     opt = torch.optim.AdamW(controlnet.parameters(), lr=lr, weight_decay=1e-2)
-
     loss_fn = controlnet_loss(controlnet, unet, cache, tokenizer, text_encoder, batch, seed)
-
     return Stage("controlnet", controlnet, opt, loss_fn, lr, warmup=20, save_every=50)
 
 

@@ -490,9 +490,7 @@ def controlnet_stage(run_dir, batch: int = 32, lr: float = 5e-4, seed: int = 0) 
     unet = load_unet(run_dir).requires_grad_(False)
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))
     opt = torch.optim.AdamW(controlnet.parameters(), lr=lr, weight_decay=1e-2)
-
     loss_fn = controlnet_loss(controlnet, unet, cache, tokenizer, text_encoder, batch, seed)
-
     return Stage("controlnet", controlnet, opt, loss_fn, lr, save_every=50)
 
 
