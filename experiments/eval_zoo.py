@@ -51,7 +51,7 @@ def main():
         result["img2img_check"] = ev.img2img(backend, n=300, seed=77, strength=0.3, guidance_scale=best)
     if "inference_cost" in args.parts:
         result["inference_cost"] = ev.inference_cost(backend, guidance_scale=best)
-    if "motion" in args.parts and "motion_adapter" in backend.components:
+    if "motion" in args.parts and backend.has_video_model:
         result["motion"] = ev.motion(backend, n=args.motion_n, guidance_scale=best)
         result["motion_caption_sensitivity"] = ev.caption_sensitivity(backend)
         result["sliding_window"] = ev.sliding_window_seams(backend, n=6)

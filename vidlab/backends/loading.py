@@ -115,9 +115,16 @@ class Backend:
         kinds = ["text2img", "img2img"]
         if "controlnet" in self.components:
             kinds += ["controlnet", "controlnet_img2img"]
-        if "motion_adapter" in self.components:
-            kinds += ["animatediff"]
+        if self.has_video_model:
+            kinds += ["animatediff", "animatediff_v2v"]
+            if "controlnet" in self.components:
+                kinds += ["animatediff_controlnet"]
         return kinds
+
+    @property
+    def has_video_model(self) -> bool:
+        """Whether this backend makes video natively (Wan, or AnimateDiff's motion model)."""
+        return self.preset.family == "wan" or "motion_adapter" in self.components or VIDEO_UNET in self.components
 
     def pipeline(self, kind: str):
         """A diffusers pipeline of `kind` over the shared components (built once, then reused)."""
@@ -125,18 +132,35 @@ class Backend:
             raise ValueError(f"pipeline kind={kind!r} is not available for model {self.preset.name!r}; "
                              f"allowed: {self.kinds}")
         if kind not in self._pipes:
-            self._pipes[kind] = _build_pipeline(kind, self.components)
-            self._pipes[kind].set_progress_bar_config(disable=True)
+            pipe = _build_pipeline(kind, self.components, self._pipes)
+            _place(pipe, self.device, self.dtype)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes[kind] = pipe
         return self._pipes[kind]
 
     def record(self) -> dict:
         return {"model": self.preset.name, "family": self.preset.family, "base": self.preset.base,
                 "controlnet": self.preset.controlnet, "motion_adapter": self.preset.motion_adapter,
-                "motion_lora": self.preset.motion_lora,
+                "motion_lora": self.preset.motion_lora, "video_unet": self.preset.video_unet,
                 "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
 
 
+def _place(pipe, device: torch.device, dtype: torch.dtype) -> None:
+    """Move every module of pipe that is not on device with dtype (floating tensors) there.
+
+    A pipeline may build modules of its own: AnimateDiff's UNetMotionModel is made on the CPU, in
+    fp32, from the image UNet. The modules loaded by the backend are already in place and stay untouched.
+    """
+    for module in pipe.components.values():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        tensors = [*module.parameters(), *module.buffers()]
+        if any(t.device != device or (t.is_floating_point() and t.dtype != dtype) for t in tensors):
+            module.to(device=device, dtype=dtype)
+
+
 WAN_OPTIONS = "wan_pipeline_options"  # components key of Wan's model_index options (not a module)
+VIDEO_UNET = "video_unet"  # components key of a whole UNetMotionModel (the zoo's fine-tuned video UNet)
 MOTION_LORA = "motion_lora"  # components key of the video LoRA's folder (a path, fused when the pipeline is built)
 
 
@@ -151,7 +175,21 @@ def _fuse_lora(pipe, folder: str) -> None:
     pipe.unload_lora_weights()
 
 
-def _build_pipeline(kind: str, c: dict):
+def _config_adapter(unet_motion):
+    """A tiny MotionAdapter that only carries the video UNet's `motion_max_seq_length`.
+
+    AnimateDiff's pipelines read their context length from `pipe.motion_adapter.config` (FreeNoise);
+    a whole UNetMotionModel has no adapter of its own. This one's few weights are never used.
+    """
+    from diffusers import MotionAdapter
+
+    return MotionAdapter(block_out_channels=(8,), motion_layers_per_block=1, motion_norm_num_groups=8,
+                         motion_num_attention_heads=1, use_motion_mid_block=False,
+                         motion_max_seq_length=unet_motion.config.motion_max_seq_length)
+
+
+def _build_pipeline(kind: str, c: dict, built: dict):
+    """A pipeline of `kind` over the components c; `built` holds the pipelines already made."""
     import diffusers as d
 
     sd = {k: c.get(k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
@@ -165,12 +203,23 @@ def _build_pipeline(kind: str, c: dict):
     if kind == "controlnet_img2img":
         return d.StableDiffusionControlNetImg2ImgPipeline(**sd, controlnet=c["controlnet"], **extras)
     if kind == "animatediff":
+        if VIDEO_UNET in c:  # a whole video UNet: used as it is
+            return d.AnimateDiffPipeline(**{**sd, "unet": c[VIDEO_UNET]}, motion_adapter=_config_adapter(c[VIDEO_UNET]),
+                                         feature_extractor=None)
         # the pipeline builds its own UNetMotionModel (a copy of the image UNet's weights), so a
         # LoRA fused into it leaves the text-to-image pipelines untouched
         pipe = d.AnimateDiffPipeline(**sd, motion_adapter=c["motion_adapter"], feature_extractor=None)
         if c.get(MOTION_LORA):
             _fuse_lora(pipe, c[MOTION_LORA])
         return pipe
+    if kind in ("animatediff_v2v", "animatediff_controlnet"):
+        # the same video UNet as 'animatediff' (built there once, LoRA fused), other loops
+        base = built.get("animatediff") or _build_pipeline("animatediff", c, built)
+        built.setdefault("animatediff", base)
+        parts = {k: v for k, v in base.components.items()}
+        if kind == "animatediff_v2v":
+            return d.AnimateDiffVideoToVideoPipeline(**parts)
+        return d.AnimateDiffControlNetPipeline(**parts, controlnet=c["controlnet"])
     # Wan2.2's pipeline options (expand_timesteps for TI2V-5B, boundary_ratio for the two-expert A14B)
     # live in model_index.json, not in a component: carry them to both pipelines
     wan_options = c.get(WAN_OPTIONS, {})
@@ -188,7 +237,7 @@ def _build_pipeline(kind: str, c: dict):
 def _load_components(preset: Preset, device, dtype) -> dict:
     import diffusers as d
 
-    kw = dict(torch_dtype=dtype)
+    kw = dict(dtype=dtype)
     if preset.family == "wan":
         pipe = _from_pretrained(d.WanPipeline, preset.base, "base", preset, **kw)
     else:
@@ -207,6 +256,8 @@ def _load_components(preset: Preset, device, dtype) -> dict:
                 raise ValueError(f"motion_lora={preset.motion_lora!r} is not a folder; it must be a local folder "
                                  "holding pytorch_lora_weights.safetensors")
             components[MOTION_LORA] = preset.motion_lora
+    if preset.video_unet:
+        components[VIDEO_UNET] = _from_pretrained(d.UNetMotionModel, preset.video_unet, "video_unet", preset, **kw)
     for v in components.values():
         if isinstance(v, torch.nn.Module):
             v.to(device).eval().requires_grad_(False)
@@ -238,7 +289,8 @@ def load_backend(model: str | Preset = "shapes-tiny", device: str | None = None,
             return _CACHE.items[key]
         _CACHE.misses += 1
     components = _load_components(preset, device, dtype)
-    local = [p for p in (preset.base, preset.controlnet, preset.motion_adapter, preset.motion_lora) if p]
+    local = [p for p in (preset.base, preset.controlnet, preset.motion_adapter, preset.motion_lora,
+                         preset.video_unet) if p]
     backend = Backend(preset, device, dtype, components, weights_hash(*[_local_folder(p) for p in local]))
     with _CACHE.lock:
         _CACHE.items[key] = backend

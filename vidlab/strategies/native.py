@@ -15,6 +15,8 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from ..config import GenerationRequest, Strict
+from .effects import consistency_knobs
+from .video_fields import FieldNotSupportedError, NoisePrior, keyframe_prompts, shared_noise_share, video_prompt
 
 
 def _frames_from_output(output) -> torch.Tensor:
@@ -30,15 +32,25 @@ def _frames_from_output(output) -> torch.Tensor:
     return frames.float().clamp(0, 1).cpu()
 
 
-def generate_clip(backend, request: GenerationRequest, prompt: str, num_frames: int, seed: int,
+def generate_clip(backend, request: GenerationRequest, prompt: str | dict[int, str], num_frames: int, seed: int,
                   image: torch.Tensor | None = None, strength: float = 0.6, free_noise: bool = False,
-                  context_length: int | None = None, context_stride: int = 4) -> torch.Tensor:
+                  context_length: int | None = None, context_stride: int = 4,
+                  noise: NoisePrior = NoisePrior(0.0)) -> torch.Tensor:
     """One call of the backend's video pipeline -> (num_frames, 3, H, W).
 
+    prompt: one prompt, or {first frame: prompt} (AnimateDiff only: per-frame prompts).
     image (3, H, W): the anchor. Wan uses it as the image condition; AnimateDiff uses it
     repeated as the init video of video-to-video with `strength`.
+    noise: the initial noise's share common to all frames (text-to-video calls only; an
+    anchored call starts from its anchor).
     """
     family = backend.preset.family
+    if not backend.has_video_model:
+        raise ValueError(f"model {backend.preset.name!r} has no video model (motion adapter or video UNet): native "
+                         "video needs one (preset 'animatediff', 'wan2.2-ti2v-5b' or 'shapes-tiny')")
+    if isinstance(prompt, dict) and (family == "wan" or image is not None):
+        raise FieldNotSupportedError("keyframes", prompt, "per-frame prompts need AnimateDiff text-to-video; "
+                                     "use sliding_window or segment_chain for keyframes on this model")
     generator = torch.Generator("cpu").manual_seed(int(seed))
     common = dict(prompt=prompt, negative_prompt=request.negative_prompt or None, height=request.height,
                   width=request.width, num_inference_steps=request.num_inference_steps,
@@ -48,38 +60,39 @@ def generate_clip(backend, request: GenerationRequest, prompt: str, num_frames: 
         k = backend.components["vae"].config.scale_factor_temporal
         wan_frames = k * math.ceil((num_frames - 1) / k) + 1
         if image is None:
-            return _frames_from_output(backend.pipeline("wan")(num_frames=wan_frames, **common))[:num_frames]
-        from .effects import to_uint8
+            pipe = backend.pipeline("wan")
+            latents = noise.latents(pipe, family, wan_frames, request.height, request.width, seed)
+            return _frames_from_output(pipe(num_frames=wan_frames, latents=latents, **common))[:num_frames]
         from PIL import Image
+
+        from .effects import to_uint8
         return _frames_from_output(backend.pipeline("wan_i2v")(image=Image.fromarray(to_uint8(image)),
                                                                num_frames=wan_frames, **common))[:num_frames]
-    if "motion_adapter" not in backend.components:
-        raise ValueError(f"model {backend.preset.name!r} has no motion adapter: native video needs a video model "
-                         "(preset 'animatediff', 'wan2.2-ti2v-5b', or shapes-tiny once its motion module ships)")
     if image is not None:
-        pipe = _animatediff_v2v(backend)
+        if int(request.num_inference_steps * strength) < 1:  # diffusers would run no step and fail on an empty video
+            raise ValueError(f"num_inference_steps={request.num_inference_steps} x strength={strength:.4g} leaves no "
+                             "denoising step for an anchored clip; raise num_inference_steps or the strength")
+        pipe = backend.pipeline("animatediff_v2v")
         video = [image.clamp(0, 1)] * num_frames
         return _frames_from_output(pipe(video=torch.stack(video)[None], strength=strength, **common))
     pipe = backend.pipeline("animatediff")
-    if free_noise:
-        pipe.enable_free_noise(context_length=context_length or backend.preset.native_frames,
+    per_frame = isinstance(prompt, dict)
+    if per_frame:
+        # diffusers reads a prompt dict through FreeNoise's per-frame path; a context as long as the
+        # clip means one window and no noise shuffling. Each prompt also at the frame before the next
+        # keyframe, so the interpolation between keyframes is a switch, not a ramp.
+        keys = sorted(prompt)
+        common["prompt"] = {**prompt, **{nxt - 1: prompt[cur] for cur, nxt in zip(keys, keys[1:]) if nxt - 1 > cur}}
+    if free_noise or per_frame:
+        pipe.enable_free_noise(context_length=context_length or (num_frames if per_frame and not free_noise
+                                                                 else backend.preset.native_frames),
                                context_stride=context_stride)
+    latents = None if free_noise else noise.latents(pipe, family, num_frames, request.height, request.width, seed)
     try:
-        return _frames_from_output(pipe(num_frames=num_frames, **common))
+        return _frames_from_output(pipe(num_frames=num_frames, latents=latents, **common))
     finally:
-        if free_noise:
+        if free_noise or per_frame:
             pipe.disable_free_noise()
-
-
-def _animatediff_v2v(backend):
-    import diffusers
-
-    if "animatediff_v2v" not in backend._pipes:
-        base = backend.pipeline("animatediff")
-        pipe = diffusers.AnimateDiffVideoToVideoPipeline(**{k: v for k, v in base.components.items()})
-        pipe.set_progress_bar_config(disable=True)
-        backend._pipes["animatediff_v2v"] = pipe
-    return backend._pipes["animatediff_v2v"]
 
 
 class NativeOptions(Strict):
@@ -87,12 +100,19 @@ class NativeOptions(Strict):
 
 
 def native(backend, request: GenerationRequest, options: dict, callback=None):
-    """The whole clip in one call of the video model."""
+    """The whole clip in one call of the video model; request fields mapped as `video_fields` says."""
     NativeOptions.model_validate(options)
-    frames = generate_clip(backend, request, request.full_prompt(), request.num_frames, request.seed)
+    prompts = keyframe_prompts(backend, request)
+    if len(prompts) > 1 and backend.preset.family == "wan":
+        raise FieldNotSupportedError("keyframes", [k.model_dump() for k in request.keyframes],
+                                     "Wan takes one prompt per call; use sliding_window or segment_chain for keyframes")
+    noise = NoisePrior(shared_noise_share(request.temporal_consistency))
+    prompt = prompts if len(prompts) > 1 else prompts[0]
+    frames = generate_clip(backend, request, prompt, request.num_frames, request.seed, noise=noise)
     if callback is not None:
         callback({"frames": frames})
-    return frames, {"seed": request.seed, "prompt": request.full_prompt(), "num_frames": request.num_frames}
+    return frames, {"seed": request.seed, "prompt": prompts[0], "num_frames": request.num_frames,
+                    "prompts_by_frame": prompts, **noise.record()}
 
 
 class SlidingWindowOptions(Strict):
@@ -100,7 +120,8 @@ class SlidingWindowOptions(Strict):
     overlap: int = Field(4, ge=0)
     free_noise: bool = Field(False, description="AnimateDiff only: diffusers' FreeNoise in one call")
     context_stride: int = Field(4, ge=1)
-    strength: float = Field(0.6, gt=0.0, le=1.0, description="how much each window may change its start")
+    strength: float | None = Field(None, gt=0.0, le=1.0, description="how much each window may change its start; "
+                                   "None: from temporal_consistency")
 
 
 def window_starts(total: int, window: int, overlap: int) -> list[int]:
@@ -141,31 +162,38 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
     """A video longer than the model's native length, by overlapping windows (or FreeNoise)."""
     opts = SlidingWindowOptions.model_validate(options)
     total = request.num_frames
-    prompt = request.full_prompt()
+    prompts = keyframe_prompts(backend, request)
+    schedule = [prompts[max(k for k in prompts if k <= i)] for i in range(total)]
     window = opts.window or backend.preset.native_frames
+    noise = NoisePrior(shared_noise_share(request.temporal_consistency))
     if opts.free_noise:
-        if backend.preset.family == "wan" or "motion_adapter" not in backend.components:
+        if backend.preset.family == "wan" or not backend.has_video_model:
             raise ValueError("free_noise=True needs an AnimateDiff model (diffusers' FreeNoise is AnimateDiff-only)")
         if total <= window:
             raise ValueError(f"free_noise needs more frames ({total}) than its context length (window={window})")
-        frames = generate_clip(backend, request, prompt, total, request.seed, free_noise=True,
-                               context_length=window, context_stride=opts.context_stride)
+        frames = generate_clip(backend, request, prompts if len(prompts) > 1 else prompts[0], total, request.seed,
+                               free_noise=True, context_length=window, context_stride=opts.context_stride)
         return frames, {"free_noise": True, "seed": request.seed, "context_length": window,
-                        "context_stride": opts.context_stride}
+                        "context_stride": opts.context_stride, "prompts_by_frame": prompts}
+    strength = opts.strength or consistency_knobs(request.temporal_consistency)["strength"]
     starts = window_starts(total, window, opts.overlap)
-    windows, seeds = [], []
+    windows, seeds, window_prompts = [], [], []
     for i, s in enumerate(tqdm(starts, desc="sliding_window", disable=len(starts) < 3, leave=False)):
         seed = request.seed + i
-        seeds.append(seed)
         n = min(window, total)
         if windows:
             shared = windows[-1].shape[0] - (s - starts[i - 1])
             anchor = windows[-1][-shared] if shared > 0 else windows[-1][-1]
+            first_new = s + max(0, shared)
         else:
-            anchor = None
-        clip = generate_clip(backend, request, prompt, n, seed, image=anchor, strength=opts.strength)
+            anchor, first_new = None, 0
+        prompt = schedule[min(first_new, total - 1)]  # the prompt in effect at the window's first new frame
+        clip = generate_clip(backend, request, prompt, n, seed, image=anchor, strength=strength, noise=noise)
         windows.append(clip)
+        seeds.append(seed)
+        window_prompts.append(prompt)
         if callback is not None:
             callback({"window": i, "frames": clip})
     frames = blend_windows(windows, starts, total)
-    return frames, {"window": window, "overlap": opts.overlap, "window_starts": starts, "window_seeds": seeds}
+    return frames, {"window": window, "overlap": opts.overlap, "window_starts": starts, "window_seeds": seeds,
+                    "window_prompts": window_prompts, "strength": strength, **noise.record()}

@@ -132,6 +132,24 @@ def parse_prompt(prompt: str) -> dict[str, str | None]:
 ADDED_WORDS = ("and", "grows", "shrinks", "camera", "pans")
 
 
+def motion_token(verb: str, direction: str) -> str:
+    """The single token the tokenizer reads 'moves up left' / 'pans left' as: 'go_up_left', 'pan_left'.
+
+    'left', 'up', ... are position words of the image model, trained and frozen with that meaning.
+    A motion phrase gets a token of its own, so the video model learns its embedding without
+    touching what 'in the top left' means to text-to-image.
+    """
+    prefix = {"moves": "go", "pans": "pan"}[verb]
+    return f"{prefix}_{direction.replace(' ', '_')}"
+
+
+# longest first, so 'moves up left' is never read as 'moves up' + 'left'
+MOTION_PHRASES: tuple[tuple[str, str], ...] = tuple(
+    (f"{verb} {d}", f"{verb} {motion_token(verb, d)}")
+    for d in sorted(DIRECTIONS, key=len, reverse=True) for verb in ("moves", "pans"))
+MOTION_TOKENS = tuple(sorted({token.split()[1] for _, token in MOTION_PHRASES}))
+
+
 def vocabulary() -> list[str]:
     """Every word the captions use (for the word-level tokenizer), in token-id order."""
     words: set[str] = set()
@@ -143,7 +161,7 @@ def vocabulary() -> list[str]:
     for p in pieces:
         for w in re.sub(r"\{[a-z]+\}", " ", p).replace(",", " , ").replace(":", " : ").split():
             words.add(w)
-    return sorted(words) + [w for w in ADDED_WORDS if w not in words]
+    return sorted(words) + [w for w in ADDED_WORDS + MOTION_TOKENS if w not in words]
 
 
 assert all(s in SHAPES for s in SHAPE_WORDS) and all(p in POSITIONS for p in POSITION_WORDS)

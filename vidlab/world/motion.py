@@ -78,19 +78,32 @@ def _start_range(radius: float, displacement: float, size: int = IMAGE_SIZE) -> 
     return radius + 1 - min(0.0, displacement), size - radius - 1 - max(0.0, displacement)
 
 
+CARDINAL = ("left", "right", "up", "down")
+
+
 def random_clip(rng: np.random.Generator, num_frames: int = 8, split: str = "train",
-                p_still: float = 0.1, p_growth: float = 0.2, p_camera: float = 0.1) -> Clip:
-    """A clip whose subject stays inside the frame throughout; deterministic in rng."""
+                p_still: float = 0.1, p_growth: float = 0.2, p_camera: float = 0.1,
+                directions: tuple[str, ...] = tuple(DIRECTIONS)) -> Clip:
+    """A clip whose subject stays inside the frame throughout; deterministic in rng.
+
+    Motion that cannot fit in the frame at either speed (16 frames at 4 px a frame is 60 px)
+    is dropped: the clip is then a still subject, and its caption says so.
+    directions: the directions drawn from (a curriculum starts with the four cardinal ones).
+    """
+    unknown = [d for d in directions if d not in DIRECTIONS]
+    if unknown or not directions:
+        raise ValueError(f"directions={list(directions)!r}: each must be one of {list(DIRECTIONS)}")
     scene = random_scene(rng, split)
     camera = direction = growth = None
     if rng.random() < p_camera:
-        camera = tuple(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
+        camera = directions[rng.integers(len(directions))]
     elif rng.random() >= p_still:
-        direction = tuple(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
+        direction = directions[rng.integers(len(directions))]
     speed = tuple(SPEEDS)[rng.integers(len(SPEEDS))]
     if rng.random() < p_growth:
         growth = ("grows", "shrinks")[rng.integers(2)]
-    for speed in (speed, "slowly"):  # fall back to the slow speed if the fast one cannot fit
+    # the slow speed if the fast one cannot fit, then no motion at all
+    for direction, camera, speed in ((direction, camera, speed), (direction, camera, "slowly"), (None, None, speed)):
         clip = Clip(scene, num_frames, direction, speed, growth, camera)
         path = clip.trajectory()
         (x0, y0, _, _), (x_last, y_last, _, _) = path[0], path[-1]
@@ -100,7 +113,7 @@ def random_clip(rng: np.random.Generator, num_frames: int = 8, split: str = "tra
             x, y = rng.uniform(xa, xb), rng.uniform(ya, yb)
             scene = dataclasses.replace(scene, position=cell_of(x, y), center=(float(x), float(y)))
             return dataclasses.replace(clip, scene=scene)
-    raise ValueError(f"a {num_frames}-frame clip moving {direction} does not fit in {IMAGE_SIZE} pixels")
+    raise ValueError(f"a {num_frames}-frame clip of a {scene.size} subject does not fit in {IMAGE_SIZE} pixels")
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -210,21 +223,31 @@ def timestep_weight(snr: torch.Tensor, weighting: str = "min_snr") -> torch.Tens
     return w
 
 
+TRAIN_UNET = ("adapter", "full")
+
+
 def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per_batch: int = FRAMES_PER_BATCH,
                  noise_offset: float = 0.05, caption_dropout: float = 0.1, lora_rank: int = LORA_RANK,
-                 init_adapter=None, weighting: str = "min_snr") -> Stage:
-    """The MotionAdapter (and a cross-attention LoRA when lora_rank > 0) on top of the frozen zoo.
+                 init_adapter=None, weighting: str = "min_snr", train_unet: str = "adapter",
+                 unet_lr: float = 2e-4, curriculum_steps: int = 0) -> Stage:
+    """The video model: motion modules on the zoo UNet, with the UNet frozen or fine-tuned.
 
+    train_unet: 'adapter' trains the motion modules (and a cross-attention LoRA when lora_rank > 0)
+    on the frozen image UNet, exported as a MotionAdapter; 'full' fine-tunes every weight of the
+    video UNet (spatial layers at unet_lr, motion modules at lr), exported as a diffusers
+    `UNetMotionModel`. A MotionAdapter's temporal layers never see the prompt: with 'full' the
+    spatial layers can learn to carry the motion words to them.
     init_adapter: a MotionAdapter folder whose motion modules the run starts from (default: zero
     output projections, i.e. the image model).
     weighting: 'min_snr' (min-SNR-5 on the epsilon error) or 'x0' (also min-SNR-5 where SNR > 1;
     below, the epsilon error is weighted by 1/SNR up to 20, i.e. measured as an error of the clean clip).
-    Where a clip is nearly all noise, its epsilon error is tiny whatever the model knows, so with
-    'min_snr' knowing the direction barely lowers the loss; yet those steps decide where the subject
-    goes in each frame.
+    curriculum_steps: the first steps draw only the four cardinal directions, then all eight.
+    The token embeddings of the motion words learn in every mode; every other word stays frozen.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting={weighting!r} is not one of {list(WEIGHTINGS)}")
+    if train_unet not in TRAIN_UNET:
+        raise ValueError(f"train_unet={train_unet!r} is not one of {list(TRAIN_UNET)}")
     from diffusers import DDIMScheduler, MotionAdapter, UNetMotionModel
 
     from vidlab.backends.presets import ZOO_PATH
@@ -235,7 +258,11 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     zero_motion_outputs(unet_motion)
     if init_adapter is not None:
         unet_motion.load_motion_modules(MotionAdapter.from_pretrained(init_adapter))
-    unet_motion.freeze_unet2d_params()
+    if train_unet == "full":
+        lora_rank = 0
+        unet_motion.requires_grad_(True)
+    else:
+        unet_motion.freeze_unet2d_params()
     if lora_rank:
         add_cross_attention_lora(unet_motion, lora_rank)
         for n, p in unet_motion.named_parameters():  # peft leaves only its own layers trainable
@@ -247,11 +274,20 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     trainable_rows[motion_word_ids(tokenizer)] = 1.0
     table.register_hook(lambda grad: grad * trainable_rows)  # only motion words learn
     model = MotionTrainee(unet_motion, text_encoder)
-    motion_params = [p for n, p in unet_motion.named_parameters() if p.requires_grad]
+    motion_params = [p for n, p in unet_motion.named_parameters() if p.requires_grad and "motion_modules" in n
+                     or "lora_" in n]
+    spatial_params = [p for n, p in unet_motion.named_parameters() if p.requires_grad and "motion_modules" not in n
+                      and "lora_" not in n]
     # weight decay 0 on the table: rows without gradient then stay exactly as they were
-    opt = torch.optim.AdamW([{"params": motion_params, "weight_decay": 1e-2},
-                             {"params": [table], "weight_decay": 0.0, "lr": lr}], lr=lr)
-    ema = {n: p.detach().clone() for n, p in model.named_parameters() if "motion_modules" in n or "lora_" in n}
+    groups = [{"params": motion_params, "weight_decay": 1e-2},
+              {"params": [table], "weight_decay": 0.0, "lr": lr}]
+    if spatial_params:
+        groups.append({"params": spatial_params, "weight_decay": 0.0, "lr": unet_lr})
+    opt = torch.optim.AdamW(groups, lr=lr)
+    for g in opt.param_groups:  # run_loop scales every group's lr by its schedule
+        g["lr_scale"] = g["lr"] / lr
+    ema = {n: p.detach().clone() for n, p in model.named_parameters()
+           if p.requires_grad and n.startswith("unet.")}
     alphas_cumprod = DDIMScheduler(**scheduler_config()).alphas_cumprod
     scale = vae.config.scaling_factor
 
@@ -260,7 +296,8 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
         torch.manual_seed(seed * 100003 + step)
         num_frames = CLIP_FRAMES[1] if step % 4 == 3 else CLIP_FRAMES[0]
         batch = frames_per_batch // num_frames
-        clips = [random_clip(rng, num_frames) for _ in range(batch)]
+        directions = CARDINAL if step < curriculum_steps else tuple(DIRECTIONS)
+        clips = [random_clip(rng, num_frames, directions=directions) for _ in range(batch)]
         pixels = torch.cat([c.render() for c in clips]) * 2 - 1  # (B*F, 3, 64, 64)
         with torch.no_grad():
             post = vae.encode(pixels).latent_dist
@@ -284,9 +321,11 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
 
 def train_motion(run_dir, steps: int = 1500, base=None, lr: float = 1e-3, seed: int = 0,
                  frames_per_batch: int = FRAMES_PER_BATCH, lora_rank: int = LORA_RANK, init_adapter=None,
-                 weighting: str = "min_snr") -> dict:
+                 weighting: str = "min_snr", train_unet: str = "adapter", unet_lr: float = 2e-4,
+                 curriculum_steps: int = 0) -> dict:
     stage = motion_stage(run_dir, base, lr, seed, frames_per_batch, lora_rank=lora_rank, init_adapter=init_adapter,
-                         weighting=weighting)
+                         weighting=weighting, train_unet=train_unet, unet_lr=unet_lr,
+                         curriculum_steps=curriculum_steps)
     return train_stage(stage, run_dir, steps)
 
 
@@ -296,11 +335,19 @@ def _lora_rank_of(state: dict) -> int:
     return ranks.pop() if ranks else 0
 
 
-def export_motion(run_dir, out_dir=None, base=None, use_ema: bool = True) -> Path:
-    """Write the trained MotionAdapter, its cross-attention LoRA, the text encoder and the tokenizer.
+def _trained_unet_fully(run_dir) -> bool:
+    """Whether a saved motion stage fine-tuned the spatial UNet (its EMA holds spatial weights)."""
+    ema = Path(run_dir) / "motion" / "ema.safetensors"
+    return ema.exists() and any("motion_modules" not in k for k in load_file(ema))
 
-    Into the zoo folder: `motion_adapter/` (diffusers MotionAdapter), `motion_lora/` (diffusers LoRA
-    format, loaded with `AnimateDiffPipeline.load_lora_weights`), `text_encoder/`, `tokenizer/`.
+
+def export_motion(run_dir, out_dir=None, base=None, use_ema: bool = True) -> Path:
+    """Write the trained video model, the text encoder and the tokenizer into a zoo folder.
+
+    A fully fine-tuned run writes `video_unet/` (a diffusers `UNetMotionModel`, loaded by
+    `AnimateDiffPipeline(unet=...)`); an adapter run writes `motion_adapter/` (diffusers
+    MotionAdapter) and, with a LoRA, `motion_lora/` (diffusers LoRA format). Both write
+    `text_encoder/` (with the motion words' embeddings) and `tokenizer/`.
     """
     from diffusers import AnimateDiffPipeline, MotionAdapter
 
@@ -309,18 +356,22 @@ def export_motion(run_dir, out_dir=None, base=None, use_ema: bool = True) -> Pat
     out = Path(out_dir or ZOO_PATH)
     d = Path(run_dir) / "motion"
     state = load_file(d / "state.safetensors")
+    full = _trained_unet_fully(run_dir)
     if use_ema and (d / "ema.safetensors").exists():
         state.update(load_file(d / "ema.safetensors"))
     rank = _lora_rank_of(state)
-    stage = motion_stage(run_dir, base, lora_rank=rank)
+    stage = motion_stage(run_dir, base, lora_rank=rank, train_unet="full" if full else "adapter")
     stage.model.load_state_dict(state)
-    adapter = MotionAdapter(**motion_adapter_config())
-    unet = stage.model.unet
-    for mine, theirs in ((adapter.down_blocks, unet.down_blocks), (adapter.up_blocks, unet.up_blocks)):
-        for a, b in zip(mine, theirs):
-            a.motion_modules.load_state_dict(b.motion_modules.state_dict())
-    adapter.mid_block.motion_modules.load_state_dict(unet.mid_block.motion_modules.state_dict())
-    adapter.save_pretrained(out / "motion_adapter", safe_serialization=True)
+    unet = stage.model.unet.requires_grad_(False)
+    if full:
+        unet.save_pretrained(out / "video_unet", safe_serialization=True)
+    else:
+        adapter = MotionAdapter(**motion_adapter_config())
+        for mine, theirs in ((adapter.down_blocks, unet.down_blocks), (adapter.up_blocks, unet.up_blocks)):
+            for a, b in zip(mine, theirs):
+                a.motion_modules.load_state_dict(b.motion_modules.state_dict())
+        adapter.mid_block.motion_modules.load_state_dict(unet.mid_block.motion_modules.state_dict())
+        adapter.save_pretrained(out / "motion_adapter", safe_serialization=True)
     if rank:
         from peft.utils import get_peft_model_state_dict
         AnimateDiffPipeline.save_lora_weights(out / "motion_lora", unet_lora_layers=get_peft_model_state_dict(unet),
@@ -346,6 +397,11 @@ def main(argv=None) -> None:
     parser.add_argument("--init-adapter", default=None, help="MotionAdapter folder to start the motion modules from")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default="min_snr",
                         help="loss weighting over timesteps (see motion_stage)")
+    parser.add_argument("--train-unet", choices=TRAIN_UNET, default="adapter",
+                        help="'adapter': motion modules on the frozen UNet; 'full': fine-tune the whole video UNet")
+    parser.add_argument("--unet-lr", type=float, default=2e-4, help="learning rate of the spatial layers (full)")
+    parser.add_argument("--curriculum-steps", type=int, default=0,
+                        help="steps that draw only the four cardinal directions before all eight")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -353,7 +409,8 @@ def main(argv=None) -> None:
         print(export_motion(args.run_dir, args.out, args.base))
         return
     result = train_motion(args.run_dir, args.steps, args.base, args.lr, args.seed, args.frames_per_batch,
-                          args.lora_rank, args.init_adapter, args.weighting)
+                          args.lora_rank, args.init_adapter, args.weighting, args.train_unet, args.unet_lr,
+                          args.curriculum_steps)
     print(json.dumps({"stage": "motion", "step": result["step"], "seconds": round(result["seconds"], 1),
                       "final_loss": float(np.mean(result["losses"][-50:]))}))
 

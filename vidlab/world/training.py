@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .captions import caption, vocabulary
+from .captions import MOTION_PHRASES, caption, vocabulary
 from .shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array, shape_mask
 
 MAX_TOKENS = 16
@@ -71,12 +71,15 @@ def scheduler_config() -> dict:
 
 def build_tokenizer():
     """Word-level tokenizer over the captions' vocabulary, as a PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
     vocab = {w: i for i, w in enumerate(specials + vocabulary())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    # motion phrases become motion tokens ('moves left' -> 'moves go_left'), see captions.motion_token
+    tok.normalizer = normalizers.Sequence([normalizers.Replace(Regex(rf"\b{phrase}\b"), token)
+                                           for phrase, token in MOTION_PHRASES])
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A <eos>", special_tokens=[("<bos>", 1), ("<eos>", 2)])
@@ -160,7 +163,7 @@ def run_loop(name: str, ckpt: Checkpoint, model, optimizer, loss_fn, steps: int,
     t0 = time.time()
     for step in bar:
         for g in optimizer.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup)
+            g["lr"] = lr_at(step, steps, lr, warmup) * g.get("lr_scale", 1.0)
         model.train()
         loss = loss_fn(step)
         optimizer.zero_grad(set_to_none=True)
