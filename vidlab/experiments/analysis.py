@@ -130,8 +130,8 @@ def segment_index_curves(table: pd.DataFrame, metrics: Sequence[str] = ("ssim", 
 
 
 # ---- 04: strategies side by side -----------------------------------------------------------------
-COMPARISON_METRICS = ("ssim_consecutive", "psnr_consecutive", "flicker", "warp_error", "ssim_anchor",
-                      "adherence", "subject_consistency", "wall_time_s")
+COMPARISON_METRICS = ("attributes_constant", "subject_consistency", "ssim_consecutive", "psnr_consecutive",
+                      "flicker", "warp_error", "ssim_anchor", "adherence", "wall_time_s")
 
 
 def strategy_summary(table: pd.DataFrame, strategies: Sequence[str] | None = None,
@@ -155,6 +155,39 @@ def strategy_summary(table: pd.DataFrame, strategies: Sequence[str] | None = Non
         row.update({m: float(ok[m].mean()) if m in ok and len(ok) else np.nan for m in metrics})
         row["error"] = errors[0] if errors else None
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def frame_curves(table: pd.DataFrame, metrics: Sequence[str] = ("subject_match", "ssim_prev"),
+                 level: float = 0.95) -> pd.DataFrame:
+    """Per-frame curves over seeds from `frame_<t>_<metric>` columns: frame, metric, mean, CI, n.
+
+    subject_match: the share of seeds whose frame t shows frame 0's subject (consistency decay);
+    ssim_prev: SSIM of frame t with frame t - 1 (a dip at a window seam is a visible jump).
+    """
+    ok = ok_points(table)
+    parts = []
+    for metric in metrics:
+        columns = sorted((c for c in ok.columns if c.startswith("frame_") and c.endswith(f"_{metric}")),
+                         key=lambda c: int(c.split("_")[1]))
+        if not columns:
+            raise ValueError(f"no frame_<t>_{metric} columns in the table (points made by measure_point have them)")
+        long = ok.melt(id_vars=["seed"], value_vars=columns, var_name="column", value_name="value")
+        long["frame"] = long["column"].str.split("_").str[1].astype(int)
+        parts.append(summarize_over_seeds(long, "frame", level=level).assign(metric=metric))
+    return pd.concat(parts, ignore_index=True)
+
+
+def seam_table(table: pd.DataFrame, metrics: Sequence[str] = ("ssim", "flicker", "warp_error"),
+               level: float = 0.95) -> pd.DataFrame:
+    """Across-seam against within-window means over seeds, one row per metric, with t intervals."""
+    ok = ok_points(table)
+    rows = []
+    for m in metrics:
+        for where in ("across_seam", "within_segment"):
+            column = f"{m}_{where}"
+            if column in ok:
+                rows.append({"metric": m, "where": where, **t_interval(ok[column].dropna(), level)})
     return pd.DataFrame(rows)
 
 

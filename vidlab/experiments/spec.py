@@ -39,12 +39,16 @@ from ..config import GenerationRequest, RequestError, Strict, parse_request
 
 OPTION_PREFIX = "options."
 ID_LENGTH = 16  # hex chars of the sha256 kept in a point id
+# a sweep's name names its folder: no separator, no leading dot, so never '..' or an absolute path
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class SweepSpec(Strict):
     """A named grid of generations: `base_request` with each combination of `axes` applied."""
 
-    name: str = Field(min_length=1, description="the sweep's name")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN,
+                      description="the sweep's name: a slug (letters, digits, '.', '_', '-'), "
+                                  "also its folder name under results/sweeps/")
     base_request: GenerationRequest = Field(description="the request every point starts from")
     strategy: str = Field(min_length=1, description="a key of vidlab.strategies.STRATEGIES")
     model: str = Field("shapes-tiny", min_length=1, description="a preset name, local folder or hub id")

@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -37,6 +38,10 @@ MANIFEST = "manifest.json"
 METRICS = "metrics.parquet"
 VIDEO = "video.mp4"
 STATUSES = ("ok", "failed")
+SPEC = "sweep.json"
+# the temporary names the store's own writes leave behind (atomic.temp_path_for, _save_video's staging)
+_OWN_TEMP = re.compile(re.escape(TMP_MARK) + "(?:video|\\d+-(?:"
+                       + "|".join(re.escape(n) for n in (MANIFEST, METRICS, VIDEO, "video.json", SPEC)) + "))")
 
 
 class ResultsStore:
@@ -142,7 +147,7 @@ class ResultsStore:
 
     def write_spec(self, spec) -> None:
         """Keep the spec beside its results (overwritten by each run over this store)."""
-        atomic_write_json(self.root / "sweep.json", spec.model_dump(mode="json"))
+        atomic_write_json(self.root / SPEC, spec.model_dump(mode="json"))
 
     @contextlib.contextmanager
     def exclusive(self):
@@ -173,12 +178,16 @@ class ResultsStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def clean_temp(self) -> list[Path]:
-        """Remove leftovers of interrupted writes (`.tmp-*` files and folders); returns what was removed.
+        """Remove leftovers of the store's own interrupted writes; returns what was removed.
 
-        Call it only when no sweep is writing into the store.
+        Only names the store itself writes are removed (`.tmp-<pid>-<file>` for its files, and the
+        `.tmp-video` staging folder), only in its root and in the point folders; anything else,
+        a user's `.tmp-notes` included, stays. Call it only when no sweep is writing into the store.
         """
         removed = []
-        for path in sorted(self.root.rglob(f"{TMP_MARK}*")):
+        folders = [self.root, self.points_dir, *(p for p in self.points_dir.iterdir() if p.is_dir())]
+        candidates = [p for folder in folders for p in folder.iterdir() if _OWN_TEMP.fullmatch(p.name)]
+        for path in sorted(candidates):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

@@ -49,7 +49,22 @@ def measure_point(config: dict) -> tuple[dict, object]:
     metrics.update(schedule_metrics(video.frames, prompts))
     if record.get("segment_starts"):
         metrics.update(per_segment_metrics(video.frames, record["segment_starts"]))
+    metrics.update(per_frame_metrics(video.frames))
     return metrics, video
+
+
+def per_frame_metrics(frames: torch.Tensor) -> dict[str, float]:
+    """frame_<t>_subject_match (frame t shows frame 0's subject: 1.0 / 0.0) and frame_<t>_ssim_prev
+    (SSIM with frame t - 1; NaN for frame 0): the per-frame decay curve of one video, as columns."""
+    from ..metrics import ssim_consecutive, subject_matches
+
+    matches = subject_matches(frames, 0)
+    ssim_prev = [math.nan] + [float(v) for v in ssim_consecutive(frames)]
+    out = {}
+    for t in range(frames.shape[0]):
+        out[f"frame_{t}_subject_match"] = float(matches[t])
+        out[f"frame_{t}_ssim_prev"] = ssim_prev[t]
+    return out
 
 
 def schedule_metrics(frames: torch.Tensor, prompts: Sequence[str]) -> dict[str, float]:
@@ -146,11 +161,13 @@ def segment_decay_specs(segment_counts: Sequence[int], seeds: Sequence[int], pro
     return specs
 
 
-def strategy_specs(strategies: Sequence[str], seeds: Sequence[int], prompt: str = DEFAULT_PROMPT,
+def strategy_specs(strategies: Sequence[str], seeds: Sequence[int], prompt: str | Sequence[str] = DEFAULT_PROMPT,
                    num_frames: int = 8, fps: int = 16, num_inference_steps: int = 20,
                    strategy_options: dict[str, dict] | None = None, model: str = "shapes-tiny",
                    max_retries: int = 0) -> list[SweepSpec]:
-    """04: the same request and seeds through each strategy (options per strategy name, default none).
+    """04: the same requests and seeds through each strategy (options per strategy name, default none).
+
+    prompt: one prompt, or several (an axis: every strategy gets every prompt with every seed).
 
     max_retries defaults to 0: a strategy the model cannot run fails the same way every time.
     """
@@ -158,10 +175,22 @@ def strategy_specs(strategies: Sequence[str], seeds: Sequence[int], prompt: str 
     unknown = sorted(set(strategy_options) - set(strategies))
     if unknown:
         raise ValueError(f"strategy_options names {unknown}, which are not in strategies={list(strategies)}")
-    request = {"prompt": prompt, "duration": num_frames / fps, "fps": fps, "num_inference_steps": num_inference_steps}
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    request = {"prompt": prompts[0], "duration": num_frames / fps, "fps": fps,
+               "num_inference_steps": num_inference_steps}
+    axes = {"seed": list(seeds), **({"prompt": prompts} if len(prompts) > 1 else {})}
     return [SweepSpec(name=f"strategy_{s}", base_request=request, strategy=s, model=model,
-                      options=dict(strategy_options.get(s, {})), axes={"seed": list(seeds)}, max_retries=max_retries)
+                      options=dict(strategy_options.get(s, {})), axes=axes, max_retries=max_retries)
             for s in strategies]
+
+
+def sliding_decay_spec(seeds: Sequence[int], prompt: str = DEFAULT_PROMPT, num_frames: int = 32, fps: int = 16,
+                       window: int = 16, overlap: int = 8, num_inference_steps: int = 20,
+                       model: str = "shapes-tiny") -> SweepSpec:
+    """04: one long `sliding_window` video per seed, to read consistency decay and the window seams."""
+    request = {"prompt": prompt, "duration": num_frames / fps, "fps": fps, "num_inference_steps": num_inference_steps}
+    return SweepSpec(name="sliding_decay", base_request=request, strategy="sliding_window", model=model,
+                     options={"window": window, "overlap": overlap}, axes={"seed": list(seeds)}, max_retries=0)
 
 
 # ---- running a study ----------------------------------------------------------------------------

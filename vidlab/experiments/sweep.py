@@ -44,7 +44,9 @@ def generate_point(config: dict) -> tuple[dict, object]:
 
     request = parse_request(config["request"])
     video = generate(request, strategy=config["strategy"], model=config["model"], **config["options"])
-    segment_starts = (video.record.get("strategy_record") or {}).get("segment_starts")
+    record = video.record.get("strategy_record") or {}
+    # seams: where segments start (segment_chain) or windows start (sliding_window)
+    segment_starts = record.get("segment_starts") or record.get("window_starts")
     metrics = video_metrics(video.frames, prompt=request.full_prompt(), segment_starts=segment_starts)
     return metrics, video
 

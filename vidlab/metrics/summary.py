@@ -26,7 +26,8 @@ def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_start
     With segment_starts, for m in psnr, ssim, flicker, warp_error: m_across_seam,
     m_within_segment, m_seam_difference (across - within), m_seam_ratio (across / within).
     With a shapes-world prompt: adherence_<attribute> for each attribute it names, adherence
-    (their mean), subject_consistency (against the anchor frame) and subject_consistency_1_to_5.
+    (their mean), subject_consistency (against the anchor frame), subject_consistency_1_to_5 and
+    attributes_constant (1.0 when every frame shows the anchor frame's shape, colour and background).
 
     >>> from vidlab.world import Scene, render_clip
     >>> clip = render_clip(Scene("square", "blue", "white", "left", "medium"), 6, "right")
@@ -68,6 +69,8 @@ def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_start
         for key, value in _adherence_from_attributes(attributes, prompt).items():
             row["adherence" if key == "overall" else f"adherence_{key}"] = value
         consistency = _consistency_from_matches(_matches_reference(attributes, anchor_index), anchor_index)
+        matched = _matches_reference(attributes, anchor_index)
         row["subject_consistency"] = consistency
         row["subject_consistency_1_to_5"] = consistency_score_1_to_5(consistency)
+        row["attributes_constant"] = float(bool(matched.all()))
     return row

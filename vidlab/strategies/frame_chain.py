@@ -3,7 +3,7 @@
 Per frame i >= 1:
 1. the previous frame is warped by the camera motion (Deforum style);
 2. its control map (canny by default) conditions the ControlNet;
-3. mode 'controlnet': fresh noise with seed `seed + i` (text-to-image with control);
+3. mode 'controlnet': fresh noise with seed `sub_seed(seed, 'frame', i)` (seed 002 used 42 + i, see vidlab.seeds) (text-to-image with control);
    mode 'controlnet_img2img': the warped previous frame is also the img2img init, with `strength`;
 4. colour coherence matches the frame's LAB histogram to frame 0's (weight from temporal_consistency).
 """
@@ -16,6 +16,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from ..config import GenerationRequest, Strict
+from ..seeds import generator, sub_seed
 from .effects import CONTROL_EXTRACTORS, camera_matrix, consistency_knobs, match_lab_histogram, warp
 from .sd_loop import PromptCache, denoise, encode_image, latent_shape, make_noise
 
@@ -57,18 +58,20 @@ def frame_chain(backend, request: GenerationRequest, options: dict, callback=Non
 
     frames, seeds = [], []
     for i in tqdm(range(n), desc="frame_chain", disable=n < 4, leave=False):
-        seed = request.seed + i
+        seed = sub_seed(request.seed, "frame", i)
         seeds.append(seed)
         cond, uncond = encode(prompts[i], request.negative_prompt)
         noise = make_noise(seed, shape, backend.device, backend.components["unet"].dtype)
         if i == 0:  # 1. frame 0 from text
-            frame = denoise(backend, cond, uncond, noise, **common)[0]
+            frame = denoise(backend, cond, uncond, noise, generator=generator(request.seed, "scheduler", i),
+                            **common)[0]
         else:
             anchor = warp(frames[-1], matrix)                                 # 2. camera motion
             control = extract(anchor)[None]                                   # 3. control map (1, 3, H, W)
             init = encode_image(backend, anchor[None]) if opts.mode == "controlnet_img2img" else None
             frame = denoise(backend, cond, uncond, noise, control=control, control_scale=scale,
-                            init_latents=init, strength=strength if init is not None else 1.0, **common)[0]
+                            init_latents=init, strength=strength if init is not None else 1.0,
+                            generator=generator(request.seed, "scheduler", i), **common)[0]
             frame = match_lab_histogram(frame, frames[0], coherence)         # 4. colour coherence
         frames.append(frame)
         if callback is not None:

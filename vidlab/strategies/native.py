@@ -15,6 +15,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from ..config import GenerationRequest, Strict
+from ..seeds import sub_seed
 from .effects import consistency_knobs
 from .video_fields import FieldNotSupportedError, NoisePrior, keyframe_prompts, shared_noise_share, video_prompt
 
@@ -179,7 +180,7 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
     starts = window_starts(total, window, opts.overlap)
     windows, seeds, window_prompts = [], [], []
     for i, s in enumerate(tqdm(starts, desc="sliding_window", disable=len(starts) < 3, leave=False)):
-        seed = request.seed + i
+        seed = sub_seed(request.seed, "window", i)
         n = min(window, total)
         if windows:
             shared = windows[-1].shape[0] - (s - starts[i - 1])

@@ -15,6 +15,8 @@ import dataclasses
 from contextlib import contextmanager, nullcontext
 
 import torch
+
+from ..seeds import step_kwargs
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
@@ -143,9 +145,10 @@ def direct_attention(models, text: torch.Tensor):
 def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tensor, *,
             num_inference_steps: int, guidance_scale: float, init_latents: torch.Tensor | None = None,
             strength: float = 1.0, control: torch.Tensor | None = None, control_scale: float = 1.0,
-            callback=None) -> torch.Tensor:
+            callback=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Denoise `noise` (B, C, h, w) into images (B, 3, H, W) in [0, 1].
 
+    generator: for the noise a scheduler draws inside its steps (DDIM with eta > 0, DDPM, ...).
     init_latents + strength < 1: img2img (start part-way, from the noised init).
     control (B, 3, H, W) in [0, 1]: ControlNet conditioning with `control_scale`.
     callback(dict): called after every step with i, t, latents.
@@ -191,7 +194,7 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
             if do_cfg:
                 eps_uncond, eps_text = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_text - eps_uncond)
-            latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+            latents = scheduler.step(eps, t, latents, return_dict=False, **step_kwargs(scheduler, generator))[0]
             if callback is not None:
                 callback({"i": i, "t": int(t), "latents": latents})
     # 4. decode

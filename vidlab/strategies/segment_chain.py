@@ -3,7 +3,8 @@
 1. the description is split into per-segment prompts (given, from keyframes, or the base
    prompt repeated), each after the first augmented with a consistency suffix;
 2. style lock: every segment's noise is a fixed base noise plus a small perturbation,
-   noise_k = sqrt(1 - p^2) * N(seed) + p * N(seed_k), p = `style_perturbation`;
+   noise_k = sqrt(1 - p^2) * N(base) + p * N(seed_k), p = `style_perturbation`, every seed a
+   sub-seed of the request's (`vidlab.seeds`: base, segment k, frame j of a segment);
 3. visual anchor: the last frame of segment k (camera-warped) starts segment k + 1 — img2img
    with `strength` for image models, video-to-video with `strength` for AnimateDiff, the image
    condition of image-to-video for Wan (which has no strength: the anchor is the first frame);
@@ -25,6 +26,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from ..config import GenerationRequest, Strict
+from ..seeds import generator, sub_seed
 from .effects import (camera_matrix, consistency_knobs, crossfade, flow_interpolate, match_lab_histogram, warp)
 from .sd_loop import PromptCache, denoise, encode_image, latent_shape, make_noise
 
@@ -91,7 +93,7 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
         anchor = frames[-1] if frames else None
         attempts = []
         for attempt in range(opts.max_retries + 1):
-            seg_seed = request.seed + 1000 * (k + 1) + 7919 * attempt
+            seg_seed = sub_seed(request.seed, "segment", k, attempt)
             attempts.append(seg_seed)
             try:
                 seg = make_segment(ctx, prompts[k], lengths[k], seg_seed, anchor)
@@ -118,14 +120,14 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
     anchor_strength = None if backend.preset.family == "wan" else strength  # Wan's i2v has no strength
     record = {"segments": segments_record, "segment_starts": starts, "anchor_strength": anchor_strength,
               "color_coherence": coherence, "transition": opts.transition, "transition_frames": n_trans,
-              "camera_matrix": matrix.tolist(), "base_noise_seed": request.seed}
+              "camera_matrix": matrix.tolist(), "base_noise_seed": sub_seed(request.seed, "base")}
     return torch.stack(frames), record
 
 
 def _style_noise(backend, request, shape, seg_seed: int, p: float) -> torch.Tensor:
     """Style lock: the base noise of the request's seed, perturbed by a little of the segment's own."""
     dtype = backend.components["unet"].dtype if "unet" in backend.components else torch.float32
-    base = make_noise(request.seed, shape, backend.device, dtype)
+    base = make_noise(sub_seed(request.seed, "base"), shape, backend.device, dtype)
     own = make_noise(seg_seed, shape, backend.device, dtype)
     return math.sqrt(1 - p * p) * base + p * own
 
@@ -138,14 +140,15 @@ def _image_segment(ctx, prompt: str, length: int, seg_seed: int, anchor):
     common = dict(num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale)
     out = []
     for j in range(length):
-        noise = _style_noise(backend, request, shape, seg_seed + j, opts.style_perturbation)
+        noise = _style_noise(backend, request, shape, sub_seed(seg_seed, "segment_frame", j), opts.style_perturbation)
         prev = out[-1] if out else anchor
         if prev is None:
-            frame = denoise(backend, cond, uncond, noise, **common)[0]
+            frame = denoise(backend, cond, uncond, noise, generator=generator(seg_seed, "scheduler", j), **common)[0]
         else:
             init = encode_image(backend, warp(prev, ctx["matrix"])[None])
             s = ctx["strength"] if not out else opts.within_strength
-            frame = denoise(backend, cond, uncond, noise, init_latents=init, strength=s, **common)[0]
+            frame = denoise(backend, cond, uncond, noise, init_latents=init, strength=s,
+                            generator=generator(seg_seed, "scheduler", j), **common)[0]
         out.append(frame)
     return torch.stack(out)
 

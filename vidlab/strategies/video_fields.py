@@ -28,6 +28,7 @@ import re
 import torch
 
 from ..config import GenerationRequest
+from ..seeds import generator
 
 CAMERA_PHRASES = {"pan": "the camera pans right", "zoom": "the camera zooms in"}
 FAST_FROM = 0.75  # motion_intensity from which the speed word is 'quickly'
@@ -134,7 +135,7 @@ class NoisePrior:
         else:
             channels, t, scale = pipe.unet.config.in_channels, num_frames, pipe.vae_scale_factor
         shape = (1, channels, t, height // scale, width // scale)
-        g = torch.Generator("cpu").manual_seed(int(seed))
+        g = generator(seed, "noise_prior")
         independent = torch.randn(shape, generator=g)
         common = torch.randn((1, channels, 1, *shape[3:]), generator=g)
         latents = math.sqrt(self.share) * common + math.sqrt(1 - self.share) * independent

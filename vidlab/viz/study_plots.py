@@ -85,8 +85,9 @@ def plot_decay_beside_seed001(decay: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_strategy_comparison(summary: pd.DataFrame, metrics: Sequence[str] = ("ssim_consecutive", "flicker",
-                                                                               "adherence", "subject_consistency")
+def plot_strategy_comparison(summary: pd.DataFrame, metrics: Sequence[str] = ("attributes_constant",
+                                                                               "ssim_consecutive", "flicker",
+                                                                               "subject_consistency")
                              ) -> Figure:
     """One bar panel per metric, one bar per strategy; a strategy with no video is marked 'unavailable'."""
     fig = Figure(figsize=(3.2 * len(metrics), 3.0))
@@ -100,5 +101,26 @@ def plot_strategy_comparison(summary: pd.DataFrame, metrics: Sequence[str] = ("s
                 ax.text(i, 0, status, rotation=90, ha="center", va="bottom", fontsize=7, color="tab:red")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         ax.set_title(metric, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_frame_decay(curves: pd.DataFrame, seams: Sequence[int] = (), title: str | None = None) -> Figure:
+    """One panel per metric of a `frame_curves` table: mean over seeds per frame with its band; the
+    frames where a window starts (seams) marked by dashed lines."""
+    metrics = list(dict.fromkeys(curves["metric"]))
+    fig = Figure(figsize=(4.2 * len(metrics), 3.0))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for ax, metric in zip(axes, metrics):
+        _band(ax, curves[curves["metric"] == metric], "frame")
+        for i, seam in enumerate(seams):
+            ax.axvline(seam, ls="--", lw=0.8, color="tab:red", label="window starts" if i == 0 else None)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("frame", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if seams:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

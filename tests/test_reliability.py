@@ -1,0 +1,93 @@
+"""Sweeps and requests that cannot write outside their store or delete what is not theirs."""
+import pytest
+import torch
+
+from vidlab.config import RequestError, parse_request
+from vidlab.experiments.spec import SweepSpec
+from vidlab.experiments.store import ResultsStore
+
+BASE = {"base_request": {"prompt": "a red circle"}, "strategy": "frame_chain", "axes": {"seed": [0]}}
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "a/b", "..", ".hidden", "a\\b", "x" * 101, "sweep name"])
+def test_a_sweep_name_that_is_not_a_slug_is_refused_naming_the_field(name):
+    with pytest.raises(RequestError) as err:
+        parse_request({**BASE, "name": name}, SweepSpec)
+    assert [p[0] for p in err.value.problems] == ["name"] and err.value.problems[0][1] == name
+
+
+@pytest.mark.parametrize("name", ["control-strength", "seeds_2026.v2", "A1"])
+def test_slug_names_are_accepted(name):
+    assert parse_request({**BASE, "name": name}, SweepSpec).name == name
+
+
+def test_clean_temp_removes_only_the_stores_own_leftovers(tmp_path):
+    store = ResultsStore(tmp_path / "store")
+    point = store.points_dir / "abc123"
+    (point / ".tmp-video").mkdir(parents=True)
+    own = [point / ".tmp-4242-manifest.json", point / ".tmp-7-metrics.parquet", store.root / ".tmp-9-sweep.json"]
+    theirs = [store.root / ".tmp-notes.txt", point / ".tmp-draft", store.root / "mine" / ".tmp-1-manifest.json",
+              point / "sub" / ".tmp-3-video.mp4"]
+    for path in own + theirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    removed = store.clean_temp()
+    assert sorted(removed) == sorted(own + [point / ".tmp-video"])
+    assert all(p.exists() for p in theirs) and not any(p.exists() for p in own)
+
+
+# ---- seeds ------------------------------------------------------------------------------------
+def test_sub_seeds_of_neighbouring_seeds_never_coincide():
+    from vidlab.seeds import ROLES, sub_seed
+    for role in ROLES:
+        for s in range(20):
+            mine = {sub_seed(s, role, i, a) for i in range(64) for a in range(3)}
+            theirs = {sub_seed(s + 1, role, i, a) for i in range(64) for a in range(3)}
+            assert len(mine) == 64 * 3 and not mine & theirs
+    with pytest.raises(ValueError, match=r"role='frames' is not one of"):
+        sub_seed(0, "frames")
+    with pytest.raises(ValueError, match=r"seed=-1 must be an integer >= 0"):
+        sub_seed(-1, "frame")
+
+
+def test_strategies_record_sub_seeds_disjoint_from_the_neighbouring_seed(tiny_sd):
+    """frame 1 of seed s used to be frame 0 of seed s + 1 (seed + i): no recorded seed is shared now."""
+    from vidlab.backends import load_backend
+    from vidlab.config import GenerationRequest
+    from vidlab.strategies import STRATEGIES
+
+    backend = load_backend("animatediff", base=tiny_sd["base"], controlnet=tiny_sd["controlnet"],
+                           motion_adapter=tiny_sd["motion_adapter"])
+
+    def seeds(strategy, options, seed):
+        req = GenerationRequest(prompt="a red circle", duration=0.4, fps=15, resolution="32x32",
+                                num_inference_steps=4, seed=seed)  # 6 frames
+        _, rec = STRATEGIES[strategy](backend, req, options)
+        return set(rec.get("per_frame_seeds") or rec.get("window_seeds")
+                   or [x for seg in rec.get("segments", []) for x in seg["attempt_seeds"]])
+
+    for strategy, options in (("frame_chain", {}), ("segment_chain", {"num_segments": 3}),
+                              ("sliding_window", {"window": 3, "overlap": 1})):
+        a, b = seeds(strategy, options, 7), seeds(strategy, options, 8)
+        assert len(a) >= 2 and not a & b, strategy
+
+
+def test_a_stochastic_scheduler_draws_from_the_request_seed_not_the_global_rng(tiny_sd, monkeypatch):
+    from diffusers import DDPMScheduler
+
+    from vidlab.backends import load_backend
+    from vidlab.config import GenerationRequest
+    from vidlab.strategies import STRATEGIES
+
+    backend = load_backend("sd15-canny", base=tiny_sd["base"], controlnet=tiny_sd["controlnet"])
+    ddpm = DDPMScheduler.from_config(backend.components["scheduler"].config)
+    monkeypatch.setitem(backend.components, "scheduler", ddpm)
+    req = GenerationRequest(prompt="a red circle", duration=0.2, fps=15, resolution="32x32",
+                            num_inference_steps=4, seed=3)
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        runs.append(STRATEGIES["frame_chain"](backend, req, {})[0])
+    assert torch.equal(*runs)
+    other, _ = STRATEGIES["frame_chain"](backend, req.model_copy(update={"seed": 4}), {})
+    assert not torch.equal(runs[0], other)
