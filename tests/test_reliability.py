@@ -91,3 +91,68 @@ def test_a_stochastic_scheduler_draws_from_the_request_seed_not_the_global_rng(t
     assert torch.equal(*runs)
     other, _ = STRATEGIES["frame_chain"](backend, req.model_copy(update={"seed": 4}), {})
     assert not torch.equal(runs[0], other)
+
+
+# ---- shapes-world metrics only where they apply -------------------------------------------------
+@pytest.mark.parametrize("prompt,why", [("a cat sleeps on a sofa", "words outside the shapes world: ['cat', 'sleeps', "
+                                                                   "'sofa']"),
+                                        ("a red thing on a white background", "words outside the shapes world: "
+                                                                               "['thing']"),
+                                        ("red on a white background", "names no shape")])
+def test_a_prompt_outside_the_shapes_world_keeps_its_video_and_other_metrics(tiny_sd, tmp_path, prompt, why):
+    from vidlab.experiments import ResultsStore, SweepSpec, run_sweep
+    from vidlab.experiments.studies import measure_point
+
+    spec = SweepSpec(name="outside", base_request={"prompt": prompt, "duration": 0.2, "fps": 15,
+                                                   "resolution": "32x32", "num_inference_steps": 4},
+                     strategy="segment_chain", model=tiny_sd["base"], axes={"seed": [0]}, max_retries=0)
+    report = run_sweep(spec, tmp_path / "store", point_fn=measure_point)
+    row = report.table.iloc[0]
+    assert row["status"] == "ok" and row["shapes_world_metrics"] == f"not applicable: {why}"
+    absent = {"adherence", "subject_consistency", "attributes_constant", "schedule_adherence", "frame_0_subject_match"}
+    assert not absent & set(report.table.columns)
+    assert 0 <= row["ssim_consecutive"] <= 1  # 3 frames: the mean of the two pairs
+    assert row["ssim_consecutive"] == pytest.approx((row["frame_1_ssim_prev"] + row["frame_2_ssim_prev"]) / 2)
+    store = ResultsStore(tmp_path / "store")
+    assert (store.point_dir(row["point_id"]) / "video.mp4").stat().st_size > 0
+
+
+# ---- budget -------------------------------------------------------------------------------------
+def test_a_request_over_its_budget_fails_before_any_model_loads(monkeypatch):
+    import importlib
+
+    from vidlab.config import BudgetError
+    g = importlib.import_module("vidlab.generate")  # the module (vidlab.generate is also the function)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(g, "load_backend", no_loading)
+    huge = {"prompt": "a red circle", "resolution": "4096x4096", "duration": 300, "fps": 60}
+    with pytest.raises(BudgetError, match=r"18000 frames x 4096x4096 pixels = 301,989,888,000 pixel-frames, "
+                                          r"over the budget of 995,328,000"):
+        g.generate(huge, model="shapes-tiny")
+    small = {"prompt": "a red circle", "resolution": "64x64", "duration": 1, "fps": 16}
+    with pytest.raises(BudgetError, match=r"65,536 pixel-frames, over the budget of 1,000"):
+        g.generate(small, model="shapes-tiny", budget=1000)
+    with pytest.raises(AssertionError, match="a model was loaded"):  # budget=None: no limit, on to loading
+        g.generate(huge, model="shapes-tiny", budget=None)
+
+
+# ---- words the model cannot see -----------------------------------------------------------------
+def test_unknown_and_truncated_words_are_recorded_warned_or_refused(tiny_sd):
+    from vidlab import generate
+    from vidlab.backends import load_backend
+    from vidlab.strategies.video_fields import UnseenWordsError
+
+    backend = load_backend("sd15-canny", base=tiny_sd["base"], controlnet=tiny_sd["controlnet"])
+    base = {"duration": 0.2, "fps": 15, "resolution": "32x32", "num_inference_steps": 2}
+    # the word-level tokenizer knows no 'cat'; 16 tokens hold <bos>, 14 words and <eos>
+    prompt = "a red cat in the top left on a white background , same subject , same lighting"
+    with pytest.warns(UserWarning, match=r"unknown: \['cat'\]; truncated: \['subject', ',', 'same', 'lighting'\]"):
+        video = generate({**base, "prompt": prompt}, strategy="frame_chain", model=backend)
+    assert video.record["unseen_words"] == {"unknown": ["cat"], "truncated": ["subject", ",", "same", "lighting"]}
+    with pytest.raises(UnseenWordsError, match=r"unknown: \['cat'\]"):
+        generate({**base, "prompt": "a red cat"}, strategy="frame_chain", model=backend, strict=True)
+    clean = generate({**base, "prompt": "a red circle"}, strategy="frame_chain", model=backend, strict=True)
+    assert clean.record["unseen_words"] == {"unknown": [], "truncated": []}

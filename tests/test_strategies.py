@@ -243,3 +243,22 @@ def test_direct_attention_equals_diffusers_processors_and_spares_other_processor
             m.set_attn_processor(processors)
     assert CountingProcessor.calls > 0
     assert torch.allclose(direct, through_diffusers, atol=1e-6)
+
+
+def test_segment_boundaries_fall_where_the_keyframes_say(sd):
+    # 15 frames at 15 fps; keyframes at 0.2 s (frame 3) and 0.6 s (frame 9): segments of 3, 6, 6 frames
+    req = request(duration=1.0, keyframes=[{"time": 0.2, "prompt": "a blue square"},
+                                           {"time": 0.6, "prompt": "a green circle"}])
+    frames, rec = run(sd, "segment_chain", req)
+    assert frames.shape[0] == 15
+    assert rec["segment_starts"] == [0, 3, 9] and [s["frames"] for s in rec["segments"]] == [3, 6, 6]
+    # with a 2-frame crossfade the transition frames come out of the segment before, starts unchanged
+    _, rec = run(sd, "segment_chain", req, transition="crossfade")
+    assert [s["frames"] for s in rec["segments"]] == [1, 4, 6]
+    # a keyframe at 0 s: no base-prompt segment; keyframes on the same frame are refused, naming them
+    _, rec = run(sd, "segment_chain", request(duration=1.0, keyframes=[{"time": 0.0, "prompt": "a blue square"},
+                                                                        {"time": 0.5, "prompt": "a green circle"}]))
+    assert [s["frames"] for s in rec["segments"]] == [8, 7]
+    with pytest.raises(ValueError, match=r"keyframes\[1\].time=0.25 falls on frame 4"):
+        run(sd, "segment_chain", request(duration=1.0, keyframes=[{"time": 0.21, "prompt": "a blue square"},
+                                                                  {"time": 0.25, "prompt": "a green circle"}]))

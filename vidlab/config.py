@@ -26,6 +26,9 @@ RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {
 }
 MAX_SIDE = 4096
 MAX_DURATION_S = 300.0
+# frames x pixels a request may ask for unless the caller raises it: 1080p x 480 frames (~1e9),
+# four times Wan2.2's 720p x 121-frame clip x 8 windows; 4096^2 x 300 s x 60 fps is 300 times more
+DEFAULT_BUDGET_PIXEL_FRAMES = 1920 * 1080 * 480
 
 
 class Strict(BaseModel):
@@ -139,6 +142,24 @@ def parse_resolution(value: str) -> tuple[int, int]:
     if w % 8 or h % 8 or not (8 <= w <= MAX_SIDE and 8 <= h <= MAX_SIDE):
         raise ValueError(f"resolution={value!r}: width and height must be multiples of 8 in [8, {MAX_SIDE}]")
     return w, h
+
+
+class BudgetError(ValueError):
+    """A request larger than its frames x pixels budget."""
+
+
+def check_budget(request: "GenerationRequest", budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES) -> int:
+    """frames x width x height of the request; BudgetError (naming the numbers) above `budget` (None: no limit).
+
+    >>> check_budget(GenerationRequest(prompt="x", duration=1, fps=16))
+    65536
+    """
+    size = request.num_frames * request.width * request.height
+    if budget is not None and size > budget:
+        raise BudgetError(f"the request asks for {request.num_frames} frames x {request.width}x{request.height} pixels "
+                          f"= {size:,} pixel-frames, over the budget of {budget:,}; lower duration, fps or resolution, "
+                          f"or pass a larger budget (generate(..., budget=N), budget=None for none)")
+    return size
 
 
 class RequestError(ValueError):

@@ -4,20 +4,25 @@ from __future__ import annotations
 import torch
 
 from .backends import Backend, load_backend
-from .config import GenerationRequest, parse_request
+from .config import DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget, parse_request
 from .strategies import STRATEGIES
 from .strategies.effects import color_grade
+from .strategies.video_fields import unseen_words
 from .video import Video, git_commit, library_versions, measured
 
 
 def generate(request: GenerationRequest | dict | str, strategy: str = "frame_chain",
              model: str | Backend = "shapes-tiny",
-             device: str | None = None, dtype: str | None = None, callback=None, **options) -> Video:
+             device: str | None = None, dtype: str | None = None, callback=None, strict: bool = False,
+             budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES, **options) -> Video:
     """Make a video.
 
     request: a GenerationRequest, or a dict / JSON text validated into one.
     strategy: a key of `vidlab.strategies.STRATEGIES`; options: that strategy's options.
     model: a preset name, a local diffusers folder, a hub id (see `vidlab.backends`) or a loaded Backend.
+    strict: words of a prompt the model cannot see (unknown to its tokenizer, or past its token
+    limit) are an error; otherwise a warning, and the record's `unseen_words` lists them.
+    budget: the most frames x pixels the request may ask for (checked before any model loads; None: no limit).
 
     >>> video = generate({"prompt": "a red circle in the center on a white background"})  # doctest: +SKIP
     >>> video.frames.shape                                                                 # doctest: +SKIP
@@ -27,7 +32,9 @@ def generate(request: GenerationRequest | dict | str, strategy: str = "frame_cha
         request = parse_request(request)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
+    check_budget(request, budget)
     backend = model if isinstance(model, Backend) else load_backend(model, device=device, dtype=dtype)
+    unseen = unseen_words(backend, [*request.prompt_schedule(), request.negative_prompt], strict=strict)
     with measured(backend.device) as cost:
         frames, strategy_record = STRATEGIES[strategy](backend, request, options, callback)
         # one colour grade for every frame, after the strategy (so it never compounds along a chain)
@@ -40,6 +47,7 @@ def generate(request: GenerationRequest | dict | str, strategy: str = "frame_cha
         "strategy": strategy,
         "options": options,
         "strategy_record": strategy_record,
+        "unseen_words": unseen,
         "backend": backend.record(),
         "versions": library_versions(),
         "git_commit": git_commit(),
@@ -55,6 +63,6 @@ def replay(record: dict, callback=None) -> Video:
     b = record["backend"]
     backend = load_backend(b["model"], device=b["device"], family=b["family"], base=b["base"],
                            controlnet=b["controlnet"], motion_adapter=b["motion_adapter"],
-                           motion_lora=b.get("motion_lora"))
+                           motion_lora=b.get("motion_lora"), video_unet=b.get("video_unet"))
     return generate(record["request"], strategy=record["strategy"], model=backend, callback=callback,
                     **record["options"])

@@ -44,26 +44,27 @@ def measure_point(config: dict) -> tuple[dict, object]:
     from ..config import parse_request
 
     metrics, video = generate_point(config)
+    shapes_world = metrics["shapes_world_metrics"] == "applicable"
     record = video.record.get("strategy_record") or {}
     prompts = record.get("per_frame_prompts") or parse_request(config["request"]).prompt_schedule()
     metrics.update(schedule_metrics(video.frames, prompts))
     if record.get("segment_starts"):
-        metrics.update(per_segment_metrics(video.frames, record["segment_starts"]))
-    metrics.update(per_frame_metrics(video.frames))
+        metrics.update(per_segment_metrics(video.frames, record["segment_starts"],
+                                           ("ssim", "subject_consistency") if shapes_world else ("ssim",)))
+    metrics.update(per_frame_metrics(video.frames, shapes_world))
     return metrics, video
 
 
-def per_frame_metrics(frames: torch.Tensor) -> dict[str, float]:
-    """frame_<t>_subject_match (frame t shows frame 0's subject: 1.0 / 0.0) and frame_<t>_ssim_prev
-    (SSIM with frame t - 1; NaN for frame 0): the per-frame decay curve of one video, as columns."""
+def per_frame_metrics(frames: torch.Tensor, shapes_world: bool = True) -> dict[str, float]:
+    """frame_<t>_subject_match (frame t shows frame 0's subject: 1.0 / 0.0; shapes-world videos only)
+    and frame_<t>_ssim_prev (SSIM with frame t - 1; NaN for frame 0): one video's per-frame decay curve."""
     from ..metrics import ssim_consecutive, subject_matches
 
-    matches = subject_matches(frames, 0)
     ssim_prev = [math.nan] + [float(v) for v in ssim_consecutive(frames)]
-    out = {}
-    for t in range(frames.shape[0]):
-        out[f"frame_{t}_subject_match"] = float(matches[t])
-        out[f"frame_{t}_ssim_prev"] = ssim_prev[t]
+    out = {f"frame_{t}_ssim_prev": ssim_prev[t] for t in range(frames.shape[0])}
+    if shapes_world:
+        for t, matched in enumerate(subject_matches(frames, 0)):
+            out[f"frame_{t}_subject_match"] = float(matched)
     return out
 
 
@@ -84,7 +85,7 @@ def schedule_metrics(frames: torch.Tensor, prompts: Sequence[str]) -> dict[str, 
     """
     from ..metrics import flicker, psnr_consecutive, ssim_consecutive
     from ..world.analyzer import analyze_frames, matches
-    from ..world.captions import parse_prompt
+    from ..world.captions import parse_prompt, shapes_world_reason
 
     if len(prompts) != frames.shape[0]:
         raise ValueError(f"Expected one prompt per frame ({frames.shape[0]}), got {len(prompts)}")
@@ -103,14 +104,17 @@ def schedule_metrics(frames: torch.Tensor, prompts: Sequence[str]) -> dict[str, 
             followed = sum(hits) / len(hits)
     # 3. pairs inside one prompt span
     steady = torch.tensor([prompts[i] == prompts[i + 1] for i in range(len(prompts) - 1)])
-    row = {"schedule_adherence": float(torch.tensor(scores, dtype=torch.float64).nanmean()),
-           "change_followed": followed}
+    row = {}
+    if all(shapes_world_reason(p) is None for p in set(prompts)):  # otherwise not applicable: absent
+        row = {"schedule_adherence": float(torch.tensor(scores, dtype=torch.float64).nanmean()),
+               "change_followed": followed}
     for name, pair_metric in (("flicker", flicker), ("ssim", ssim_consecutive), ("psnr", psnr_consecutive)):
         row[f"{name}_steady"] = float(pair_metric(frames)[steady].mean()) if steady.any() else math.nan
     return row
 
 
-def per_segment_metrics(frames: torch.Tensor, segment_starts: Sequence[int]) -> dict[str, float]:
+def per_segment_metrics(frames: torch.Tensor, segment_starts: Sequence[int],
+                        metrics: Sequence[str] = ("ssim", "subject_consistency")) -> dict[str, float]:
     """segment_<k>_ssim and segment_<k>_subject_consistency: each segment's mean against frame 0.
 
     The one-video case of `vidlab.metrics.segment_table` (frame 0 itself left out, so a one-frame
@@ -119,7 +123,7 @@ def per_segment_metrics(frames: torch.Tensor, segment_starts: Sequence[int]) -> 
     from ..metrics import segment_table
 
     out = {}
-    for metric in ("ssim", "subject_consistency"):
+    for metric in metrics:
         for row in segment_table([frames], segment_starts, metric).itertuples():
             out[f"segment_{row.segment}_{metric}"] = row.value
     return out

@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 
 from ..world.analyzer import analyze_frames
+from ..world.captions import shapes_world_reason
 from ._checks import check_video
 from .color import color_drift
 from .image import SSIM_WINDOW, frame_similarity
@@ -25,6 +26,8 @@ def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_start
     of the mean colour against the anchor's).
     With segment_starts, for m in psnr, ssim, flicker, warp_error: m_across_seam,
     m_within_segment, m_seam_difference (across - within), m_seam_ratio (across / within).
+    shapes_world_metrics: 'applicable', or 'not applicable: <why>' (the prompt has words outside the
+    shapes world or names no shape); then the shapes-world metrics below are absent, not scored.
     With a shapes-world prompt: adherence_<attribute> for each attribute it names, adherence
     (their mean), subject_consistency (against the anchor frame), subject_consistency_1_to_5 and
     attributes_constant (1.0 when every frame shows the anchor frame's shape, colour and background).
@@ -63,8 +66,10 @@ def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_start
             row[f"{name}_within_segment"] = seams["within_segment"]
             row[f"{name}_seam_difference"] = seams["difference"]
             row[f"{name}_seam_ratio"] = seams["ratio"]
-    # 4. shapes-world adherence and consistency (one analyzer pass)
-    if prompt is not None:
+    # 4. shapes-world adherence and consistency (one analyzer pass), where the prompt is one
+    not_applicable = shapes_world_reason(prompt) if prompt is not None else "no prompt given"
+    row["shapes_world_metrics"] = "applicable" if not_applicable is None else f"not applicable: {not_applicable}"
+    if not_applicable is None:
         attributes = analyze_frames(frames)
         for key, value in _adherence_from_attributes(attributes, prompt).items():
             row["adherence" if key == "overall" else f"adherence_{key}"] = value

@@ -71,6 +71,26 @@ def segment_lengths(total: int, segments: int, transition_frames: int) -> list[i
     return [base + (k < extra) for k in range(segments)]
 
 
+def keyframe_lengths(request: GenerationRequest, transition_frames: int) -> list[int]:
+    """Frames per segment when segments come from keyframes: each keyframe's segment starts at the
+    first frame its time covers (frame i shows time i / fps), transitions eat into the segment before.
+    """
+    n = request.num_frames
+    starts = [0] if request.keyframes[0].time > 0 else []
+    for i, k in enumerate(request.keyframes):
+        frame = next((f for f in range(n) if k.time <= f / request.fps), n)
+        if frame >= n or (starts and frame <= starts[-1]):
+            raise ValueError(f"keyframes[{i}].time={k.time} falls on frame {frame} of {n} at fps={request.fps}, "
+                             "not after the previous segment's start; space the keyframes at least one frame apart")
+        starts.append(frame)
+    spans = [b - a for a, b in zip(starts, starts[1:] + [n])]
+    lengths = [span - transition_frames for span in spans[:-1]] + spans[-1:]
+    if min(lengths) < 1:
+        raise ValueError(f"keyframe segments of {spans} frames cannot hold {transition_frames} transition frames "
+                         "per seam; space the keyframes further apart or use transition='none'")
+    return lengths
+
+
 def segment_chain(backend, request: GenerationRequest, options: dict, callback=None):
     opts = SegmentChainOptions.model_validate(options)
     knobs = consistency_knobs(request.temporal_consistency)
@@ -81,7 +101,9 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
     prompts = [p if k == 0 or not opts.consistency_suffix else f"{p} , {opts.consistency_suffix}"
                for k, p in enumerate(prompts)]
     n_trans = {"none": 0, "crossfade": len(opts.crossfade_weights), "flow": 2}[opts.transition]
-    lengths = segment_lengths(request.num_frames, len(prompts), n_trans)
+    from_keyframes = bool(request.keyframes) and opts.num_segments is None and opts.segment_prompts is None
+    lengths = (keyframe_lengths(request, n_trans) if from_keyframes
+               else segment_lengths(request.num_frames, len(prompts), n_trans))
     matrix = camera_matrix(request.camera_motion, request.motion_intensity, request.width, request.height)
     make_segment = _image_segment if backend.preset.family == "sd" else _video_segment
     ctx = dict(backend=backend, request=request, opts=opts, matrix=matrix, encode=PromptCache(backend),

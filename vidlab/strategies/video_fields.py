@@ -63,7 +63,46 @@ def unreadable_words(backend, text: str) -> list[str]:
     unk = getattr(tokenizer, "unk_token_id", None)
     if tokenizer is None or unk is None:
         return []
-    return [w for w in text.split() if unk in tokenizer(w, add_special_tokens=False).input_ids]
+    return [w for w in dict.fromkeys(text.split()) if unk in tokenizer(w, add_special_tokens=False).input_ids]
+
+
+def truncated_words(backend, text: str) -> list[str]:
+    """The words of text past the tokenizer's length limit: the model never sees them."""
+    tokenizer = backend.components.get("tokenizer")
+    limit = getattr(tokenizer, "model_max_length", None)
+    if tokenizer is None or not limit or limit > 100_000:
+        return []
+    encoded = tokenizer(text, truncation=False, return_offsets_mapping=True, verbose=False)
+    if len(encoded["input_ids"]) <= limit:
+        return []
+    # the last kept slot holds the end token: text from the first dropped token's start is cut
+    offsets = [o for o in encoded["offset_mapping"] if o[1] > o[0]]
+    kept = limit - tokenizer.num_special_tokens_to_add()
+    return text[offsets[kept][0]:].split() if kept < len(offsets) else []
+
+
+class UnseenWordsError(ValueError):
+    """strict=True and a prompt has words the model cannot see."""
+
+
+def unseen_words(backend, prompts, strict: bool = False) -> dict[str, list[str]]:
+    """{'unknown': words the tokenizer maps to unknown, 'truncated': words past its length limit}
+    over every prompt; a warning names them, strict=True raises UnseenWordsError instead."""
+    import warnings
+
+    unknown, truncated = {}, {}
+    for text in dict.fromkeys(p for p in prompts if p):
+        unknown.update(dict.fromkeys(unreadable_words(backend, text)))
+        truncated.update(dict.fromkeys(truncated_words(backend, text)))
+    found = {"unknown": list(unknown), "truncated": list(truncated)}
+    if unknown or truncated:
+        message = (f"model {backend.preset.name!r} cannot see words of the prompt: "
+                   + "; ".join(f"{k}: {v}" for k, v in found.items() if v)
+                   + " (unknown: not in its vocabulary; truncated: past its token limit)")
+        if strict:
+            raise UnseenWordsError(message)
+        warnings.warn(message, stacklevel=3)
+    return found
 
 
 def apply_motion_intensity(prompt: str, request: GenerationRequest) -> str:

@@ -164,4 +164,27 @@ def vocabulary() -> list[str]:
     return sorted(words) + [w for w in ADDED_WORDS + MOTION_TOKENS if w not in words]
 
 
+def words_of(prompt: str) -> list[str]:
+    """The words of a prompt as the shapes world reads them: lower case, commas and colons apart."""
+    return prompt.lower().replace(",", " , ").replace(":", " : ").split()
+
+
+def shapes_world_reason(prompt: str) -> str | None:
+    """None when the prompt is a shapes-world prompt (names a shape, every word in `vocabulary()`);
+    otherwise why not, so a shapes-world metric can be recorded as not applicable.
+
+    >>> shapes_world_reason("a red circle in the center on a white background") is None
+    True
+    >>> shapes_world_reason("a red car on a road")
+    "words outside the shapes world: ['car', 'road']"
+    """
+    known = set(vocabulary())
+    unknown = [w for w in dict.fromkeys(words_of(prompt)) if w not in known]
+    if unknown:
+        return f"words outside the shapes world: {unknown}"
+    if parse_prompt(prompt)["shape"] is None:
+        return "names no shape"
+    return None
+
+
 assert all(s in SHAPES for s in SHAPE_WORDS) and all(p in POSITIONS for p in POSITION_WORDS)
