@@ -46,11 +46,6 @@ def canny_control(frame: torch.Tensor, low: int = CANNY_THRESHOLDS[0], high: int
 CONTROL_EXTRACTORS = {"canny": canny_control}
 
 
-def register_control_extractor(name: str, fn) -> None:
-    """Add a control type (e.g. 'depth', 'pose'): fn(frame (3, H, W)) -> control (3, H, W)."""
-    CONTROL_EXTRACTORS[name] = fn
-
-
 # ---- camera motion --------------------------------------------------------------------------
 
 def camera_matrix(camera_motion: str, motion_intensity: float, width: int, height: int) -> np.ndarray:
@@ -154,5 +149,3 @@ def flow_interpolate(a: torch.Tensor, b: torch.Tensor, times=(1 / 3, 2 / 3)) -> 
         out.append((1 - t) * from_uint8(wa) + t * from_uint8(wb))
     return torch.stack(out)
 
-
-TRANSITIONS = ("none", "crossfade", "flow")

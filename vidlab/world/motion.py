@@ -79,16 +79,22 @@ def _start_range(radius: float, displacement: float, size: int = IMAGE_SIZE) -> 
 
 
 CARDINAL = ("left", "right", "up", "down")
+CENTRED_JITTER = 8.0  # px: how far a centred path's midpoint may lie from the frame's centre
 
 
 def random_clip(rng: np.random.Generator, num_frames: int = 8, split: str = "train",
                 p_still: float = 0.1, p_growth: float = 0.2, p_camera: float = 0.1,
-                directions: tuple[str, ...] = tuple(DIRECTIONS)) -> Clip:
+                directions: tuple[str, ...] = tuple(DIRECTIONS), centred: bool = False,
+                jitter: float = CENTRED_JITTER) -> Clip:
     """A clip whose subject stays inside the frame throughout; deterministic in rng.
 
     Motion that cannot fit in the frame at either speed (16 frames at 4 px a frame is 60 px)
     is dropped: the clip is then a still subject, and its caption says so.
     directions: the directions drawn from (a curriculum starts with the four cardinal ones).
+    centred: the path's midpoint lies within `jitter` px of the frame's centre (where it fits),
+    instead of anywhere the whole path fits. The caption says no position either way, so a
+    centred path is one of the videos the caption allows, the one whose frames depend most on
+    the direction: frame k is at centre + (k - (F - 1) / 2) x speed x direction.
     """
     unknown = [d for d in directions if d not in DIRECTIONS]
     if unknown or not directions:
@@ -110,6 +116,12 @@ def random_clip(rng: np.random.Generator, num_frames: int = 8, split: str = "tra
         r_max = max(r for _, _, r, _ in path)
         (xa, xb), (ya, yb) = _start_range(r_max, x_last - x0), _start_range(r_max, y_last - y0)
         if xa <= xb and ya <= yb:
+            if centred:  # the start whose path's midpoint is the centre, jittered, kept where the path fits
+                mid_x, mid_y = IMAGE_SIZE / 2 - (x_last - x0) / 2, IMAGE_SIZE / 2 - (y_last - y0) / 2
+                xa, xb = max(xa, mid_x - jitter), min(xb, mid_x + jitter)
+                ya, yb = max(ya, mid_y - jitter), min(yb, mid_y + jitter)
+                if xa > xb or ya > yb:
+                    continue
             x, y = rng.uniform(xa, xb), rng.uniform(ya, yb)
             scene = dataclasses.replace(scene, position=cell_of(x, y), center=(float(x), float(y)))
             return dataclasses.replace(clip, scene=scene)
@@ -229,7 +241,7 @@ TRAIN_UNET = ("adapter", "full")
 def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per_batch: int = FRAMES_PER_BATCH,
                  noise_offset: float = 0.05, caption_dropout: float = 0.1, lora_rank: int = LORA_RANK,
                  init_adapter=None, weighting: str = "min_snr", train_unet: str = "adapter",
-                 unet_lr: float = 2e-4, curriculum_steps: int = 0) -> Stage:
+                 unet_lr: float = 2e-4, curriculum_steps: int = 0, centred_fraction: float = 0.0) -> Stage:
     """The video model: motion modules on the zoo UNet, with the UNet frozen or fine-tuned.
 
     train_unet: 'adapter' trains the motion modules (and a cross-attention LoRA when lora_rank > 0)
@@ -242,6 +254,8 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     weighting: 'min_snr' (min-SNR-5 on the epsilon error) or 'x0' (also min-SNR-5 where SNR > 1;
     below, the epsilon error is weighted by 1/SNR up to 20, i.e. measured as an error of the clean clip).
     curriculum_steps: the first steps draw only the four cardinal directions, then all eight.
+    centred_fraction: the share of clips whose path is centred (see `random_clip`); the rest start
+    anywhere the path fits.
     The token embeddings of the motion words learn in every mode; every other word stays frozen.
     """
     if weighting not in WEIGHTINGS:
@@ -297,7 +311,8 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
         num_frames = CLIP_FRAMES[1] if step % 4 == 3 else CLIP_FRAMES[0]
         batch = frames_per_batch // num_frames
         directions = CARDINAL if step < curriculum_steps else tuple(DIRECTIONS)
-        clips = [random_clip(rng, num_frames, directions=directions) for _ in range(batch)]
+        clips = [random_clip(rng, num_frames, directions=directions, centred=rng.random() < centred_fraction)
+                 for _ in range(batch)]
         pixels = torch.cat([c.render() for c in clips]) * 2 - 1  # (B*F, 3, 64, 64)
         with torch.no_grad():
             post = vae.encode(pixels).latent_dist
@@ -322,10 +337,10 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
 def train_motion(run_dir, steps: int = 1500, base=None, lr: float = 1e-3, seed: int = 0,
                  frames_per_batch: int = FRAMES_PER_BATCH, lora_rank: int = LORA_RANK, init_adapter=None,
                  weighting: str = "min_snr", train_unet: str = "adapter", unet_lr: float = 2e-4,
-                 curriculum_steps: int = 0) -> dict:
+                 curriculum_steps: int = 0, centred_fraction: float = 0.0) -> dict:
     stage = motion_stage(run_dir, base, lr, seed, frames_per_batch, lora_rank=lora_rank, init_adapter=init_adapter,
                          weighting=weighting, train_unet=train_unet, unet_lr=unet_lr,
-                         curriculum_steps=curriculum_steps)
+                         curriculum_steps=curriculum_steps, centred_fraction=centred_fraction)
     return train_stage(stage, run_dir, steps)
 
 
@@ -402,6 +417,8 @@ def main(argv=None) -> None:
     parser.add_argument("--unet-lr", type=float, default=2e-4, help="learning rate of the spatial layers (full)")
     parser.add_argument("--curriculum-steps", type=int, default=0,
                         help="steps that draw only the four cardinal directions before all eight")
+    parser.add_argument("--centred-fraction", type=float, default=0.0,
+                        help="share of clips whose path is centred in the frame (see random_clip)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -410,7 +427,7 @@ def main(argv=None) -> None:
         return
     result = train_motion(args.run_dir, args.steps, args.base, args.lr, args.seed, args.frames_per_batch,
                           args.lora_rank, args.init_adapter, args.weighting, args.train_unet, args.unet_lr,
-                          args.curriculum_steps)
+                          args.curriculum_steps, args.centred_fraction)
     print(json.dumps({"stage": "motion", "step": result["step"], "seconds": round(result["seconds"], 1),
                       "final_loss": float(np.mean(result["losses"][-50:]))}))
 

@@ -1,0 +1,32 @@
+"""The one place that silences library messages about things vidlab does on purpose.
+
+- transformers: "`CLIPImageProcessor` requires torchvision (not installed); falling back to ...Pil".
+  vidlab does not depend on torchvision (PyPI's build does not import beside the CPU torch), and
+  the PIL image processors are what it wants.
+- diffusers: "There are modules in X that should be kept in float32: []" when a pipeline-built
+  module is cast: with an empty list there is nothing to keep in float32. A non-empty list still shows.
+"""
+from __future__ import annotations
+
+import logging
+
+_MUTED = {
+    "transformers.utils.import_utils": lambda msg: "requires torchvision (not installed)" in msg,
+    "diffusers.models.modeling_utils": lambda msg: "should be kept in float32: []." in msg,
+}
+
+
+class _Mute(logging.Filter):
+    def __init__(self, muted):
+        super().__init__()
+        self.muted = muted
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.muted(record.getMessage())
+
+
+def install() -> None:
+    for name, muted in _MUTED.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Mute) for f in logger.filters):
+            logger.addFilter(_Mute(muted))
