@@ -149,10 +149,119 @@ def test_unknown_and_truncated_words_are_recorded_warned_or_refused(tiny_sd):
     base = {"duration": 0.2, "fps": 15, "resolution": "32x32", "num_inference_steps": 2}
     # the word-level tokenizer knows no 'cat'; 16 tokens hold <bos>, 14 words and <eos>
     prompt = "a red cat in the top left on a white background , same subject , same lighting"
-    with pytest.warns(UserWarning, match=r"unknown: \['cat'\]; truncated: \['subject', ',', 'same', 'lighting'\]"):
+    with pytest.warns(UserWarning, match=r"unknown: \['cat'\]; truncated: \[',', 'same', 'lighting'\]"):
         video = generate({**base, "prompt": prompt}, strategy="frame_chain", model=backend)
-    assert video.record["unseen_words"] == {"unknown": ["cat"], "truncated": ["subject", ",", "same", "lighting"]}
+    assert video.record["unseen_words"] == {"unknown": ["cat"], "truncated": [",", "same", "lighting"]}
     with pytest.raises(UnseenWordsError, match=r"unknown: \['cat'\]"):
         generate({**base, "prompt": "a red cat"}, strategy="frame_chain", model=backend, strict=True)
     clean = generate({**base, "prompt": "a red circle"}, strategy="frame_chain", model=backend, strict=True)
     assert clean.record["unseen_words"] == {"unknown": [], "truncated": []}
+
+
+# ---- the store: verified points, bounded retries, bad manifests, stale points --------------------
+def _spec(**changes):
+    from vidlab.experiments import SweepSpec
+    fields = dict(name="rel", base_request={"prompt": "a red circle"}, strategy="frame_chain",
+                  axes={"seed": [0, 1, 2]}, max_retries=0)
+    return SweepSpec(**{**fields, **changes})
+
+
+def _metrics(config):
+    return {"score": float(config["request"]["seed"])}, None
+
+
+def test_a_truncated_metrics_file_is_recomputed_with_a_warning(tmp_path):
+    from vidlab.experiments import ResultsStore, run_sweep
+
+    first = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    pid = first.table["point_id"][1]
+    parquet = tmp_path / "points" / pid / "metrics.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:20])  # a crash (or a disk) cut it short
+    assert not ResultsStore(tmp_path).is_done(pid)
+    calls = []
+    with pytest.warns(UserWarning, match=rf"point {pid} .*metrics.parquet does not match its checksum"):
+        again = run_sweep(_spec(), tmp_path, point_fn=lambda c: (calls.append(c["request"]["seed"]), _metrics(c))[1],
+                          progress=False)
+    assert calls == [1] and again.recomputed == {pid: "metrics.parquet does not match its checksum "
+                                                      "(truncated or changed)"}
+    assert again.table["score"].tolist() == [0.0, 1.0, 2.0]  # no ArrowInvalid, the table is whole again
+
+
+def test_deterministic_errors_are_not_retried_and_attempts_are_bounded_across_runs(tmp_path):
+    from vidlab.experiments import run_sweep
+
+    calls = []
+
+    def point_fn(config):
+        seed = config["request"]["seed"]
+        calls.append(seed)
+        if seed == 1:
+            raise ValueError("shape (3, 4) does not fit")  # the same every time
+        if seed == 2:
+            raise MemoryError("out of memory")  # may pass next time
+        return _metrics(config)
+
+    spec = _spec(max_retries=5, max_attempts=3)
+    report = run_sweep(spec, tmp_path, point_fn=point_fn, progress=False)
+    assert calls == [0, 1, 2, 2, 2]  # seed 1 once; seed 2 up to max_attempts=3 although max_retries=5
+    assert report.failures == {
+        report.failed_ids[0]: "not retried, the same every time: ValueError: shape (3, 4) does not fit",
+        report.failed_ids[1]: "gave up after 3 attempts (max_attempts): MemoryError: out of memory"}
+    assert "not retried, the same every time" in report.summary()
+    calls.clear()
+    again = run_sweep(spec, tmp_path, point_fn=point_fn, progress=False)  # a later run tries neither again
+    assert calls == [] and again.failed == 2 and again.attempts == 0
+
+
+def test_a_malformed_manifest_is_one_recomputed_point_not_a_stopped_sweep(tmp_path):
+    import json
+
+    from vidlab.experiments import run_sweep
+
+    first = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    broken = tmp_path / "points" / first.table["point_id"][0] / "manifest.json"
+    manifest = json.loads(broken.read_text())
+    del manifest["status"]
+    broken.write_text(json.dumps(manifest))
+    (tmp_path / "points" / first.table["point_id"][2] / "manifest.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="malformed manifest: missing keys \\['status'\\]"):
+        again = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    assert again.computed == 2 and again.done == 3 and again.table["status"].tolist() == ["ok"] * 3
+
+
+def test_a_full_disk_while_recording_a_failure_fails_that_point_only(tmp_path, monkeypatch):
+    import errno
+
+    from vidlab.experiments import ResultsStore, run_sweep
+
+    original = ResultsStore.save
+
+    def save(self, point, **kw):
+        if point.axis_values["seed"] == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, point, **kw)
+
+    monkeypatch.setattr(ResultsStore, "save", save)
+    report = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    assert (report.computed, report.failed) == (2, 1)
+    why = report.failures[report.failed_ids[0]]
+    assert why.startswith("OSError: [Errno 28] No space left on device") and "could not be recorded either" in why
+    monkeypatch.setattr(ResultsStore, "save", original)
+    assert run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False).table["score"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_points_made_by_other_code_get_new_ids_and_are_reported_stale(tmp_path, monkeypatch):
+    import vidlab
+    from vidlab.experiments import run_sweep
+    from vidlab.strategies import FrameChainOptions
+
+    old = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    # a changed option default: every id changes, the old points stay readable and are reported stale
+    monkeypatch.setattr(FrameChainOptions.model_fields["mode"], "default", "controlnet_img2img")
+    changed = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    assert changed.computed == 3 and not set(changed.table["point_id"]) & set(old.table["point_id"])
+    assert sorted(changed.stale_ids) == sorted(old.table["point_id"]) and "3 stale points" in changed.summary()
+    monkeypatch.undo()
+    monkeypatch.setattr(vidlab, "__version__", "9.9.9")  # a new vidlab version, likewise
+    newer = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    assert newer.computed == 3 and len(newer.stale_ids) == 6

@@ -74,8 +74,13 @@ def test_grid_without_axes_is_the_base_request_and_fixed_options_reach_every_poi
 def test_point_ids_are_content_addressed():
     points = expand_grid(make_spec(), weights_hash="w1")
     ids = [p.point_id for p in points]
-    # sha256 of the canonical JSON (sorted keys, no whitespace) of config + weights hash, 16 hex chars
-    text = json.dumps({"config": points[0].config, "weights_hash": "w1"}, sort_keys=True, separators=(",", ":"))
+    # sha256 of the canonical JSON (sorted keys, no whitespace) of config + weights hash + the code
+    # (vidlab version, the strategy's option defaults), 16 hex chars
+    import vidlab
+    from vidlab.strategies import option_defaults
+    code = {"vidlab": vidlab.__version__, "option_defaults": option_defaults("frame_chain")}
+    text = json.dumps({"config": points[0].config, "weights_hash": "w1", "code": code}, sort_keys=True,
+                      separators=(",", ":"))
     assert ids[0] == hashlib.sha256(text.encode()).hexdigest()[:16]
     assert len(set(ids)) == 6 and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
     # same config -> same id: again, with an explicit default, with the axes in another order

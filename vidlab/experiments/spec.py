@@ -55,7 +55,9 @@ class SweepSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="strategy options fixed for every point")
     axes: dict[str, list[Any]] = Field(default_factory=dict,
                                        description="axis name -> values; a request field or 'options.<name>'")
-    max_retries: int = Field(1, ge=0, le=100, description="extra attempts of a failed point, each run alone")
+    max_retries: int = Field(1, ge=0, le=100, description="extra attempts of a failed point in one run, each alone")
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts of a point over every run of the sweep; "
+                                                           "a point that used them is not tried again")
 
     @field_validator("axes")
     @classmethod
@@ -126,12 +128,25 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def point_id(config: dict, weights_hash: str) -> str:
-    """First 16 hex chars of sha256 over the canonical JSON of the config and the model's weights hash.
+def code_identity(strategy: str) -> dict:
+    """What names the code that makes a point: the vidlab version and the strategy's option defaults.
 
-    Same config and weights -> same id; a new model version (weights hash) -> new ids.
+    A changed default changes every point id of that strategy, so stale results are never reused.
     """
-    text = canonical_json({"config": config, "weights_hash": weights_hash})
+    from .. import __version__
+    from ..strategies import STRATEGY_OPTIONS, option_defaults
+    defaults = option_defaults(strategy) if strategy in STRATEGY_OPTIONS else {}
+    return {"vidlab": __version__, "option_defaults": json.loads(canonical_json(defaults))}
+
+
+def point_id(config: dict, weights_hash: str) -> str:
+    """First 16 hex chars of sha256 over the canonical JSON of the config, the model's weights hash
+    and the code identity (vidlab version, the strategy's option defaults).
+
+    Same config, weights and code -> same id; a new model version or a changed default -> new ids.
+    """
+    text = canonical_json({"config": config, "weights_hash": weights_hash,
+                           "code": code_identity(config.get("strategy", ""))})
     return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
 
 

@@ -21,6 +21,7 @@ temporary files (`.tmp-*`) that readers ignore and `clean_temp` removes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -38,6 +39,7 @@ MANIFEST = "manifest.json"
 METRICS = "metrics.parquet"
 VIDEO = "video.mp4"
 STATUSES = ("ok", "failed")
+REQUIRED_KEYS = ("point_id", "status", "attempts", "config")
 SPEC = "sweep.json"
 # the temporary names the store's own writes leave behind (atomic.temp_path_for, _save_video's staging)
 _OWN_TEMP = re.compile(re.escape(TMP_MARK) + "(?:video|\\d+-(?:"
@@ -63,17 +65,51 @@ class ResultsStore:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def verify(self, point_id: str) -> tuple[dict | None, str | None]:
+        """(manifest, problem): problem is None for a sound point, else why it cannot be trusted.
+
+        Sound: the manifest parses, has every required key, and for an ok point every file it lists
+        has the sha256 the manifest recorded (a manifest without checksums: its metrics must read).
+        """
+        path = self.point_dir(point_id) / MANIFEST
+        if not path.exists():
+            return None, None
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            return None, f"unreadable manifest ({type(err).__name__})"
+        if not isinstance(manifest, dict):
+            return None, "malformed manifest: not a JSON object"
+        missing = [k for k in REQUIRED_KEYS if k not in manifest]
+        if missing or manifest.get("status") not in STATUSES:
+            return None, f"malformed manifest: missing keys {missing}" if missing else \
+                f"malformed manifest: status={manifest.get('status')!r}"
+        if manifest["status"] != "ok":
+            return manifest, None
+        for name, digest in (manifest.get("files") or {}).items():
+            file = self.point_dir(point_id) / name
+            if not file.exists():
+                return manifest, f"{name} is missing"
+            if _sha256(file.read_bytes()) != digest:
+                return manifest, f"{name} does not match its checksum (truncated or changed)"
+        if not manifest.get("files") and manifest.get("metrics_file"):
+            try:
+                self.read_metrics(point_id)
+            except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds
+                return manifest, f"{METRICS} does not read ({type(err).__name__})"
+        return manifest, None
+
     def is_done(self, point_id: str) -> bool:
-        manifest = self.read_manifest(point_id)
-        return manifest is not None and manifest.get("status") == "ok"
+        manifest, problem = self.verify(point_id)
+        return manifest is not None and problem is None and manifest["status"] == "ok"
 
     def manifests(self) -> list[dict]:
-        """Every readable manifest in the store (ok and failed), in grid order."""
+        """Every sound manifest in the store (ok and failed), in grid order; see `verify`."""
         out = []
         for folder in sorted(self.points_dir.iterdir()):
             if folder.is_dir() and not is_temp(folder):
-                manifest = self.read_manifest(folder.name)
-                if manifest is not None:
+                manifest, problem = self.verify(folder.name)
+                if manifest is not None and problem is None:
                     out.append(manifest)
         return sorted(out, key=lambda m: (m.get("index", 0), m["point_id"]))
 
@@ -112,23 +148,32 @@ class ResultsStore:
     # ---- writing -----------------------------------------------------------------
     def save(self, point: Point, *, status: str, attempts: int, wall_time_s: float, memory: dict,
              metrics: dict | None = None, video=None, error: str | None = None, traceback: str | None = None,
-             weights_hash: str = "", sweep: str = "") -> dict:
-        """Write a point's files, each atomically, the manifest last; returns the manifest."""
+             weights_hash: str = "", sweep: str = "", extra: dict | None = None) -> dict:
+        """Write a point's files, each atomically, the manifest last (with their sha256); returns it.
+
+        extra: more manifest fields (error kind, code identity, ...).
+        """
         if status not in STATUSES:
             raise ValueError(f"status={status!r} is not one of {list(STATUSES)}")
         folder = self.point_dir(point.point_id)
         folder.mkdir(parents=True, exist_ok=True)
+        files = {}
         if metrics is not None:
             buffer = io.BytesIO()
             pd.DataFrame([metrics]).to_parquet(buffer, index=False)
             atomic_write_bytes(folder / METRICS, buffer.getvalue())
+            files[METRICS] = _sha256(buffer.getvalue())
         video_file = self._save_video(folder, video) if video is not None else None
+        if video_file is not None:
+            files.update({name: _sha256((folder / name).read_bytes()) for name in (video_file, "video.json")
+                          if (folder / name).exists()})
         manifest = {
             "point_id": point.point_id, "index": point.index, "sweep": sweep, "weights_hash": weights_hash,
             "config": point.config, "axis_values": point.axis_values,
             "status": status, "error": error, "traceback": traceback, "attempts": attempts,
             "wall_time_s": round(wall_time_s, 6), **_memory_fields(memory),
             "metrics_file": METRICS if metrics is not None else None, "video_file": video_file,
+            "files": files, **(extra or {}),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         atomic_write_json(folder / MANIFEST, manifest)
@@ -194,6 +239,10 @@ class ResultsStore:
                 path.unlink(missing_ok=True)
             removed.append(path)
         return removed
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _memory_fields(memory: dict) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 from .executors import get_executor
 from .memory import PeakMemory
 from .monitor import SlowdownAlert, SlowdownMonitor
-from .spec import Point, SweepSpec, expand_grid, load_sweep_spec
+from .spec import Point, SweepSpec, code_identity, expand_grid, load_sweep_spec
 from .store import ResultsStore
 
 PointFn = Callable[[dict], tuple]  # config -> (metrics: dict[str, float], video or None)
@@ -74,6 +75,30 @@ class PointResult:
     wall_time_s: float
     peak_memory_bytes: int | None
     error: str | None = None
+    retryable: bool = True  # False: a deterministic error (validation, shape), the same every time
+
+
+# errors that come out the same on every try: not retried (resource and transient ones are)
+DETERMINISTIC_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError,
+                        AssertionError, ZeroDivisionError)
+# RuntimeErrors that are torch's shape and type checks: the same every time
+DETERMINISTIC_RUNTIME = ("shape", "size mismatch", "dimension", "dtype", "must match", "expected")
+
+
+def is_retryable(err: BaseException) -> bool:
+    """Whether trying again may help: memory, disk, network, time-outs, a dead worker, other runtime
+    errors, yes; validation, type and shape errors (torch's RuntimeErrors about shapes and dtypes), no.
+
+    >>> is_retryable(MemoryError()), is_retryable(ValueError("seed=-1")), is_retryable(OSError(28, "No space"))
+    (True, False, True)
+    """
+    if isinstance(err, (MemoryError, TimeoutError, ConnectionError, OSError)):
+        return True
+    if isinstance(err, DETERMINISTIC_ERRORS):
+        return False
+    if isinstance(err, RuntimeError):
+        return not any(word in str(err).lower() for word in DETERMINISTIC_RUNTIME)
+    return True
 
 
 def run_point(point: Point, point_fn: PointFn, store: ResultsStore, attempts: int = 1, weights_hash: str = "",
@@ -81,23 +106,30 @@ def run_point(point: Point, point_fn: PointFn, store: ResultsStore, attempts: in
     """One attempt at a point: call `point_fn(config)`, measure it, write its files (manifest last).
 
     Wall time covers the point function only (not writing the MP4). An exception from the
-    point function, or from writing its results, is recorded as a failed point, not raised.
+    point function, or from writing its results, is recorded as a failed point, not raised;
+    if even the failure cannot be written (a full disk), the result says so and the sweep goes on.
     """
     memory, wall = PeakMemory(trace_python_memory), None
+    code = code_identity(point.config.get("strategy", ""))
     t0 = time.perf_counter()
     try:
         with memory:
             metrics, video = _check_output(point_fn(point.config))
         wall = time.perf_counter() - t0
         store.save(point, status="ok", attempts=attempts, wall_time_s=wall, memory=memory.result,
-                   metrics=metrics, video=video, weights_hash=weights_hash, sweep=sweep)
+                   metrics=metrics, video=video, weights_hash=weights_hash, sweep=sweep, extra={"code": code})
         return PointResult(point.point_id, "ok", attempts, wall, memory.result["peak_memory_bytes"])
     except Exception as err:  # noqa: BLE001 - one bad point must not stop the sweep
         wall = wall if wall is not None else time.perf_counter() - t0
-        error = f"{type(err).__name__}: {err}"
-        store.save(point, status="failed", attempts=attempts, wall_time_s=wall, memory=memory.result,
-                   error=error, traceback=traceback.format_exc(), weights_hash=weights_hash, sweep=sweep)
-        return PointResult(point.point_id, "failed", attempts, wall, memory.result.get("peak_memory_bytes"), error)
+        error, retryable = f"{type(err).__name__}: {err}", is_retryable(err)
+        try:
+            store.save(point, status="failed", attempts=attempts, wall_time_s=wall, memory=memory.result,
+                       error=error, traceback=traceback.format_exc(), weights_hash=weights_hash, sweep=sweep,
+                       extra={"retryable": retryable, "code": code})
+        except Exception as save_err:  # noqa: BLE001 - e.g. ENOSPC: report it, lose nothing else
+            error += f"; the failure could not be recorded either ({type(save_err).__name__}: {save_err})"
+        return PointResult(point.point_id, "failed", attempts, wall, memory.result.get("peak_memory_bytes"), error,
+                           retryable)
 
 
 def _check_output(output) -> tuple[dict, object]:
@@ -149,6 +181,9 @@ class SweepReport:
     alerts: list[SlowdownAlert]
     failed_ids: list[str]
     table: pd.DataFrame = dataclasses.field(repr=False)
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)  # point id -> why it failed / was not retried
+    recomputed: dict[str, str] = dataclasses.field(default_factory=dict)  # point id -> what was wrong with it
+    stale_ids: list[str] = dataclasses.field(default_factory=list)  # this sweep's points made by other code
 
     def summary(self) -> str:
         baseline = f"{self.baseline_seconds:#.3g} s" if self.baseline_seconds is not None else "not set"
@@ -156,7 +191,12 @@ class SweepReport:
                  f"{self.computed} computed), {self.failed} failed, failure rate {self.failure_rate:.1%}, "
                  f"{self.attempts} attempts, baseline {baseline}, store {self.store_dir}"]
         lines += [f"  ALERT {a}" for a in self.alerts]
-        lines += [f"  failed {pid}" for pid in self.failed_ids]
+        lines += [f"  failed {pid}: {self.failures.get(pid, '?')}" for pid in self.failed_ids]
+        lines += [f"  recomputed {pid}: {why}" for pid, why in self.recomputed.items()]
+        if self.stale_ids:
+            lines.append(f"  {len(self.stale_ids)} stale points of this sweep in the store, made by another vidlab "
+                         f"version or other option defaults (kept, not reused): {', '.join(self.stale_ids[:5])}"
+                         + (" ..." if len(self.stale_ids) > 5 else ""))
         return "\n".join(lines)
 
 
@@ -193,21 +233,42 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
 def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_fn: PointFn, weights_hash: str,
               progress: bool, executor, monitor: SlowdownMonitor, trace_python_memory: bool) -> SweepReport:
     """run_sweep's steps 3-5, with the store's lock held."""
-    # 3. leftovers of a killed run removed, done points skipped
+    # 3. leftovers of a killed run removed; sound done points skipped, corrupt or malformed ones redone;
+    #    points out of attempts, or failed the same way every time, not tried again
     store.clean_temp()
     store.write_spec(spec)
-    manifests = {p.point_id: store.read_manifest(p.point_id) for p in points}
+    manifests, recomputed, failures = {}, {}, {}
+    for p in points:
+        manifest, problem = store.verify(p.point_id)
+        if problem is not None:
+            warnings.warn(f"point {p.point_id} of sweep {spec.name!r}: {problem}; computing it again", stacklevel=3)
+            recomputed[p.point_id] = problem
+            manifest = None
+        manifests[p.point_id] = manifest
     done_before = [m for m in manifests.values() if m is not None and m["status"] == "ok"]
-    todo = [p for p in points if not (manifests[p.point_id] or {}).get("status") == "ok"]
-    attempts = {p.point_id: (manifests[p.point_id] or {}).get("attempts", 0) for p in todo}
+    attempts = {p.point_id: int((manifests[p.point_id] or {}).get("attempts", 0)) for p in points}
+    todo, given_up = [], []
+    for p in points:
+        m = manifests[p.point_id]
+        if m is not None and m["status"] == "ok":
+            continue
+        if m is not None and attempts[p.point_id] >= spec.max_attempts:
+            failures[p.point_id] = f"gave up after {attempts[p.point_id]} attempts (max_attempts): {m.get('error')}"
+            given_up.append(p)
+        elif m is not None and m.get("retryable") is False:
+            failures[p.point_id] = f"not retried, the same every time: {m.get('error')}"
+            given_up.append(p)
+        else:
+            todo.append(p)
 
     # 4. the slowdown monitor keeps the baseline set by earlier runs of this sweep
-    monitor.warm_up([m["wall_time_s"] for m in sorted(done_before, key=lambda m: m["finished_at"])])
+    monitor.warm_up([m.get("wall_time_s") or 0.0 for m in sorted(done_before, key=lambda m: m.get("finished_at", ""))])
 
     # 5. one pass over the missing points, then the failed ones again, alone, up to max_retries times
     task = _PointTask(point_fn, str(store.root), weights_hash, spec.name, trace_python_memory)
     failed, computed, tries, failed_tries = todo, 0, 0, 0
     bar = tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="point", disable=not progress)
+    final_failed = []
     for pass_index in range(1 + spec.max_retries):
         if not failed:
             break
@@ -218,33 +279,49 @@ def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_f
             attempts[point.point_id], tries = attempt, tries + 1
             if result.status == "ok":
                 computed += 1
+                failures.pop(point.point_id, None)
                 bar.update(1)
                 alert = monitor.observe(point.point_id, result.wall_time_s)
                 if alert is not None:
                     bar.write(f"ALERT {alert}")
+                continue
+            failed_tries += 1
+            failures[point.point_id] = result.error
+            if not result.retryable:
+                failures[point.point_id] = f"not retried, the same every time: {result.error}"
+                final_failed.append(point)
+            elif attempt >= spec.max_attempts:
+                failures[point.point_id] = f"gave up after {attempt} attempts (max_attempts): {result.error}"
+                final_failed.append(point)
             else:
-                failed_tries += 1
                 still_failed.append(point)
-            bar.set_postfix(failed=len(still_failed), retry_pass=pass_index)
+            bar.set_postfix(failed=len(still_failed) + len(final_failed), retry_pass=pass_index)
         failed = sorted(still_failed, key=lambda p: p.index)
-    bar.update(len(failed))  # points given up on are finished too
+    failed = sorted(failed + final_failed + given_up, key=lambda p: p.index)
+    bar.update(len(failed) - len(given_up))  # points given up on are finished too
     bar.close()
 
-    ran = computed + len(failed)
+    grid_ids = {p.point_id for p in points}
+    stale = [m["point_id"] for m in store.manifests() if m.get("sweep") == spec.name and m["point_id"] not in grid_ids]
+    ran = computed + len(failed) - len(given_up)
     return SweepReport(
         name=spec.name, store_dir=store.root, grid_size=len(points), done=len(done_before) + computed,
         skipped=len(done_before), computed=computed, failed=len(failed), attempts=tries, failed_attempts=failed_tries,
         failure_rate=len(failed) / ran if ran else 0.0, baseline_seconds=monitor.baseline_seconds,
         alerts=list(monitor.alerts), failed_ids=[p.point_id for p in failed],
-        table=store.table(point_ids=[p.point_id for p in points]))
+        table=store.table(point_ids=[p.point_id for p in points]), failures=failures, recomputed=recomputed,
+        stale_ids=stale)
 
 
 def _as_result(outcome, point: Point, attempt: int, store: ResultsStore, weights_hash: str, sweep: str):
     """The executor's outcome as a PointResult; an executor failure (a dead worker) is recorded here."""
     if isinstance(outcome, PointResult):
         return outcome
-    error = f"{type(outcome).__name__}: {outcome}"
-    store.save(point, status="failed", attempts=attempt, wall_time_s=0.0, memory={}, error=f"executor: {error}",
-               traceback="".join(traceback.format_exception(outcome)) if isinstance(outcome, BaseException) else None,
-               weights_hash=weights_hash, sweep=sweep)
-    return PointResult(point.point_id, "failed", attempt, 0.0, None, error)
+    error = f"executor: {type(outcome).__name__}: {outcome}"  # a dead worker: worth another try
+    try:
+        store.save(point, status="failed", attempts=attempt, wall_time_s=0.0, memory={}, error=error,
+                   traceback="".join(traceback.format_exception(outcome)) if isinstance(outcome, BaseException)
+                   else None, weights_hash=weights_hash, sweep=sweep, extra={"retryable": True})
+    except Exception as save_err:  # noqa: BLE001
+        error += f"; the failure could not be recorded either ({type(save_err).__name__}: {save_err})"
+    return PointResult(point.point_id, "failed", attempt, 0.0, None, error, True)

@@ -4,9 +4,9 @@
 
 `STRATEGIES` maps names to them; `vidlab.generate(..., strategy=NAME)` dispatches.
 """
-from .frame_chain import frame_chain
-from .native import native, sliding_window
-from .segment_chain import RetrySegment, segment_chain
+from .frame_chain import FrameChainOptions, frame_chain
+from .native import NativeOptions, SlidingWindowOptions, native, sliding_window
+from .segment_chain import RetrySegment, SegmentChainOptions, segment_chain
 
 STRATEGIES = {
     "frame_chain": frame_chain,
@@ -14,3 +14,17 @@ STRATEGIES = {
     "native": native,
     "sliding_window": sliding_window,
 }
+
+# each strategy's options model: its defaults are part of a sweep point's id
+STRATEGY_OPTIONS = {
+    "frame_chain": FrameChainOptions,
+    "segment_chain": SegmentChainOptions,
+    "native": NativeOptions,
+    "sliding_window": SlidingWindowOptions,
+}
+
+
+def option_defaults(strategy: str) -> dict:
+    """The default of every option of `strategy`, as JSON values."""
+    model = STRATEGY_OPTIONS[strategy]
+    return {name: field.default for name, field in model.model_fields.items()}
