@@ -1,6 +1,6 @@
 """A slow, logging point function and the sweep that the crash test runs in a subprocess.
 
-    python tests/sweep_helpers.py STORE_DIR LOG_FILE
+    python tests/sweep_helpers.py STORE_DIR LOG_FILE [SEEDS]
 
 runs `crash_spec()` into STORE_DIR; every time the point function *completes* a point it
 appends "<pid> <point_id>" to LOG_FILE, so a test can count how often each point was computed.
@@ -22,10 +22,10 @@ WEIGHTS_HASH = "test-weights-v1"
 SLEEP_S = 0.3
 
 
-def crash_spec() -> SweepSpec:
-    """4 seeds x 2 strengths = 8 points."""
+def crash_spec(seeds: int = 4) -> SweepSpec:
+    """`seeds` seeds x 2 strengths (8 points by default)."""
     return SweepSpec(name="crash", base_request={"prompt": "a red circle in the center on a white background"},
-                     strategy="segment_chain", axes={"seed": [0, 1, 2, 3], "options.strength": [0.3, 0.6]})
+                     strategy="segment_chain", axes={"seed": list(range(seeds)), "options.strength": [0.3, 0.6]})
 
 
 def slow_point(config: dict, log_path: str, sleep_s: float = SLEEP_S):
@@ -39,9 +39,9 @@ def slow_point(config: dict, log_path: str, sleep_s: float = SLEEP_S):
     return {"seed_metric": float(seed), "strength_metric": strength * 10}, None
 
 
-def run(store_dir: str | Path, log_path: str | Path, sleep_s: float = SLEEP_S):
+def run(store_dir: str | Path, log_path: str | Path, sleep_s: float = SLEEP_S, seeds: int = 4):
     point_fn = functools.partial(slow_point, log_path=str(log_path), sleep_s=sleep_s)
-    return run_sweep(crash_spec(), store_dir, point_fn=point_fn, weights_hash=WEIGHTS_HASH, progress=False)
+    return run_sweep(crash_spec(seeds), store_dir, point_fn=point_fn, weights_hash=WEIGHTS_HASH, progress=False)
 
 
 def read_log(log_path: str | Path) -> list[tuple[int, str]]:
@@ -53,4 +53,4 @@ def read_log(log_path: str | Path) -> list[tuple[int, str]]:
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], sys.argv[2])
+    run(sys.argv[1], sys.argv[2], seeds=int(sys.argv[3]) if len(sys.argv) > 3 else 4)

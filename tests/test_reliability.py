@@ -265,3 +265,57 @@ def test_points_made_by_other_code_get_new_ids_and_are_reported_stale(tmp_path, 
     monkeypatch.setattr(vidlab, "__version__", "9.9.9")  # a new vidlab version, likewise
     newer = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
     assert newer.computed == 3 and len(newer.stale_ids) == 6
+
+
+# ---- crashes: kill -9 at random moments, again and again ------------------------------------------
+def test_repeated_sigkills_lose_no_finished_point_and_duplicate_none(tmp_path):
+    """A 12-point sweep killed at random moments until it finishes: every finished point survives
+    every kill, no point is computed again once finished, and the final table equals an
+    uninterrupted run's. Figures (kills survived, points lost) are printed for the report."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import sweep_helpers
+    from vidlab.experiments import ResultsStore
+
+    store, log = tmp_path / "store", tmp_path / "completed.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    rng = random.Random(2026)
+
+    def done() -> set[str]:
+        points = store / "points"
+        return {p.name for p in points.iterdir() if ResultsStore(store).is_done(p.name)} if points.exists() else set()
+
+    kills, lost, seen_done, done_when = 0, 0, set(), {}
+    for run in range(12):
+        proc = subprocess.Popen([sys.executable, sweep_helpers.__file__, str(store), str(log), "6"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(1.0, 6.0) if run < 8 else 180)  # the last runs may finish
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        now = done()
+        lost += len(seen_done - now)  # a point finished before must still be finished
+        for pid in now - seen_done:
+            done_when[pid] = len(sweep_helpers.read_log(log))
+        seen_done |= now
+        if proc.returncode == 0:
+            break
+    assert proc.returncode == 0 and kills >= 3 and lost == 0
+    # once finished (manifest written), a point never appears in the completion log again
+    completions = [pid for _, pid in sweep_helpers.read_log(log)]
+    assert all(pid not in completions[done_when[pid]:] for pid in done_when)
+    reference = sweep_helpers.run(tmp_path / "reference", tmp_path / "reference.log", sleep_s=0.0, seeds=6)
+    final = ResultsStore(store).table()
+    columns = ["point_id", "status", "seed", "options.strength", "seed_metric", "strength_metric"]
+    assert len(final) == 12
+    assert final[columns].equals(reference.table[columns])
+    print(f"\ncrash test: {kills} kills survived, {lost} finished points lost, "
+          f"{len(completions) - 12} points recomputed after being in flight at a kill")

@@ -110,7 +110,13 @@ def check_axis_name(axis: str) -> None:
 def load_sweep_spec(path: str | Path) -> SweepSpec:
     """Read a YAML sweep spec (`yaml.safe_load`: no Python objects); a bad field raises RequestError."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise RequestError(f"SweepSpec ({path})", [("(yaml)", path.name, f"not valid YAML{at}: "
+                                                    f"{getattr(err, 'problem', None) or err}")]) from None
     if not isinstance(data, dict):
         raise RequestError(f"SweepSpec ({path})", [("(spec)", type(data).__name__, "the YAML must be a mapping")])
     try:
