@@ -56,7 +56,7 @@ def test_last_frame_of_each_segment_conditions_the_next(backend, monkeypatch):
     images = record_image_conditions(backend, monkeypatch)
     segments = []
     frames, rec = STRATEGIES["segment_chain"](backend, request(), {"num_segments": 3},
-                                              lambda info: segments.append(info["frames"]))
+                                              lambda info: segments.append(info.preview))
     # 12 frames as 3 segments of 4: Wan makes 4k + 1 frames, so each segment is asked for 5 and keeps 4
     assert frames.shape == (12, 3, 32, 32) and rec["segment_starts"] == [0, 4, 8]
     assert [s.shape[0] for s in segments] == [4, 4, 4]
@@ -76,8 +76,8 @@ def test_a_retried_segment_keeps_its_anchor(backend, monkeypatch):
     attempts = []
 
     def reject_first_try_of_segment_1(info):
-        attempts.append(info["frames"])
-        if info["segment"] == 1 and info["attempt"] == 0:
+        attempts.append(info.preview)
+        if info.index == 1 and info.attempt == 0:
             raise RetrySegment("test rejects it")
 
     frames, rec = STRATEGIES["segment_chain"](backend, request(duration=0.67), {"num_segments": 2, "color_coherence": 0},

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import vidlab
+from vidlab.seeds import sub_seed
 from vidlab.backends import load_backend
 from vidlab.config import GenerationRequest
 from vidlab.strategies import STRATEGIES, RetrySegment
@@ -42,7 +43,7 @@ def test_frame_chain_deterministic_counts_and_seeds(sd, mode):
     b, _ = run(sd, "frame_chain", req, mode=mode)
     assert a.shape == (req.num_frames, 3, 32, 32) == (6, 3, 32, 32)
     assert torch.equal(a, b)
-    assert rec["per_frame_seeds"] == [5, 6, 7, 8, 9, 10]
+    assert rec["per_frame_seeds"] == [sub_seed(5, "frame", i) for i in range(6)]  # seed 5's own, see vidlab.seeds
     assert 0 <= float(a.min()) and float(a.max()) <= 1
 
 
@@ -72,7 +73,7 @@ def test_generate_record_replays_to_identical_frames(sd, tmp_path):
     manifest = json.loads(mp4.with_suffix(".json").read_text())
     for key in ("request", "strategy", "options", "strategy_record", "backend", "versions", "timing"):
         assert key in manifest
-    assert manifest["strategy_record"]["per_frame_seeds"] == [5, 6, 7, 8, 9, 10]
+    assert manifest["strategy_record"]["per_frame_seeds"] == [sub_seed(5, "frame", i) for i in range(6)]
     assert manifest["backend"]["weights_hash"] and manifest["timing"]["peak_memory_bytes"] > 0
     assert "torch" in manifest["versions"] and "diffusers" in manifest["versions"]
 
@@ -93,8 +94,8 @@ def test_segment_chain_prompts_suffix_and_retry(sd):
     calls = []
 
     def reject_first_try_of_segment_1(info):
-        calls.append((info["segment"], info["attempt"]))
-        if info["segment"] == 1 and info["attempt"] == 0:
+        calls.append((info.index, info.attempt))
+        if info.index == 1 and info.attempt == 0:
             raise RetrySegment("test rejects it")
 
     backend = load_backend(sd["model"], base=sd["base"], controlnet=sd["controlnet"])

@@ -175,3 +175,26 @@ def test_temporal_consistency_is_the_shared_share_of_the_initial_noise(video):
     # sliding_window: it also sets how much each window may change its anchor
     _, rec = STRATEGIES["sliding_window"](video, request(duration=0.8, temporal_consistency=1.0), {"window": 6})
     assert rec["strength"] == 0.25
+
+
+@pytest.mark.parametrize("strategy,options,unit,total", [
+    ("frame_chain", {}, "frame", 8), ("segment_chain", {"num_segments": 2}, "segment", 2), ("native", {}, "clip", 1),
+    ("sliding_window", {"window": 4, "overlap": 2}, "window", 3),
+    ("sliding_window", {"window": 4, "free_noise": True}, "clip", 1)])
+def test_every_strategy_sends_the_same_event_to_one_listener(tiny_sd, strategy, options, unit, total):
+    from vidlab.strategies.events import StrategyEvent
+
+    backend = load_backend("animatediff", base=tiny_sd["base"], controlnet=tiny_sd["controlnet"],
+                           motion_adapter=tiny_sd["motion_adapter"])
+    events = []
+    frames, _ = STRATEGIES[strategy](backend, request(), options, events.append)
+    assert all(isinstance(e, StrategyEvent) and e.strategy == strategy and e.unit == unit for e in events)
+    assert [e.index for e in events] == list(range(total)) and {e.total for e in events} == {total}
+    assert events[-1].fraction == 1.0
+    elapsed = [e.elapsed_s for e in events]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+    # the previews are the frames each unit made: together they cover the video
+    assert all(e.preview.ndim == 4 and e.preview.shape[1:] == frames.shape[1:] for e in events)
+    assert sum(e.preview.shape[0] for e in events) >= frames.shape[0]
+    if unit in ("frame", "clip"):
+        torch.testing.assert_close(torch.cat([e.preview for e in events]), frames, rtol=0, atol=0)

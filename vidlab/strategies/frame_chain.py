@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..config import GenerationRequest, Strict
 from ..seeds import generator, sub_seed
+from .events import Progress
 from .effects import CONTROL_EXTRACTORS, camera_matrix, consistency_knobs, match_lab_histogram, warp
 from .sd_loop import PromptCache, denoise, encode_image, latent_shape, make_noise
 
@@ -57,6 +58,7 @@ def frame_chain(backend, request: GenerationRequest, options: dict, callback=Non
     common = dict(num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale)
 
     frames, seeds = [], []
+    progress = Progress("frame_chain", "frame", n, callback)
     for i in tqdm(range(n), desc="frame_chain", disable=n < 4, leave=False):
         seed = sub_seed(request.seed, "frame", i)
         seeds.append(seed)
@@ -74,8 +76,7 @@ def frame_chain(backend, request: GenerationRequest, options: dict, callback=Non
                             generator=generator(request.seed, "scheduler", i), **common)[0]
             frame = match_lab_histogram(frame, frames[0], coherence)         # 4. colour coherence
         frames.append(frame)
-        if callback is not None:
-            callback({"frame": i, "image": frame})
+        progress.done(i, frame)
     record = {"per_frame_seeds": seeds, "per_frame_prompts": prompts, "controlnet_conditioning_scale": scale,
               "strength": strength if opts.mode == "controlnet_img2img" else None, "color_coherence": coherence,
               "camera_matrix": matrix.tolist()}

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..config import GenerationRequest, Strict
 from ..seeds import sub_seed
 from .effects import consistency_knobs
+from .events import Progress
 from .video_fields import FieldNotSupportedError, NoisePrior, keyframe_prompts, shared_noise_share, video_prompt
 
 
@@ -110,8 +111,7 @@ def native(backend, request: GenerationRequest, options: dict, callback=None):
     noise = NoisePrior(shared_noise_share(request.temporal_consistency))
     prompt = prompts if len(prompts) > 1 else prompts[0]
     frames = generate_clip(backend, request, prompt, request.num_frames, request.seed, noise=noise)
-    if callback is not None:
-        callback({"frames": frames})
+    Progress("native", "clip", 1, callback).done(0, frames)
     return frames, {"seed": request.seed, "prompt": prompts[0], "num_frames": request.num_frames,
                     "prompts_by_frame": prompts, **noise.record()}
 
@@ -174,11 +174,13 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
             raise ValueError(f"free_noise needs more frames ({total}) than its context length (window={window})")
         frames = generate_clip(backend, request, prompts if len(prompts) > 1 else prompts[0], total, request.seed,
                                free_noise=True, context_length=window, context_stride=opts.context_stride)
+        Progress("sliding_window", "clip", 1, callback).done(0, frames)
         return frames, {"free_noise": True, "seed": request.seed, "context_length": window,
                         "context_stride": opts.context_stride, "prompts_by_frame": prompts}
     strength = opts.strength or consistency_knobs(request.temporal_consistency)["strength"]
     starts = window_starts(total, window, opts.overlap)
     windows, seeds, window_prompts = [], [], []
+    progress = Progress("sliding_window", "window", len(starts), callback)
     for i, s in enumerate(tqdm(starts, desc="sliding_window", disable=len(starts) < 3, leave=False)):
         seed = sub_seed(request.seed, "window", i)
         n = min(window, total)
@@ -193,8 +195,7 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
         windows.append(clip)
         seeds.append(seed)
         window_prompts.append(prompt)
-        if callback is not None:
-            callback({"window": i, "frames": clip})
+        progress.done(i, clip)
     frames = blend_windows(windows, starts, total)
     return frames, {"window": window, "overlap": opts.overlap, "window_starts": starts, "window_seeds": seeds,
                     "window_prompts": window_prompts, "strength": strength, **noise.record()}

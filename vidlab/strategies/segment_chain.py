@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..config import GenerationRequest, Strict
 from ..seeds import generator, sub_seed
+from .events import Progress
 from .effects import (camera_matrix, consistency_knobs, crossfade, flow_interpolate, match_lab_histogram, warp)
 from .sd_loop import PromptCache, denoise, encode_image, latent_shape, make_noise
 
@@ -110,6 +111,7 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
                strength=strength)
 
     frames: list[torch.Tensor] = []
+    progress = Progress("segment_chain", "segment", len(prompts), callback)
     segments_record, starts = [], []
     for k in tqdm(range(len(prompts)), desc="segment_chain", disable=len(prompts) < 3, leave=False):
         anchor = frames[-1] if frames else None
@@ -121,8 +123,7 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
                 seg = make_segment(ctx, prompts[k], lengths[k], seg_seed, anchor)
                 if frames:
                     seg = torch.stack([match_lab_histogram(f, frames[0], coherence) for f in seg])
-                if callback is not None:
-                    callback({"segment": k, "attempt": attempt, "frames": seg})
+                progress.done(k, seg, attempt)
                 break
             except RetrySegment as err:
                 error = err
