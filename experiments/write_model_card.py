@@ -29,6 +29,44 @@ def record(run_dir: Path, part: str, recipes: dict[str, str]) -> None:
     LOG.write_text(json.dumps(log, indent=2) + "\n")
 
 
+def record_motion_design(runs: list[str]) -> None:
+    """Add the small design runs to LOG["motion_design"]: each 'RUN_DIR:EVAL_JSON:what changed'."""
+    log = json.loads(LOG.read_text())
+    rows = {r["run"]: r for r in log.get("motion_design", [])}
+    for item in runs:
+        run_dir, eval_json, design = item.split(":", 2)
+        prog = json.loads((Path(run_dir) / "motion" / "progress.json").read_text())
+        ev = json.loads(Path(eval_json).read_text())
+        mo, sens = ev["motion"], ev["caption_sensitivity"]["opposite_over_true"]
+        rows[Path(run_dir).name] = {
+            "run": Path(run_dir).name, "design": design, "steps": prog["step"],
+            "minutes": round(prog["seconds"] / 60, 1), "n": mo["n"],
+            "direction_right": mo["direction_right"], "attributes_constant": mo["attributes_constant"],
+            "displacement_slowly": mo["mean_displacement_px"]["slowly"],
+            "displacement_quickly": mo["mean_displacement_px"]["quickly"],
+            "sensitivity": {str(t): round(r, 4) for t, r in sens.items()}}
+    log["motion_design"] = list(rows.values())
+    LOG.write_text(json.dumps(log, indent=2) + "\n")
+
+
+def motion_design_lines(rows: list[dict], pct) -> list[str]:
+    """The design runs' table: each a small run measured on unseen clips before the long one."""
+    if not rows:
+        return []
+    lines = ["### Design choices, measured on small runs before the long one", "",
+             f"Each run: {rows[0]['steps']} steps on one thread (two runs side by side), then measured with "
+             f"`experiments/eval_motion_run.py` on {rows[0]['n']} clips and seeds never used in training "
+             "(guidance 3, 20 steps). Chance for direction is 12.5%.", "",
+             "| run | design | minutes | direction right | attributes constant | displacement slowly / quickly "
+             "| caption sensitivity t=700 / 900 |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['design']} | {r['minutes']:.1f} | {pct(r['direction_right'])} "
+                     f"| {pct(r['attributes_constant'])} | {r['displacement_slowly']:.1f} / "
+                     f"{r['displacement_quickly']:.1f} px | {r['sensitivity']['700']:.3f} / "
+                     f"{r['sensitivity']['900']:.3f} |")
+    return lines + [""]
+
+
 def stage_rows(rows: list[dict]) -> list[str]:
     return [f"| {r['stage']} | {r['steps']} | {r['minutes']:.1f} | {r['loss_first20']:.4f} | {r['loss_last50']:.4f} "
             f"| {r['recipe']} |" for r in rows]
@@ -119,9 +157,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--record-refine", default=None, metavar="RUN_DIR",
                         help="first add the refine stages' progress under RUN_DIR to training_log.json")
+    parser.add_argument("--record-motion-design", nargs="+", default=None, metavar="RUN_DIR:EVAL_JSON:DESIGN",
+                        help="first add these small motion design runs to training_log.json")
     args = parser.parse_args()
     if args.record_refine:
         record(Path(args.record_refine), "refine", REFINE_RECIPES)
+    if args.record_motion_design:
+        record_motion_design(args.record_motion_design)
     log = json.loads(LOG.read_text())
     ev = json.loads((ZOO_PATH / "eval.json").read_text())
     t2i, cn, i2i, cost = ev["text_to_image"], ev.get("controlnet"), ev["img2img"], ev["inference_cost"]

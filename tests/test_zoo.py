@@ -41,28 +41,41 @@ def test_preset_points_at_the_zoo():
 
 
 def test_model_card_reports_measured_numbers():
+    """The card's rows are eval.json's numbers, each in its own row, not numbers that happen to appear."""
     card = (ZOO_PATH / "MODEL_CARD.md").read_text()
     measured = json.loads((ZOO_PATH / "eval.json").read_text())
-    t2i = measured["text_to_image"]
-    assert f"{100 * t2i['color']:.1f}" in card and f"{100 * t2i['shape']:.1f}" in card
+    t2i, i2i = measured["text_to_image"], measured["img2img"]
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    for word, key, target in (("colour", "color", 90), ("shape", "shape", 80), ("background", "background", 90),
+                              ("position cell", "position", 60)):
+        assert f"| {word} | {pct(t2i[key])} | {pct(t2i[key + '_heldout'])} | >= {target}% |" in card, word
+    for scale, row in measured["controlnet"].items():
+        if scale.startswith("scale_"):
+            assert (f"| {scale[6:]} | {pct(row['centroid_within_3px'])} | {row['median_centroid_error_px']:.2f} px "
+                    f"| {row['edge_f1']:.3f} |") in card, scale
+    assert f"all attributes kept in **{pct(i2i['all_attributes_kept'])}**" in card
 
 
 def test_text_to_image_quality_conservative_bounds():
     """40 prompts (8 from held-out colour-shape combos): bounds well below the card's 200-prompt numbers."""
     backend = load_backend("shapes-tiny", device="cpu")
     r = ev.text_to_image(backend, n=40, seed=2024, guidance_scale=3.0, batch=40)
-    # the card's 200-prompt numbers: colour 100%, shape 94.5%, background 100%, position 100%
-    assert r["color"] >= 0.85 and r["background"] >= 0.85 and r["shape"] >= 0.7 and r["position"] >= 0.7
+    # measured here: colour, background, position 40/40, shape 39/40 (the card's 200 prompts: 100, 100, 100,
+    # 94.5%); one prompt of slack for another CPU's rounding
+    assert r["color"] >= 39 / 40 and r["background"] >= 39 / 40 and r["position"] >= 39 / 40
+    assert r["shape"] >= 38 / 40 and r["shape_heldout"] >= 7 / 8
 
 
 def test_img2img_keeps_attributes():
     backend = load_backend("shapes-tiny", device="cpu")
     r = ev.img2img(backend, n=20, strength=0.3, batch=20)
-    assert r["all_attributes_kept"] >= 0.85  # 98% on the card's 100 frames, 96.7% on its 300-frame check
+    # measured here 20/20 (98% on the card's 100 frames, 96.7% on its 300-frame check)
+    assert r["all_attributes_kept"] >= 19 / 20 and r["color"] == 1.0
 
 
 def test_controlnet_follows_edges_more_with_scale():
     backend = load_backend("shapes-tiny", device="cpu")
     r = ev.controlnet(backend, n=16, scales=(0.0, 1.0), batch=16)
-    assert r["scale_1.0"]["edge_f1"] > r["scale_0.0"]["edge_f1"]
-    assert r["scale_1.0"]["centroid_within_3px"] >= 0.6
+    # measured here: edge F1 0.555 -> 0.764, centroid within 3 px 13/16 -> 15/16, median error 2.28 -> 1.02 px
+    assert r["scale_1.0"]["edge_f1"] >= r["scale_0.0"]["edge_f1"] + 0.15 and r["scale_1.0"]["edge_f1"] >= 0.72
+    assert r["scale_1.0"]["centroid_within_3px"] >= 14 / 16 and r["scale_1.0"]["median_centroid_error_px"] <= 1.3
