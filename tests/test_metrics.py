@@ -264,9 +264,9 @@ def test_color_drift_with_subject_mask():
 # ---- shapes world: adherence, consistency --------------------------------------------------------
 
 def test_adherence_counts_frames():
-    # the circle starts at x = 10.3 and moves right 2 px a frame: x = 10.3 ... 24.3; the left cell
-    # ends at 64 / 3 = 21.3, so frames 0-5 are "left" and frames 6-7 "center"
-    clip = render_clip(Scene("circle", "red", "white", "left", "medium", center=(10.3, 32.0)), 8, "right", "quickly")
+    # the circle starts at x = 10.3 and moves right 4 px a frame: x = 10.3 ... 22.3; the left cell
+    # ends at 64 / 3 = 21.3, so frames 0-2 are "left" and frame 3 "center"
+    clip = render_clip(Scene("circle", "red", "white", "left", "medium", center=(10.3, 32.0)), 4, "right", "slowly")
     scores = adherence(clip, "a red circle in the left on a white background")
     assert scores == {"shape": 1.0, "color": 1.0, "background": 1.0, "position": 0.75, "overall": 3.75 / 4}
     assert adherence(clip, "a blue circle on a white background") == {

@@ -39,12 +39,12 @@ def test_random_clip_is_deterministic_and_respects_held_out_combos():
 
 
 def test_camera_pan_moves_the_subject_the_other_way_over_a_textured_background():
-    scene = Scene("square", "yellow", "navy", "center", "medium")
+    scene = Scene("square", "yellow", "navy", "left", "medium", (11.0, 32.0))
     frames = render_clip(scene, 8, camera="left", speed="quickly", textured=True)
     attrs = [analyzer.analyze(f) for f in frames]
     assert all(a.background == "navy" and a.shape == "square" for a in attrs)
     dx = attrs[-1].centroid[0] - attrs[0].centroid[0]
-    assert dx == pytest.approx(14, abs=1.0)  # camera left -> subject right on screen, 2 px/frame
+    assert dx == pytest.approx(42, abs=1.0)  # camera left -> subject right on screen, 6 px/frame
     # the background itself shifts: the textured frames differ outside the subject
     assert (frames[0] - frames[1]).abs()[:, :4, :].max() > 0.02
 
@@ -64,11 +64,11 @@ def test_direction_of_names_the_nearest_of_eight():
 
 
 def test_clip_report_reads_a_ground_truth_clip():
-    clip = mo.Clip(Scene("diamond", "green", "beige", "left", "medium", (14.0, 30.0)), 8, "right", "quickly")
+    clip = mo.Clip(Scene("diamond", "green", "beige", "left", "medium", (12.0, 30.0)), 8, "right", "quickly")
     r = clip_report(clip.render(), {"shape": "diamond", "color": "green"})
     assert r["direction"] == "right" and r["attributes_constant"]
     assert r["shape_adherence"] == 1.0 and r["color_adherence"] == 1.0
-    assert r["displacement_px"] == pytest.approx(14, abs=1.0)
+    assert r["displacement_px"] == pytest.approx(42, abs=1.0)  # 7 steps of 6 px
 
 
 def test_tokenizer_keeps_every_id_the_zoo_was_trained_with():

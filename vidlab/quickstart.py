@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -92,6 +93,10 @@ def main(argv=None) -> int:
         paths = {k: str(v) for k, v in run_quickstart(out).items()}
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if args.notebook:
+        jupyter = Path(sys.executable).with_name("jupyter")
+        print(f"\nopen the notebook in JupyterLab: {jupyter if jupyter.exists() else 'jupyter'} lab "
+              f"{Path(args.notebook).resolve()}")
     return 0
 
 

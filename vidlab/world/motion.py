@@ -353,7 +353,7 @@ def _lora_rank_of(state: dict) -> int:
 def _trained_unet_fully(run_dir) -> bool:
     """Whether a saved motion stage fine-tuned the spatial UNet (its EMA holds spatial weights)."""
     ema = Path(run_dir) / "motion" / "ema.safetensors"
-    return ema.exists() and any("motion_modules" not in k for k in load_file(ema))
+    return ema.exists() and any("motion_modules" not in k and "lora_" not in k for k in load_file(ema))
 
 
 def export_motion(run_dir, out_dir=None, base=None, use_ema: bool = True) -> Path:
