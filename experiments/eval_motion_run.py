@@ -16,8 +16,8 @@ import torch
 
 from vidlab.backends import load_backend
 from vidlab.backends.presets import ZOO_PATH
-from vidlab.world import evaluation as ev
-from vidlab.world.motion import export_motion
+from vidlab.training import evaluation as ev
+from vidlab.training.motion import export_motion
 
 VIDEO_PARTS = ("motion_adapter", "motion_lora", "video_unet")
 

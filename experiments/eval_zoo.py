@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from vidlab.backends import load_backend
-from vidlab.world import evaluation as ev
+from vidlab.training import evaluation as ev
 
 
 PARTS = ("text_to_image", "controlnet", "vae", "img2img", "inference_cost", "motion")

@@ -15,7 +15,7 @@ def build_tiny_sd(root, with_controlnet=True, with_motion=True):
                            UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from vidlab.world.training import build_tokenizer
+    from vidlab.world.tokenizer import build_tokenizer
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
@@ -57,7 +57,7 @@ def build_tiny_wan(root):
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from vidlab.world.training import build_tokenizer
+    from vidlab.world.tokenizer import build_tokenizer
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer()

@@ -7,10 +7,11 @@ import torch
 
 from vidlab.backends.presets import ZOO_PATH
 from vidlab.world import analyzer, parse_prompt
-from vidlab.world import motion as mo
-from vidlab.world.evaluation import clip_report, direction_of
+from vidlab.training import motion as mo
+from vidlab.world import clips
+from vidlab.training.evaluation import clip_report, direction_of
 from vidlab.world.shapes import DIRECTIONS, IMAGE_SIZE, Scene, render_clip
-from vidlab.world.training import build_tokenizer
+from vidlab.world.tokenizer import build_tokenizer
 
 HAS_ADAPTER = (ZOO_PATH / "motion_adapter" / "diffusion_pytorch_model.safetensors").exists()
 
@@ -18,7 +19,7 @@ HAS_ADAPTER = (ZOO_PATH / "motion_adapter" / "diffusion_pytorch_model.safetensor
 def test_random_clips_stay_inside_the_frame_and_say_what_they_show():
     rng = np.random.default_rng(0)
     for _ in range(60):
-        clip = mo.random_clip(rng, num_frames=int(rng.choice([8, 16])), p_growth=0.3, p_camera=0.2)
+        clip = clips.random_clip(rng, num_frames=int(rng.choice([8, 16])), p_growth=0.3, p_camera=0.2)
         for x, y, r, _ in clip.trajectory():
             assert r + 1 - 1e-6 <= x <= IMAGE_SIZE - r - 1 + 1e-6 and r + 1 - 1e-6 <= y <= IMAGE_SIZE - r - 1 + 1e-6
         asked = parse_prompt(clip.caption)
@@ -29,13 +30,13 @@ def test_random_clips_stay_inside_the_frame_and_say_what_they_show():
 
 
 def test_random_clip_is_deterministic_and_respects_held_out_combos():
-    a = [mo.random_clip(np.random.default_rng(5)) for _ in range(3)]
-    b = [mo.random_clip(np.random.default_rng(5)) for _ in range(3)]
+    a = [clips.random_clip(np.random.default_rng(5)) for _ in range(3)]
+    b = [clips.random_clip(np.random.default_rng(5)) for _ in range(3)]
     assert a == b
     torch.testing.assert_close(a[0].render(), b[0].render(), rtol=0, atol=0)
     from vidlab.world.shapes import HELD_OUT_COMBOS
     rng = np.random.default_rng(1)
-    assert all((c.scene.color, c.scene.shape) not in HELD_OUT_COMBOS for c in (mo.random_clip(rng) for _ in range(200)))
+    assert all((c.scene.color, c.scene.shape) not in HELD_OUT_COMBOS for c in (clips.random_clip(rng) for _ in range(200)))
 
 
 def test_camera_pan_moves_the_subject_the_other_way_over_a_textured_background():
@@ -50,7 +51,7 @@ def test_camera_pan_moves_the_subject_the_other_way_over_a_textured_background()
 
 
 def test_growth_changes_the_analyzed_size():
-    clip = mo.Clip(Scene("circle", "red", "white", "center", "small", (32.0, 32.0)), 16, growth="grows")
+    clip = clips.Clip(Scene("circle", "red", "white", "center", "small", (32.0, 32.0)), 16, growth="grows")
     areas = [analyzer.analyze(f).area for f in clip.render()]
     assert areas[-1] > 1.8 * areas[0]
 
@@ -64,7 +65,7 @@ def test_direction_of_names_the_nearest_of_eight():
 
 
 def test_clip_report_reads_a_ground_truth_clip():
-    clip = mo.Clip(Scene("diamond", "green", "beige", "left", "medium", (12.0, 30.0)), 8, "right", "quickly")
+    clip = clips.Clip(Scene("diamond", "green", "beige", "left", "medium", (12.0, 30.0)), 8, "right", "quickly")
     r = clip_report(clip.render(), {"shape": "diamond", "color": "green"})
     assert r["direction"] == "right" and r["attributes_constant"]
     assert r["shape_adherence"] == 1.0 and r["color_adherence"] == 1.0

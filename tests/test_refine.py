@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vidlab.backends import ZOO_PATH
-from vidlab.world import refine
+from vidlab.training import refine
 from test_training import _fit
 
 pytestmark = pytest.mark.skipif(not (ZOO_PATH / "model_index.json").exists(), reason="zoo not exported")

@@ -4,10 +4,11 @@ import json
 import pytest
 import torch
 
-from vidlab.world import training as tr
+from vidlab.training import common
+from vidlab.training import from_scratch as tr
 
 
-def _fit(stage: tr.Stage, steps: int, lr: float) -> tuple[float, float]:
+def _fit(stage: common.Stage, steps: int, lr: float) -> tuple[float, float]:
     """Loss of the fixed step-0 batch before and after `steps` plain optimizer steps."""
     for g in stage.optimizer.param_groups:
         g["lr"] = lr
@@ -72,8 +73,8 @@ def test_stage_resumes_from_checkpoint(run_dir):
 
 
 def test_resumed_batches_equal_unbroken_run():
-    a, _, sa = tr.render_training_batch(tr._rng_for(0, 5), 4)
-    b, _, sb = tr.render_training_batch(tr._rng_for(0, 5), 4)
+    a, _, sa = common.render_training_batch(common.rng_for(0, 5), 4)
+    b, _, sb = common.render_training_batch(common.rng_for(0, 5), 4)
     assert torch.equal(a, b) and sa == sb
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vidlab.backends import ZOO_PATH, load_backend
-from vidlab.world import evaluation as ev
+from vidlab.training import evaluation as ev
 
 pytestmark = pytest.mark.skipif(not (ZOO_PATH / "model_index.json").exists(), reason="zoo not exported")
 

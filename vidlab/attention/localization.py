@@ -17,7 +17,8 @@ import numpy as np
 from ..strategies.sd_loop import denoise
 from ..world.analyzer import analyze
 from ..world.captions import SHAPE_WORDS
-from ..world.evaluation import _embed, _noise, eval_scenes
+from ..strategies.sd_loop import embed_prompts, noise_batch
+from ..world.captions import captioned_scenes
 from .capture import AttentionCapture
 from .maps import box_mass_ratio
 
@@ -32,14 +33,14 @@ def _shape_word(maps, shape: str) -> str:
 def localization_records(backend, n: int = 60, seed: int = 2024, guidance_scale: float = 3.0, steps: int = 20,
                          batch: int = 20, dilate: int = 4, groups=(None, "up_blocks")) -> list[dict]:
     """One record per prompt+seed: the ratio of each word, heat version and layer group; None without a subject."""
-    scenes, prompts, _ = eval_scenes(n, seed)
+    scenes, prompts, _ = captioned_scenes(n, seed)
     pipe = backend.pipeline("text2img")
     records = []
     for i in range(0, n, batch):
         chunk = prompts[i:i + batch]
-        cond, uncond = _embed(backend, chunk)
+        cond, uncond = embed_prompts(backend, chunk)
         with AttentionCapture(pipe, chunk) as capture:
-            images = denoise(backend, cond, uncond, _noise(backend, range(seed + i, seed + i + len(chunk))),
+            images = denoise(backend, cond, uncond, noise_batch(backend, range(seed + i, seed + i + len(chunk))),
                              num_inference_steps=steps, guidance_scale=guidance_scale)
         for j, (scene, prompt, image) in enumerate(zip(scenes[i:i + batch], chunk, images)):
             found = analyze(image)

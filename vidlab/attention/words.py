@@ -8,7 +8,7 @@ merged back. Two ways, tried in order:
    starts one (SentencePiece, GPT-2 byte-level); the merged pieces are then matched to the
    prompt's words in order.
 
->>> from vidlab.world.training import build_tokenizer
+>>> from vidlab.world.tokenizer import build_tokenizer
 >>> [(w.text, w.tokens) for w in prompt_words("a red circle", build_tokenizer())]
 [('a', (1,)), ('red', (2,)), ('circle', (3,))]
 """

@@ -32,7 +32,7 @@ from scipy import stats
 from ._checks import check_video
 from .color import color_drift
 from .image import psnr_anchor, psnr_gap, ssim_anchor, ssim_gap
-from .temporal import _check_segment_starts
+from .temporal import check_segment_starts
 from .world import subject_matches
 
 SEGMENT_METRICS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -107,7 +107,7 @@ def segment_table(videos, segment_starts: Sequence[int] | Mapping, metric="ssim"
     for seed, frames in items.items():
         num_frames = frames.shape[0]
         starts = segment_starts[seed] if isinstance(segment_starts, Mapping) else segment_starts
-        bounds = sorted(set([0] + _check_segment_starts(starts, num_frames))) + [num_frames]
+        bounds = sorted(set([0] + check_segment_starts(starts, num_frames))) + [num_frames]
         values = torch.as_tensor(per_frame(frames), dtype=torch.float64).cpu()
         if values.shape != (num_frames,):
             raise ValueError(f"Expected the segment metric to return shape ({num_frames},), got {tuple(values.shape)}")

@@ -11,7 +11,7 @@ from ._checks import check_video
 from .color import color_drift
 from .image import SSIM_WINDOW, frame_similarity
 from .temporal import flicker, seam_metrics, warp_error
-from .world import (_adherence_from_attributes, _consistency_from_matches, _matches_reference,
+from .world import (adherence_from_attributes, consistency_from_matches, matches_reference,
                     consistency_score_1_to_5)
 
 
@@ -71,10 +71,10 @@ def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_start
     row["shapes_world_metrics"] = "applicable" if not_applicable is None else f"not applicable: {not_applicable}"
     if not_applicable is None:
         attributes = analyze_frames(frames)
-        for key, value in _adherence_from_attributes(attributes, prompt).items():
+        for key, value in adherence_from_attributes(attributes, prompt).items():
             row["adherence" if key == "overall" else f"adherence_{key}"] = value
-        consistency = _consistency_from_matches(_matches_reference(attributes, anchor_index), anchor_index)
-        matched = _matches_reference(attributes, anchor_index)
+        consistency = consistency_from_matches(matches_reference(attributes, anchor_index), anchor_index)
+        matched = matches_reference(attributes, anchor_index)
         row["subject_consistency"] = consistency
         row["subject_consistency_1_to_5"] = consistency_score_1_to_5(consistency)
         row["attributes_constant"] = float(bool(matched.all()))

@@ -132,7 +132,7 @@ def warp_error(frames: torch.Tensor, error_type: str = "squared") -> WarpError:
 # ---- seams between segments ---------------------------------------------------------------------
 
 
-def _check_segment_starts(segment_starts: Sequence[int], num_frames: int) -> list[int]:
+def check_segment_starts(segment_starts: Sequence[int], num_frames: int) -> list[int]:
     starts = list(segment_starts)
     for s in starts:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= num_frames - 1:
@@ -152,7 +152,7 @@ def seam_pair_mask(num_pairs: int, segment_starts: Sequence[int], seam_window: i
     """
     if isinstance(seam_window, bool) or not isinstance(seam_window, int) or seam_window < 0:
         raise ValueError(f"seam_window={seam_window!r} is not an int >= 0")
-    starts = _check_segment_starts(segment_starts, num_pairs + 1)
+    starts = check_segment_starts(segment_starts, num_pairs + 1)
     mask = torch.zeros(num_pairs, dtype=torch.bool)
     for s in starts:
         if s > 0:

@@ -41,7 +41,7 @@ SEED001_DECAY_TABLE: tuple[dict, ...] = (
 )
 
 
-def _adherence_from_attributes(attributes: Sequence[FrameAttributes], prompt: str) -> dict[str, float]:
+def adherence_from_attributes(attributes: Sequence[FrameAttributes], prompt: str) -> dict[str, float]:
     wanted = parse_prompt(prompt)
     named = [k for k in ADHERENCE_KEYS if wanted.get(k) is not None]
     if not named:
@@ -60,10 +60,10 @@ def adherence(frames: torch.Tensor, prompt: str) -> dict[str, float]:
     Keys, in this order where present: shape, color, background, position, overall.
     """
     check_video(frames)
-    return _adherence_from_attributes(analyze_frames(frames), prompt)
+    return adherence_from_attributes(analyze_frames(frames), prompt)
 
 
-def _matches_reference(attributes: Sequence[FrameAttributes], reference: int) -> torch.Tensor:
+def matches_reference(attributes: Sequence[FrameAttributes], reference: int) -> torch.Tensor:
     ref = attributes[reference]
     wanted = [getattr(ref, k) for k in CONSISTENCY_KEYS]
 
@@ -88,10 +88,10 @@ def subject_matches(frames: torch.Tensor, reference: int = 0) -> torch.Tensor:
     """
     check_video(frames)
     reference = _check_reference(reference, frames.shape[0])
-    return _matches_reference(analyze_frames(frames), reference)
+    return matches_reference(analyze_frames(frames), reference)
 
 
-def _consistency_from_matches(matched: torch.Tensor, reference: int) -> float:
+def consistency_from_matches(matched: torch.Tensor, reference: int) -> float:
     others = torch.cat([matched[:reference], matched[reference + 1:]])
     return float(others.double().mean())
 
@@ -103,7 +103,7 @@ def subject_consistency(frames: torch.Tensor, reference: int = 0) -> float:
     """
     check_video(frames, min_frames=2)
     reference = _check_reference(reference, frames.shape[0])
-    return _consistency_from_matches(_matches_reference(analyze_frames(frames), reference), reference)
+    return consistency_from_matches(matches_reference(analyze_frames(frames), reference), reference)
 
 
 def consistency_score_1_to_5(x):

@@ -18,7 +18,7 @@ from ..config import GenerationRequest, Strict
 from ..seeds import sub_seed
 from .effects import consistency_knobs
 from .events import Progress
-from .video_fields import FieldNotSupportedError, NoisePrior, keyframe_prompts, shared_noise_share, video_prompt
+from .video_fields import FieldNotSupportedError, NoisePrior, keyframe_prompts, shared_noise_share
 
 
 def _frames_from_output(output) -> torch.Tensor:

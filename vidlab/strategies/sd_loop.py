@@ -43,6 +43,19 @@ def make_noise(seed: int, shape: tuple[int, ...], device, dtype=torch.float32) -
     return torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
 
 
+def embed_prompts(backend, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conditional states (B, L, D), the unconditional state (1, L, D)) of prompts, for `denoise`."""
+    pipe = backend.pipeline("text2img")
+    cond, uncond = pipe.encode_prompt(prompts, backend.device, 1, True, None)
+    return cond, uncond[:1]
+
+
+def noise_batch(backend, seeds, height: int = 64, width: int = 64) -> torch.Tensor:
+    """One latent noise per seed, stacked (B, C, h, w): the same noise as `make_noise` alone."""
+    shape = latent_shape(backend, height, width)
+    return torch.cat([make_noise(s, shape, backend.device) for s in seeds])
+
+
 def latent_shape(backend, height: int, width: int, batch: int = 1) -> tuple[int, int, int, int]:
     vae = backend.components["vae"]
     factor = 2 ** (len(vae.config.block_out_channels) - 1)

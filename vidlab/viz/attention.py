@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter

@@ -1,4 +1,4 @@
-"""The shapes world: procedural ground truth, captions, the analyzer and the zoo's training recipes."""
+"""The shapes world, its ground truth only: shapes, captions and the tokenizer's vocabulary, the analyzer, clips."""
 from .analyzer import FrameAttributes, analyze, analyze_frames, matches, trajectory
 from .captions import caption, clip_caption, parse_prompt
 from .shapes import (BACKGROUNDS, COLORS, HELD_OUT_COMBOS, POSITIONS, SHAPES, SIZES, Scene,

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from .shapes import BACKGROUNDS, COLORS, DIRECTIONS, POSITIONS, SHAPES, SIZES, SPEEDS, Scene
+from .shapes import BACKGROUNDS, COLORS, DIRECTIONS, POSITIONS, SHAPES, SIZES, SPEEDS, Scene, random_scene
 
 # Paraphrases: each canonical position has several surface forms.
 POSITION_WORDS: dict[str, tuple[str, ...]] = {
@@ -58,6 +58,16 @@ def caption(scene: Scene, template: int | None = None, rng: np.random.Generator 
         position=pos_forms[paraphrase % len(pos_forms)],
         shape=shape_forms[paraphrase % len(shape_forms)],
     )
+
+
+def captioned_scenes(n: int, seed: int, heldout_fraction: float = 0.2):
+    """n scenes (the last `heldout_fraction` of them from held-out colour-shape combos), a caption each,
+    and whether each is held out: the prompt sets the zoo is measured on."""
+    rng = np.random.default_rng(seed)
+    n_held = int(round(n * heldout_fraction))
+    scenes = [random_scene(rng, "train") for _ in range(n - n_held)] + [random_scene(rng, "heldout") for _ in range(n_held)]
+    prompts = [caption(s, rng=rng) for s in scenes]
+    return scenes, prompts, [False] * (n - n_held) + [True] * n_held
 
 
 GROWTH_WORDS = {"grows": 1, "shrinks": -1}

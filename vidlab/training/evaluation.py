@@ -14,44 +14,24 @@ import cv2
 import numpy as np
 import torch
 
-from .analyzer import analyze
-from .captions import caption
-from .shapes import render_batch, random_scene
 from ..strategies.effects import canny_control
-from ..strategies.sd_loop import denoise, encode_image, latent_shape, make_noise
+from ..strategies.sd_loop import denoise, embed_prompts, encode_image, latent_shape, noise_batch
+from ..world.analyzer import analyze
+from ..world.captions import captioned_scenes
+from ..world.shapes import random_scene, render_batch
 
 ATTRS = ("color", "shape", "background", "position")
-
-
-def _embed(backend, prompts: list[str]):
-    pipe = backend.pipeline("text2img")
-    cond, uncond = pipe.encode_prompt(prompts, backend.device, 1, True, None)
-    return cond, uncond[:1]
-
-
-def _noise(backend, seeds, h=64, w=64):
-    shape = latent_shape(backend, h, w)
-    return torch.cat([make_noise(s, shape, backend.device) for s in seeds])
-
-
-def eval_scenes(n: int, seed: int, heldout_fraction: float = 0.2):
-    """n scenes (the last fifth from held-out combos) with one caption each."""
-    rng = np.random.default_rng(seed)
-    n_held = int(round(n * heldout_fraction))
-    scenes = [random_scene(rng, "train") for _ in range(n - n_held)] + [random_scene(rng, "heldout") for _ in range(n_held)]
-    prompts = [caption(s, rng=rng) for s in scenes]
-    return scenes, prompts, [False] * (n - n_held) + [True] * n_held
 
 
 def text_to_image(backend, n: int = 200, seed: int = 1234, guidance_scale: float = 5.0, steps: int = 20,
                   batch: int = 50) -> dict:
     """Fraction of generations whose analyzer attributes equal the prompt's, overall and held-out."""
-    scenes, prompts, held = eval_scenes(n, seed)
+    scenes, prompts, held = captioned_scenes(n, seed)
     hits = {k: [] for k in ATTRS}
     t0 = time.perf_counter()
     for i in range(0, n, batch):
-        cond, uncond = _embed(backend, prompts[i:i + batch])
-        images = denoise(backend, cond, uncond, _noise(backend, range(seed + i, seed + i + len(cond))),
+        cond, uncond = embed_prompts(backend, prompts[i:i + batch])
+        images = denoise(backend, cond, uncond, noise_batch(backend, range(seed + i, seed + i + len(cond))),
                          num_inference_steps=steps, guidance_scale=guidance_scale)
         for s, img in zip(scenes[i:i + batch], images):
             a = analyze(img)
@@ -81,7 +61,7 @@ def edge_f1(a: np.ndarray, b: np.ndarray, tolerance: int = 1) -> float:
 def controlnet(backend, n: int = 100, seed: int = 99, scales=(0.0, 0.5, 1.0, 1.5), guidance_scale: float = 5.0,
                steps: int = 20, batch: int = 50) -> dict:
     """Centroid error (px) and edge F1 against the ground truth whose edges condition the ControlNet."""
-    scenes, prompts, _ = eval_scenes(n, seed)
+    scenes, prompts, _ = captioned_scenes(n, seed)
     truth = render_batch(scenes)
     out = {"n": n}
     for scale in scales:
@@ -89,8 +69,8 @@ def controlnet(backend, n: int = 100, seed: int = 99, scales=(0.0, 0.5, 1.0, 1.5
         for i in range(0, n, batch):
             gt = truth[i:i + batch]
             control = torch.stack([canny_control(f) for f in gt])
-            cond, uncond = _embed(backend, prompts[i:i + batch])
-            images = denoise(backend, cond, uncond, _noise(backend, range(seed + i, seed + i + len(gt))),
+            cond, uncond = embed_prompts(backend, prompts[i:i + batch])
+            images = denoise(backend, cond, uncond, noise_batch(backend, range(seed + i, seed + i + len(gt))),
                              num_inference_steps=steps, guidance_scale=guidance_scale,
                              control=control, control_scale=scale)
             for s, img, ctrl in zip(scenes[i:i + batch], images, control):
@@ -125,13 +105,13 @@ def vae_reconstruction(backend, n: int = 500, seed: int = 555, batch: int = 100)
 def img2img(backend, n: int = 100, seed: int = 7, strength: float = 0.3, guidance_scale: float = 5.0,
             steps: int = 20, batch: int = 50) -> dict:
     """Fraction of img2img outputs at `strength` that keep every attribute of the init frame."""
-    scenes, prompts, _ = eval_scenes(n, seed)
+    scenes, prompts, _ = captioned_scenes(n, seed)
     truth = render_batch(scenes)
     kept = {k: [] for k in ATTRS}
     for i in range(0, n, batch):
         init = encode_image(backend, truth[i:i + batch])
-        cond, uncond = _embed(backend, prompts[i:i + batch])
-        images = denoise(backend, cond, uncond, _noise(backend, range(seed + i, seed + i + len(init))),
+        cond, uncond = embed_prompts(backend, prompts[i:i + batch])
+        images = denoise(backend, cond, uncond, noise_batch(backend, range(seed + i, seed + i + len(init))),
                          num_inference_steps=steps, guidance_scale=guidance_scale, init_latents=init,
                          strength=strength)
         for s, img in zip(scenes[i:i + batch], images):
@@ -155,7 +135,7 @@ def inference_cost(backend, steps: int = 20, guidance_scale: float = 5.0, repeat
              output_type="pt", generator=torch.Generator().manual_seed(r))
     pipe_s = (time.perf_counter() - t0) / repeats
     unet = backend.components["unet"]
-    cond, uncond = _embed(backend, [prompt])
+    cond, uncond = embed_prompts(backend, [prompt])
     x = torch.randn(2, *latent_shape(backend, 64, 64)[1:])
     emb = torch.cat([uncond, cond])
     with torch.no_grad():
@@ -171,7 +151,7 @@ def inference_cost(backend, steps: int = 20, guidance_scale: float = 5.0, repeat
 
 def motion_clips(n: int, seed: int, num_frames: int = 8, heldout_fraction: float = 0.5):
     """n moving clips never drawn in training: a different seed, and part held-out colour-shape combos."""
-    from .motion import random_clip
+    from ..world.clips import random_clip
     rng = np.random.default_rng([seed, 31337])
     n_held = int(round(n * heldout_fraction))
     splits = ["train"] * (n - n_held) + ["heldout"] * n_held
@@ -180,7 +160,7 @@ def motion_clips(n: int, seed: int, num_frames: int = 8, heldout_fraction: float
 
 def direction_of(displacement: np.ndarray, still_px: float = 2.0) -> str | None:
     """The nearest of the 8 named directions to a displacement (x, y); None below `still_px`."""
-    from .shapes import DIRECTIONS
+    from ..world.shapes import DIRECTIONS
     if np.hypot(*displacement) < still_px:
         return None
     unit = {k: np.array(v, float) / np.hypot(*v) for k, v in DIRECTIONS.items()}
@@ -250,7 +230,7 @@ def caption_sensitivity(backend, n: int = 16, seed: int = 2026, timesteps=(300, 
     ("moves left" for "moves right"), and without the motion phrase. A model that uses the
     direction has a clearly lower loss with the true caption than with the opposite one.
     """
-    from .shapes import DIRECTIONS
+    from ..world.shapes import DIRECTIONS
     pipe = backend.pipeline("animatediff")
     clips, _ = motion_clips(n, seed, num_frames)
     pixels = torch.cat([c.render() for c in clips]).to(backend.device, pipe.vae.dtype) * 2 - 1

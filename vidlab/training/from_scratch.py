@@ -16,16 +16,12 @@ Stages, in order (each a function `train_<stage>(run_dir, steps=..., seed=...)`)
 
 Every stage writes `run_dir/<stage>/state.safetensors` (model), `optim.pt` (optimizer state, loaded
 with `weights_only=True`) and `progress.json` every `save_every` steps; calling it again resumes.
-`python -m vidlab.world.training --help` runs stages from the shell.
+`python -m vidlab.training.from_scratch --help` runs stages from the shell.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
-import os
-import time
 from pathlib import Path
 
 import cv2
@@ -35,178 +31,17 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .captions import MOTION_PHRASES, caption, vocabulary
-from .shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array, shape_mask
+from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array
 
-MAX_TOKENS = 16
+from ..world.tokenizer import MAX_TOKENS, build_tokenizer
+from .common import (Stage, diffusion_batch, load_cache, random_captions, render_training_batch, rng_for,
+                     scheduler_config, subject_weight, text_config, train_stage, unet_config, vae_config)
+
 ATTRIBUTES = {"shape": SHAPES, "color": tuple(COLORS), "background": tuple(BACKGROUNDS),
               "position": POSITIONS, "size": tuple(SIZES) + ("unspecified",)}
 
 
-# ---- architectures ------------------------------------------------------------------------
-
-def vae_config() -> dict:
-    return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
-                down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-                block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8)
-
-
-def unet_config() -> dict:
-    return dict(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64),
-                layers_per_block=1, cross_attention_dim=64, attention_head_dim=8, norm_num_groups=16,
-                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
-
-
-def text_config(vocab_size: int) -> dict:
-    return dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, max_position_embeddings=MAX_TOKENS, projection_dim=64,
-                bos_token_id=1, eos_token_id=2, pad_token_id=0)
-
-
-def scheduler_config() -> dict:
-    return dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-
-
-def build_tokenizer():
-    """Word-level tokenizer over the captions' vocabulary, as a PreTrainedTokenizerFast."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
-    vocab = {w: i for i, w in enumerate(specials + vocabulary())}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    # motion phrases become motion tokens ('moves left' -> 'moves go_left'), see captions.motion_token
-    tok.normalizer = normalizers.Sequence([normalizers.Replace(Regex(rf"\b{phrase}\b"), token)
-                                           for phrase, token in MOTION_PHRASES])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", 1), ("<eos>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", unk_token="<unk>", model_max_length=MAX_TOKENS)
-
-
-# ---- shared training machinery --------------------------------------------------------------
-
-class Checkpoint:
-    """Model + optimizer + step under run_dir/stage, saved atomically, resumed on start."""
-
-    def __init__(self, run_dir: Path, stage: str):
-        self.dir = Path(run_dir) / stage
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def progress(self) -> dict:
-        p = self.dir / "progress.json"
-        return json.loads(p.read_text()) if p.exists() else {"step": 0, "losses": [], "seconds": 0.0}
-
-    def load(self, model: torch.nn.Module, optimizer=None, ema: dict | None = None) -> dict:
-        progress = self.progress
-        if progress["step"] == 0:
-            return progress
-        model.load_state_dict(load_file(self.dir / "state.safetensors"))
-        if optimizer is not None and (self.dir / "optim.pt").exists():
-            optimizer.load_state_dict(torch.load(self.dir / "optim.pt", weights_only=True))
-        if ema is not None and (self.dir / "ema.safetensors").exists():
-            ema.update(load_file(self.dir / "ema.safetensors"))
-        return progress
-
-    def save(self, model, optimizer, progress: dict, ema: dict | None = None) -> None:
-        def atomic(path: Path, write):
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            write(tmp)
-            os.replace(tmp, path)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        atomic(self.dir / "state.safetensors", lambda p: save_file(state, p))
-        atomic(self.dir / "optim.pt", lambda p: torch.save(optimizer.state_dict(), p))
-        if ema is not None:
-            atomic(self.dir / "ema.safetensors", lambda p: save_file({k: v.contiguous() for k, v in ema.items()}, p))
-        atomic(self.dir / "progress.json", lambda p: p.write_text(json.dumps(progress)))
-
-
-@dataclasses.dataclass
-class Stage:
-    """What a training stage is made of; `train_stage` runs it, tests call `loss_fn` directly."""
-
-    name: str
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    loss_fn: object  # step -> loss; deterministic in (seed, step)
-    lr: float
-    ema: dict | None = None
-    warmup: int = 100
-    save_every: int = 100
-
-
-def train_stage(stage: Stage, run_dir, steps: int) -> dict:
-    return run_loop(stage.name, Checkpoint(run_dir, stage.name), stage.model, stage.optimizer, stage.loss_fn,
-                    steps, stage.lr, save_every=stage.save_every, ema=stage.ema, warmup=stage.warmup)
-
-
-def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
-    """Linear warm-up then cosine decay to 10% of base."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def run_loop(name: str, ckpt: Checkpoint, model, optimizer, loss_fn, steps: int, lr: float,
-             save_every: int = 100, ema: dict | None = None, ema_decay: float = 0.999,
-             warmup: int = 100) -> dict:
-    """The training loop every stage shares: lr schedule, progress bar, EMA, checkpoints."""
-    progress = ckpt.load(model, optimizer, ema)
-    params = dict(model.named_parameters())
-    start = progress["step"]
-    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps, mininterval=5)
-    t0 = time.time()
-    for step in bar:
-        for g in optimizer.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup) * g.get("lr_scale", 1.0)
-        model.train()
-        loss = loss_fn(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if ema is not None:
-            # EMA with warm-up: early on the average follows the weights closely, so it never
-            # keeps a large share of the random initialisation (a plain 0.999 EMA over 2,000
-            # steps still holds 0.999^2000 = 13.5% of it, and measured far worse than the raw weights).
-            decay = min(ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for k, v in ema.items():
-                    v.lerp_(params[k].detach(), 1 - decay)
-        progress["losses"].append(round(float(loss.detach()), 5))
-        bar.set_postfix(loss=f"{np.mean(progress['losses'][-50:]):.4f}")
-        progress["step"] = step + 1
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            progress["seconds"] += time.time() - t0
-            t0 = time.time()
-            ckpt.save(model, optimizer, progress, ema)
-    return progress
-
-
-def _rng_for(seed: int, step: int) -> np.random.Generator:
-    """A generator for one step: resuming at step k draws the same batch as an unbroken run."""
-    return np.random.default_rng([seed, step])
-
-
-def render_training_batch(rng: np.random.Generator, batch: int, split: str = "train"):
-    """Images (B, 3, 64, 64) in [-1, 1], subject masks (B, 1, 64, 64), scenes."""
-    scenes = [random_scene(rng, split) for _ in range(batch)]
-    images = np.stack([render_array(s) for s in scenes]).astype(np.float32) / 127.5 - 1
-    masks = np.stack([shape_mask(s.shape, *s.resolved_center(), s.radius, 64, 64) for s in scenes])
-    return (torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks)[:, None], scenes)
-
-
 # ---- 1. VAE ----------------------------------------------------------------------------------
-
-def _subject_weight(masks: torch.Tensor, factor: float = 10.0) -> torch.Tensor:
-    dilated = F.max_pool2d(masks, 5, stride=1, padding=2)
-    return 1 + (factor - 1) * dilated
-
 
 def vae_stage(run_dir, batch: int = 32, lr: float = 1e-3, seed: int = 0, decoder_only: bool = False,
               kl_weight: float = 1e-6) -> Stage:
@@ -224,12 +59,12 @@ def vae_stage(run_dir, batch: int = 32, lr: float = 1e-3, seed: int = 0, decoder
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
     def loss_fn(step):
-        x, m, _ = render_training_batch(_rng_for(seed, step), batch)
+        x, m, _ = render_training_batch(rng_for(seed, step), batch)
         torch.manual_seed(seed * 100003 + step)
         post = vae.encode(x).latent_dist
         z = post.mean if decoder_only else post.sample()
         rec = vae.decode(z).sample
-        w = _subject_weight(m)
+        w = subject_weight(m)
         loss = (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
         if not decoder_only:
             loss = loss + kl_weight * post.kl().mean()
@@ -269,12 +104,12 @@ def vae_encoder_stage(run_dir, batch: int = 32, lr: float = 3e-4, seed: int = 0,
     scale = vae.config.scaling_factor
 
     def loss_fn(step):
-        x, m, _ = render_training_batch(_rng_for(seed, step), batch)
+        x, m, _ = render_training_batch(rng_for(seed, step), batch)
         z = vae.encode(x).latent_dist.mean
         with torch.no_grad():
             z_old = frozen.encode(x).latent_dist.mean
         rec = vae.decode(z).sample
-        w = _subject_weight(m)
+        w = subject_weight(m)
         anchor = ((z - z_old) * scale).pow(2).mean()
         return (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean() + anchor_weight * anchor
 
@@ -319,10 +154,6 @@ def scene_labels(scenes: list[Scene], sizes_named: list[bool]) -> dict[str, torc
     return labels
 
 
-def random_captions(rng: np.random.Generator, scenes: list[Scene]) -> list[str]:
-    return [caption(s, rng=rng) for s in scenes]
-
-
 def text_stage(run_dir, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> Stage:
     """The text encoder, pre-trained to name every attribute of a caption (stage 'text')."""
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -333,7 +164,7 @@ def text_stage(run_dir, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> St
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
 
     def loss_fn(step):
-        rng = _rng_for(seed, step)
+        rng = rng_for(seed, step)
         scenes = [random_scene(rng, "all") for _ in range(batch)]
         texts = random_captions(rng, scenes)
         tok = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
@@ -399,55 +230,23 @@ def canny(image_uint8_hwc: np.ndarray, low: int = 50, high: int = 120) -> np.nda
     return cv2.Canny(gray, low, high)
 
 
-def _scenes_from_attrs(attrs: torch.Tensor) -> list[Scene]:
-    return [Scene(SHAPES[a[0]], tuple(COLORS)[a[1]], tuple(BACKGROUNDS)[a[2]], POSITIONS[a[3]], tuple(SIZES)[a[4]])
-            for a in attrs.tolist()]
-
-
 # ---- 4. UNet and 5. ControlNet ----------------------------------------------------------------
-
-def _diffusion_batch(cache: dict, rng: np.random.Generator, batch: int, tokenizer, text_encoder,
-                     noise_offset: float = 0.05, caption_dropout: float = 0.1):
-    """One noised batch from the latent cache: (noisy, t, noise, text states, weights, index)."""
-    idx = torch.from_numpy(rng.integers(0, cache["mean"].shape[0], batch))
-    latents = (cache["mean"][idx] + cache["std"][idx] * torch.randn_like(cache["mean"][idx])) * cache["scale"]
-    scenes = _scenes_from_attrs(cache["attrs"][idx])
-    texts = [("" if rng.random() < caption_dropout else c) for c in random_captions(rng, scenes)]
-    with torch.no_grad():
-        tok = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
-        states = text_encoder(tok.input_ids)[0]
-    noise = torch.randn_like(latents) + noise_offset * torch.randn(batch, latents.shape[1], 1, 1)
-    t = torch.randint(0, 1000, (batch,))
-    alphas = cache["alphas_cumprod"][t].view(-1, 1, 1, 1)
-    noisy = alphas.sqrt() * latents + (1 - alphas).sqrt() * noise
-    snr = alphas.view(-1) / (1 - alphas.view(-1))
-    weights = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
-    return noisy, t, noise, states, weights, idx
-
-
-def _load_cache(run_dir) -> dict:
-    from diffusers import DDIMScheduler
-    cache = load_file(Path(run_dir) / "latents.safetensors")
-    cache["scale"] = float(cache["scaling_factor"])
-    cache["alphas_cumprod"] = DDIMScheduler(**scheduler_config()).alphas_cumprod
-    return cache
-
 
 def unet_stage(run_dir, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> Stage:
     """The UNet2DConditionModel on cached latents (stage 'unet')."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    cache = _load_cache(run_dir)
+    cache = load_cache(run_dir)
     tokenizer, text_encoder, _ = load_text_encoder(run_dir)
     unet = UNet2DConditionModel(**unet_config())
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
     ema = {k: v.detach().clone() for k, v in unet.named_parameters()}
 
     def loss_fn(step):
-        rng = _rng_for(seed, step)
+        rng = rng_for(seed, step)
         torch.manual_seed(seed * 100003 + step)
-        noisy, t, noise, states, w, _ = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
+        noisy, t, noise, states, w, _ = diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
         pred = unet(noisy, t, states).sample
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
@@ -472,9 +271,9 @@ def load_unet(run_dir, use_ema: bool = False):
 def controlnet_loss(controlnet, unet, cache: dict, tokenizer, text_encoder, batch: int, seed: int):
     """step -> min-SNR epsilon loss of the frozen UNet steered by the ControlNet from canny edges."""
     def loss_fn(step):
-        rng = _rng_for(seed, step)
+        rng = rng_for(seed, step)
         torch.manual_seed(seed * 100003 + step)
-        noisy, t, noise, states, w, idx = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
+        noisy, t, noise, states, w, idx = diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
         edges = cache["edges"][idx].float().div(255)[:, None].expand(-1, 3, -1, -1)  # (B, 3, H, W)
         down, mid = controlnet(noisy, t, states, controlnet_cond=edges, return_dict=False)
         pred = unet(noisy, t, states, down_block_additional_residuals=down,
@@ -488,7 +287,7 @@ def controlnet_stage(run_dir, batch: int = 32, lr: float = 5e-4, seed: int = 0) 
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    cache = _load_cache(run_dir)
+    cache = load_cache(run_dir)
     tokenizer, text_encoder, _ = load_text_encoder(run_dir)
     unet = load_unet(run_dir).requires_grad_(False)
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))

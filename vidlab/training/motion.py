@@ -15,27 +15,25 @@ Stage 'motion' comes after the zoo's text-to-image stages and starts from the *p
    dropout. Each batch holds 32 frames: 4 clips x 8 frames, every 4th step 2 clips x 16 frames
    (so the 16-frame windows of `sliding_window` stay in distribution).
 
-`python -m vidlab.world.motion train --steps N` trains (resumable); `export` writes
+`python -m vidlab.training.motion train --steps N` trains (resumable); `export` writes
 `motion_adapter/`, `text_encoder/` and `tokenizer/` into the zoo.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .captions import POSITION_WORDS, SHAPE_WORDS, TEMPLATES, clip_caption, vocabulary
-from .shapes import (BACKGROUNDS, COLORS, DIRECTIONS, IMAGE_SIZE, SIZES, SPEEDS, Scene, cell_of, clip_trajectory,
-                     random_scene, render_clip)
-from .training import MAX_TOKENS, Stage, _rng_for, build_tokenizer, scheduler_config, train_stage
+from ..world.captions import POSITION_WORDS, SHAPE_WORDS, TEMPLATES, vocabulary
+from ..world.clips import CARDINAL, random_clip
+from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, SIZES
+from ..world.tokenizer import MAX_TOKENS, build_tokenizer
+from .common import Stage, rng_for, scheduler_config, train_stage
 
-GROWTH_PER_FRAME = 0.25  # pixels of half-extent per frame for 'grows' / 'shrinks'
 CLIP_FRAMES = (8, 16)
 FRAMES_PER_BATCH = 32
 LORA_RANK = 8
@@ -43,89 +41,6 @@ WEIGHTINGS = ("min_snr", "x0")
 X0_WEIGHT_CAP = 20.0
 # the image UNet's text cross-attention (not the motion modules' own attention blocks)
 CROSS_ATTENTION = r".*attentions\.\d+\.transformer_blocks\.\d+\.attn2\.(to_q|to_k|to_v|to_out\.0)"
-
-
-@dataclasses.dataclass(frozen=True)
-class Clip:
-    """Ground truth of one clip; `scene.center` is the subject's centre in frame 0."""
-
-    scene: Scene
-    num_frames: int
-    direction: str | None = None  # None: the subject stays still
-    speed: str = "slowly"
-    growth: str | None = None  # 'grows' | 'shrinks' | None
-    camera: str | None = None  # pan direction; the background is textured when set
-
-    @property
-    def caption(self) -> str:
-        return clip_caption(self.scene, self.direction, self.speed, self.growth, self.camera)
-
-    @property
-    def growth_px(self) -> float:
-        return {"grows": GROWTH_PER_FRAME, "shrinks": -GROWTH_PER_FRAME, None: 0.0}[self.growth]
-
-    def trajectory(self) -> list[tuple[float, float, float, tuple[float, float]]]:
-        return clip_trajectory(self.scene, self.num_frames, self.direction, self.speed, self.growth_px, self.camera)
-
-    def render(self) -> torch.Tensor:
-        """Frames (F, 3, 64, 64) in [0, 1]."""
-        return render_clip(self.scene, self.num_frames, self.direction, self.speed, self.growth_px,
-                           camera=self.camera, textured=self.camera is not None)
-
-
-def _start_range(radius: float, displacement: float, size: int = IMAGE_SIZE) -> tuple[float, float]:
-    """Where a centre may start so the whole shape stays inside the frame along one axis."""
-    return radius + 1 - min(0.0, displacement), size - radius - 1 - max(0.0, displacement)
-
-
-CARDINAL = ("left", "right", "up", "down")
-CENTRED_JITTER = 8.0  # px: how far a centred path's midpoint may lie from the frame's centre
-
-
-def random_clip(rng: np.random.Generator, num_frames: int = 8, split: str = "train",
-                p_still: float = 0.1, p_growth: float = 0.2, p_camera: float = 0.1,
-                directions: tuple[str, ...] = tuple(DIRECTIONS), centred: bool = False,
-                jitter: float = CENTRED_JITTER) -> Clip:
-    """A clip whose subject stays inside the frame throughout; deterministic in rng.
-
-    Motion that cannot fit in the frame at either speed (16 frames at 4 px a frame is 60 px)
-    is dropped: the clip is then a still subject, and its caption says so.
-    directions: the directions drawn from (a curriculum starts with the four cardinal ones).
-    centred: the path's midpoint lies within `jitter` px of the frame's centre (where it fits),
-    instead of anywhere the whole path fits. The caption says no position either way, so a
-    centred path is one of the videos the caption allows, the one whose frames depend most on
-    the direction: frame k is at centre + (k - (F - 1) / 2) x speed x direction.
-    """
-    unknown = [d for d in directions if d not in DIRECTIONS]
-    if unknown or not directions:
-        raise ValueError(f"directions={list(directions)!r}: each must be one of {list(DIRECTIONS)}")
-    scene = random_scene(rng, split)
-    camera = direction = growth = None
-    if rng.random() < p_camera:
-        camera = directions[rng.integers(len(directions))]
-    elif rng.random() >= p_still:
-        direction = directions[rng.integers(len(directions))]
-    speed = tuple(SPEEDS)[rng.integers(len(SPEEDS))]
-    if rng.random() < p_growth:
-        growth = ("grows", "shrinks")[rng.integers(2)]
-    # the slow speed if the fast one cannot fit, then no motion at all
-    for direction, camera, speed in ((direction, camera, speed), (direction, camera, "slowly"), (None, None, speed)):
-        clip = Clip(scene, num_frames, direction, speed, growth, camera)
-        path = clip.trajectory()
-        (x0, y0, _, _), (x_last, y_last, _, _) = path[0], path[-1]
-        r_max = max(r for _, _, r, _ in path)
-        (xa, xb), (ya, yb) = _start_range(r_max, x_last - x0), _start_range(r_max, y_last - y0)
-        if xa <= xb and ya <= yb:
-            if centred:  # the start whose path's midpoint is the centre, jittered, kept where the path fits
-                mid_x, mid_y = IMAGE_SIZE / 2 - (x_last - x0) / 2, IMAGE_SIZE / 2 - (y_last - y0) / 2
-                xa, xb = max(xa, mid_x - jitter), min(xb, mid_x + jitter)
-                ya, yb = max(ya, mid_y - jitter), min(yb, mid_y + jitter)
-                if xa > xb or ya > yb:
-                    continue
-            x, y = rng.uniform(xa, xb), rng.uniform(ya, yb)
-            scene = dataclasses.replace(scene, position=cell_of(x, y), center=(float(x), float(y)))
-            return dataclasses.replace(clip, scene=scene)
-    raise ValueError(f"a {num_frames}-frame clip of a {scene.size} subject does not fit in {IMAGE_SIZE} pixels")
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -306,7 +221,7 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     scale = vae.config.scaling_factor
 
     def loss_fn(step):
-        rng = _rng_for(seed, step)
+        rng = rng_for(seed, step)
         torch.manual_seed(seed * 100003 + step)
         num_frames = CLIP_FRAMES[1] if step % 4 == 3 else CLIP_FRAMES[0]
         batch = frames_per_batch // num_frames

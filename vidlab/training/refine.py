@@ -1,6 +1,6 @@
 """Refining the *packaged* zoo: more training for its UNet, VAE decoder and ControlNet.
 
-The first recipe (`vidlab.world.training`) trains every part from scratch into a private run
+The first recipe (`vidlab.training.from_scratch`) trains every part from scratch into a private run
 folder. These stages start from the zoo shipped inside the package instead, so anyone can rerun
 them from a clean install, and they keep the latent space where it is: the VAE's encoder is
 never touched, so the UNet, the ControlNet and the motion adapter keep reading the same latents.
@@ -10,7 +10,7 @@ colour held out of training (purple) that the VAE decoded as circles; four were 
 pinched or rounded while denoising. The subject covers about 6% of a frame, so a plain
 denoising loss spends 94% of its weight on flat background.
 
-Stages (each resumable, `python -m vidlab.world.refine STAGE`):
+Stages (each resumable, `python -m vidlab.training.refine STAGE`):
 1. `latents`     the zoo VAE's posterior of 24,000 training scenes, cached once, with the zoo's
                  own scaling factor (so the refined UNet speaks the shipped latent space).
 2. `unet`        the zoo UNet, denoising loss weighted x`subject_weight` on the latent cells the
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from .training import (Stage, _diffusion_batch, _load_cache, _rng_for, _subject_weight, cache_latents,
-                       controlnet_loss, load_unet, render_training_batch, train_stage)
+from .common import Stage, diffusion_batch, load_cache, render_training_batch, rng_for, train_stage
+from .from_scratch import cache_latents, controlnet_loss, load_unet
 
 RUN_DIR = "checkpoints/shapes-tiny-refine"
 
@@ -76,7 +76,7 @@ def unet_stage(run_dir, batch: int = 64, lr: float = 3e-4, seed: int = 0, subjec
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    cache = _load_cache(run_dir)
+    cache = load_cache(run_dir)
     tokenizer, text_encoder = _text(_zoo(base))
     unet = UNet2DConditionModel.from_pretrained(_zoo(base) / "unet")
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
@@ -84,9 +84,9 @@ def unet_stage(run_dir, batch: int = 64, lr: float = 3e-4, seed: int = 0, subjec
     latent_size = cache["mean"].shape[-1]
 
     def loss_fn(step):
-        rng = _rng_for(seed, step)
+        rng = rng_for(seed, step)
         torch.manual_seed(seed * 100003 + step)
-        noisy, t, noise, states, w, idx = _diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
+        noisy, t, noise, states, w, idx = diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
         pred = unet(noisy, t, states).sample
         return weighted_denoising_loss(pred, noise, w, subject_cells(cache["edges"][idx], latent_size), subject_weight)
 
@@ -107,11 +107,11 @@ def decoder_stage(run_dir, batch: int = 32, lr: float = 2e-4, seed: int = 0, sub
     opt = torch.optim.AdamW(decoder, lr=lr, weight_decay=0.0)
 
     def loss_fn(step):
-        x, m, _ = render_training_batch(_rng_for(seed, step), batch, split="all")
+        x, m, _ = render_training_batch(rng_for(seed, step), batch, split="all")
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         rec = vae.decode(z).sample
-        w = _subject_weight(m, subject_weight)
+        w = subject_weight(m, subject_weight)
         return (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
 
     return Stage("decoder", vae, opt, loss_fn, lr, warmup=20, save_every=50)
@@ -123,7 +123,7 @@ def controlnet_stage(run_dir, batch: int = 32, lr: float = 2e-4, seed: int = 0, 
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    cache = _load_cache(run_dir)
+    cache = load_cache(run_dir)
     tokenizer, text_encoder = _text(_zoo(base))
     unet = load_unet(run_dir, use_ema).requires_grad_(False)
     controlnet = ControlNetModel.from_pretrained(_zoo(base) / "controlnet")

@@ -1,0 +1,80 @@
+"""The package's layout says what each part is: imports go one way, no private reach-ins, small modules."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vidlab"
+# what vidlab.generate needs, and what it needs: none of it may import the layers above
+BELOW_GENERATE = ("config", "seeds", "_quiet", "backends", "strategies", "metrics", "world", "io", "video", "generate")
+ABOVE = ("training", "experiments")
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> list[tuple[str, list[str]]]:
+    """(absolute module, imported names) for every vidlab import in the file, relative ones resolved."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("vidlab"):
+                out.append((target, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.startswith("vidlab")]
+    return out
+
+
+def layer(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+FILES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_nothing_below_generate_imports_training_or_experiments():
+    bad = []
+    for path in FILES:
+        me = module_name(path)
+        if layer(me) not in BELOW_GENERATE:
+            continue
+        for target, names in imports_of(path):
+            hit = [t for t in [target] + [f"{target}.{n}" for n in names] if layer(t) in ABOVE]
+            bad += [f"{me} imports {t}" for t in hit]
+    assert bad == []
+
+
+def test_the_shapes_world_imports_only_itself():
+    bad = [f"{module_name(p)} imports {t}" for p in FILES if layer(module_name(p)) == "world"
+           for t, _ in imports_of(p) if layer(t) not in ("world", "")]
+    assert bad == []
+
+
+def test_no_private_name_is_imported_from_another_module():
+    bad = [f"{module_name(p)} imports {t}.{n}" for p in FILES for t, names in imports_of(p) for n in names
+           if n.startswith("_") and not n.startswith("__") and t != module_name(p)]
+    assert bad == []
+
+
+def test_no_module_is_longer_than_400_lines():
+    long = {module_name(p): n for p in FILES if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_the_checker_sees_a_violation():
+    """The checker itself: a relative import two levels up is resolved to the layer it names."""
+    tmp = PACKAGE / "world" / "_layout_probe.py"
+    tmp.write_text("from ..training import common\nfrom ..strategies.sd_loop import _private\n")
+    try:
+        found = imports_of(tmp)
+    finally:
+        tmp.unlink()
+    assert found == [("vidlab.training", ["common"]), ("vidlab.strategies.sd_loop", ["_private"])]
