@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.video import to_uint8
 from ._checks import check_choice, check_video
 
 EXTERNAL_METRICS = ("clip_score", "lpips", "fvd")
@@ -91,10 +92,6 @@ def _require_path(weights_path, what: str, kind: str) -> Path:
     return path
 
 
-def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
-    return (frames.detach().clamp(0, 1) * 255).round().to(torch.uint8)
-
-
 # ---- the three metrics --------------------------------------------------------------------------
 
 def _clip_score(frames: torch.Tensor, prompt, weights_path, **_) -> ExternalMetricResult:
@@ -109,7 +106,7 @@ def _clip_score(frames: torch.Tensor, prompt, weights_path, **_) -> ExternalMetr
         processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
     except OSError as error:  # files missing from the directory
         raise _Unavailable(f"could not load CLIP from {str(path)!r}: {error}") from error
-    images = list(_to_uint8(frames).permute(0, 2, 3, 1).cpu().numpy())  # uint8 (H, W, 3) each
+    images = list(to_uint8(frames.detach().float().clamp(0, 1)))  # uint8 (H, W, 3) each
     inputs = processor(text=[prompt], images=images, return_tensors="pt", padding=True)
     with torch.no_grad():
         output = model(**inputs)  # image_embeds (F, D) and text_embeds (1, D), unit length

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..io.video import to_uint8
 from ._checks import check_choice, check_reduction, check_video
 
 # ---- flicker ------------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ class WarpError:
 def _to_numpy_frames(frames: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """float32 (F, H, W, 3) in [0, 1] and uint8 grey (F, H, W) for the flow."""
     rgb = frames.detach().float().permute(0, 2, 3, 1).cpu().numpy()
-    grey = [cv2.cvtColor(np.round(f * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY) for f in rgb]
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in to_uint8(frames.detach().float().clamp(0, 1))]
     return rgb, np.stack(grey)
 
 

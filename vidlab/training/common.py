@@ -164,7 +164,7 @@ def render_training_batch(rng: np.random.Generator, batch: int, split: str = "tr
     return (torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks)[:, None], scenes)
 
 
-def subject_weight(masks: torch.Tensor, factor: float = 10.0) -> torch.Tensor:
+def subject_pixel_weights(masks: torch.Tensor, factor: float = 10.0) -> torch.Tensor:
     dilated = F.max_pool2d(masks, 5, stride=1, padding=2)
     return 1 + (factor - 1) * dilated
 

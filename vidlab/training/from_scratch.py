@@ -33,9 +33,10 @@ from tqdm.auto import tqdm
 
 from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array
 
+from ..strategies.effects import CANNY_THRESHOLDS
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
 from .common import (Stage, diffusion_batch, load_cache, random_captions, render_training_batch, rng_for,
-                     scheduler_config, subject_weight, text_config, train_stage, unet_config, vae_config)
+                     scheduler_config, subject_pixel_weights, text_config, train_stage, unet_config, vae_config)
 
 ATTRIBUTES = {"shape": SHAPES, "color": tuple(COLORS), "background": tuple(BACKGROUNDS),
               "position": POSITIONS, "size": tuple(SIZES) + ("unspecified",)}
@@ -64,7 +65,7 @@ def vae_stage(run_dir, batch: int = 32, lr: float = 1e-3, seed: int = 0, decoder
         post = vae.encode(x).latent_dist
         z = post.mean if decoder_only else post.sample()
         rec = vae.decode(z).sample
-        w = subject_weight(m)
+        w = subject_pixel_weights(m)
         loss = (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
         if not decoder_only:
             loss = loss + kl_weight * post.kl().mean()
@@ -109,7 +110,7 @@ def vae_encoder_stage(run_dir, batch: int = 32, lr: float = 3e-4, seed: int = 0,
         with torch.no_grad():
             z_old = frozen.encode(x).latent_dist.mean
         rec = vae.decode(z).sample
-        w = subject_weight(m)
+        w = subject_pixel_weights(m)
         anchor = ((z - z_old) * scale).pow(2).mean()
         return (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean() + anchor_weight * anchor
 
@@ -224,7 +225,7 @@ def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200, vae=
     return out
 
 
-def canny(image_uint8_hwc: np.ndarray, low: int = 50, high: int = 120) -> np.ndarray:
+def canny(image_uint8_hwc: np.ndarray, low: int = CANNY_THRESHOLDS[0], high: int = CANNY_THRESHOLDS[1]) -> np.ndarray:
     """Canny edge map (H, W) uint8 in {0, 255} of an RGB image: the zoo ControlNet's control."""
     gray = cv2.cvtColor(image_uint8_hwc, cv2.COLOR_RGB2GRAY)
     return cv2.Canny(gray, low, high)

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from .common import Stage, diffusion_batch, load_cache, render_training_batch, rng_for, train_stage
+from .common import (Stage, diffusion_batch, load_cache, render_training_batch, rng_for, subject_pixel_weights,
+                     train_stage)
 from .from_scratch import cache_latents, controlnet_loss, load_unet
 
 RUN_DIR = "checkpoints/shapes-tiny-refine"
@@ -111,7 +112,7 @@ def decoder_stage(run_dir, batch: int = 32, lr: float = 2e-4, seed: int = 0, sub
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         rec = vae.decode(z).sample
-        w = subject_weight(m, subject_weight)
+        w = subject_pixel_weights(m, subject_weight)
         return (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
 
     return Stage("decoder", vae, opt, loss_fn, lr, warmup=20, save_every=50)

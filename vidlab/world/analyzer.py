@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..io.video import to_uint8
 from .shapes import BACKGROUNDS, COLORS, SHAPES, SIZES, cell_of, shape_mask
 
 _FG = np.array(list(COLORS.values()), np.float32)
@@ -57,7 +58,7 @@ def _to_uint8_hwc(frame) -> np.ndarray:
     if isinstance(frame, torch.Tensor):
         if frame.ndim != 3 or frame.shape[0] != 3:
             raise ValueError(f"frame must have shape (3, H, W), got {tuple(frame.shape)}")
-        return (frame.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        return to_uint8(frame.detach().float().clamp(0, 1)[None])[0]
     arr = np.asarray(frame)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"frame array must have shape (H, W, 3), got {arr.shape}")
