@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import platform
 import resource
 import subprocess
@@ -12,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from .io.atomic import atomic_write_json
 
 
 @dataclasses.dataclass
@@ -40,10 +40,7 @@ class Video:
             path = path / "video.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_mp4(self.frames, path, fps=self.fps)
-        manifest = path.with_suffix(".json")
-        tmp = manifest.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.record, indent=2, default=str))
-        os.replace(tmp, manifest)
+        atomic_write_json(path.with_suffix(".json"), self.record)
         return path
 
     def display(self, width: int = 256):

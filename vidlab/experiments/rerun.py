@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json
+from ..io.atomic import atomic_write_json
 
 SIMPLE_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict, "tuple": tuple}
 ANY = "any"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import TMP_MARK, atomic_move, atomic_write_bytes, atomic_write_json, is_temp
+from ..io.atomic import TMP_MARK, atomic_move, atomic_write_bytes, atomic_write_json, is_temp
 from .spec import Point
 
 MANIFEST = "manifest.json"

@@ -17,13 +17,14 @@ import os
 import re
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
 import numpy as np
 import torch
+
+from .atomic import atomic_output
 
 FPS_RANGE = (15, 60)  # inclusive; integer frame rates only
 DEFAULT_FPS = 24  # used by display_video when it is given frames and no fps
@@ -154,15 +155,9 @@ def write_mp4(frames: torch.Tensor, path: str | os.PathLike, fps: int,
     if pad_h or pad_w:
         args += ["-metadata", f"comment={_SIZE_TAG}={width}x{height}"]
 
-    # 4. encode to a temp file next to `path`, then atomically replace
-    # (a fresh name, not mkstemp: ffmpeg creates the file, so it gets normal umask permissions)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    # 4. encode to a temp file next to `path`, then atomically replace (ffmpeg creates the file itself)
+    with atomic_output(path) as tmp:
         _run_ffmpeg(args + ["-f", "mp4", str(tmp)], stdin=array.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..io.atomic import atomic_output
 from ..world.captions import caption
 from ..world.shapes import (BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array,
                             shape_mask)
@@ -77,9 +77,8 @@ class Checkpoint:
 
     def save(self, model, optimizer, progress: dict, ema: dict | None = None) -> None:
         def atomic(path: Path, write):
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            write(tmp)
-            os.replace(tmp, path)
+            with atomic_output(path) as tmp:
+                write(tmp)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         atomic(self.dir / "state.safetensors", lambda p: save_file(state, p))
         atomic(self.dir / "optim.pt", lambda p: torch.save(optimizer.state_dict(), p))
