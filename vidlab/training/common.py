@@ -155,6 +155,11 @@ def rng_for(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, step])
 
 
+def add_noise(latents: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The forward process: sqrt(alpha_bar) x latents + sqrt(1 - alpha_bar) x noise (alpha_bar broadcast)."""
+    return alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise
+
+
 def render_training_batch(rng: np.random.Generator, batch: int, split: str = "train"):
     """Images (B, 3, 64, 64) in [-1, 1], subject masks (B, 1, 64, 64), scenes."""
     scenes = [random_scene(rng, split) for _ in range(batch)]
@@ -191,7 +196,7 @@ def diffusion_batch(cache: dict, rng: np.random.Generator, batch: int, tokenizer
     noise = torch.randn_like(latents) + noise_offset * torch.randn(batch, latents.shape[1], 1, 1)
     t = torch.randint(0, 1000, (batch,))
     alphas = cache["alphas_cumprod"][t].view(-1, 1, 1, 1)
-    noisy = alphas.sqrt() * latents + (1 - alphas).sqrt() * noise
+    noisy = add_noise(latents, noise, alphas)
     snr = alphas.view(-1) / (1 - alphas.view(-1))
     weights = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
     return noisy, t, noise, states, weights, idx

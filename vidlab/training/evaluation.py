@@ -19,6 +19,7 @@ from ..strategies.sd_loop import denoise, embed_prompts, encode_image, latent_sh
 from ..world.analyzer import analyze
 from ..world.captions import captioned_scenes
 from ..world.shapes import random_scene, render_batch
+from .common import add_noise
 
 ATTRS = ("color", "shape", "background", "position")
 
@@ -250,8 +251,7 @@ def caption_sensitivity(backend, n: int = 16, seed: int = 2026, timesteps=(300, 
         states, _ = pipe.encode_prompt(texts, backend.device, 1, False, None)
         states = states.repeat_interleave(num_frames, dim=0)
         for t in timesteps:
-            a = float(alphas[t])
-            noisy = a ** 0.5 * latents + (1 - a) ** 0.5 * noise
+            noisy = add_noise(latents, noise, alphas[t].to(latents))
             with torch.no_grad():
                 pred = pipe.unet(noisy, torch.full((n,), t), states).sample
             loss[k][t] = float(((pred - noise) ** 2).mean())

@@ -32,7 +32,7 @@ from ..world.captions import POSITION_WORDS, SHAPE_WORDS, TEMPLATES, vocabulary
 from ..world.clips import CARDINAL, random_clip
 from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, SIZES
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
-from .common import Stage, rng_for, scheduler_config, train_stage
+from .common import Stage, add_noise, rng_for, scheduler_config, train_stage
 
 CLIP_FRAMES = (8, 16)
 FRAMES_PER_BATCH = 32
@@ -240,7 +240,7 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
         noise = torch.randn_like(latents) + noise_offset * torch.randn(batch, latents.shape[1], 1, 1, 1)
         t = torch.randint(0, 1000, (batch,))
         a = alphas_cumprod[t].view(-1, 1, 1, 1, 1)
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        noisy = add_noise(latents, noise, a)
         # diffusers' UNetMotionModel takes text states per frame: (B*F, L, D)
         pred = unet_motion(noisy, t, states.repeat_interleave(num_frames, dim=0)).sample
         w = timestep_weight(a.view(-1) / (1 - a.view(-1)), weighting)
