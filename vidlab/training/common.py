@@ -155,6 +155,24 @@ def rng_for(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, step])
 
 
+EXPORT_DIR = Path("results") / "zoo" / "shapes-tiny"  # where exports go unless told otherwise
+
+
+def export_target(out_dir=None) -> Path:
+    """The folder an export writes into: `out_dir`, else `results/zoo/shapes-tiny`, never the installed
+    package unless asked for by path. A default folder starts as a copy of the packaged zoo, so the
+    export makes a whole zoo (load it with model='results/zoo/shapes-tiny'); ship it with
+    `--out vidlab/zoo/shapes-tiny`."""
+    import shutil
+
+    from ..backends.presets import ZOO_PATH
+    if out_dir is not None:
+        return Path(out_dir)
+    if not EXPORT_DIR.exists():
+        shutil.copytree(ZOO_PATH, EXPORT_DIR)
+    return EXPORT_DIR
+
+
 def add_noise(latents: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
     """The forward process: sqrt(alpha_bar) x latents + sqrt(1 - alpha_bar) x noise (alpha_bar broadcast)."""
     return alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise

@@ -35,7 +35,7 @@ from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene,
 
 from ..strategies.effects import CANNY_THRESHOLDS
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
-from .common import (Stage, diffusion_batch, load_cache, random_captions, render_training_batch, rng_for,
+from .common import (EXPORT_DIR, Stage, diffusion_batch, load_cache, random_captions, render_training_batch, rng_for,
                      scheduler_config, subject_pixel_weights, text_config, train_stage, unet_config, vae_config)
 
 ATTRIBUTES = {"shape": SHAPES, "color": tuple(COLORS), "background": tuple(BACKGROUNDS),
@@ -354,13 +354,13 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--out", default=None, help="export: target folder (default: the packaged zoo)")
+    parser.add_argument("--out", default=None, help="export: target folder (default: results/zoo/shapes-tiny; "
+                        "pass vidlab/zoo/shapes-tiny to ship)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.stage == "export":
-        from vidlab.backends.presets import ZOO_PATH
-        print(export_zoo(args.run_dir, args.out or ZOO_PATH))
+        print(export_zoo(args.run_dir, args.out or EXPORT_DIR))
         return
     kwargs = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("lr", args.lr)) if v is not None}
     if args.stage != "latents":

@@ -32,7 +32,7 @@ from ..world.captions import POSITION_WORDS, SHAPE_WORDS, TEMPLATES, vocabulary
 from ..world.clips import CARDINAL, random_clip
 from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, SIZES
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
-from .common import Stage, add_noise, rng_for, scheduler_config, train_stage
+from .common import Stage, add_noise, export_target, rng_for, scheduler_config, train_stage
 
 CLIP_FRAMES = (8, 16)
 FRAMES_PER_BATCH = 32
@@ -281,9 +281,8 @@ def export_motion(run_dir, out_dir=None, base=None, use_ema: bool = True) -> Pat
     """
     from diffusers import AnimateDiffPipeline, MotionAdapter
 
-    from vidlab.backends.presets import ZOO_PATH
 
-    out = Path(out_dir or ZOO_PATH)
+    out = export_target(out_dir)
     d = Path(run_dir) / "motion"
     state = load_file(d / "state.safetensors")
     full = _trained_unet_fully(run_dir)
@@ -321,7 +320,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames-per-batch", type=int, default=FRAMES_PER_BATCH)
-    parser.add_argument("--out", default=None, help="export: target zoo folder (default: the packaged zoo)")
+    parser.add_argument("--out", default=None, help="export: target zoo folder (default: results/zoo/shapes-tiny, "
+                        "a copy of the packaged zoo; pass vidlab/zoo/shapes-tiny to ship)")
     parser.add_argument("--lora-rank", type=int, default=LORA_RANK,
                         help="rank of the cross-attention LoRA trained with the motion modules (0: none)")
     parser.add_argument("--init-adapter", default=None, help="MotionAdapter folder to start the motion modules from")

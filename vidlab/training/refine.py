@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from .common import (Stage, diffusion_batch, load_cache, render_training_batch, rng_for, subject_pixel_weights,
-                     train_stage)
+from .common import (Stage, diffusion_batch, export_target, load_cache, render_training_batch, rng_for,
+                     subject_pixel_weights, train_stage)
 from .from_scratch import cache_latents, controlnet_loss, load_unet
 
 RUN_DIR = "checkpoints/shapes-tiny-refine"
@@ -145,7 +145,7 @@ def export_refined(run_dir, out_dir=None, use_ema: bool = False, base=None) -> l
     """Write every refined part that has a checkpoint into the zoo folder; returns their names."""
     from diffusers import AutoencoderKL, ControlNetModel
 
-    run_dir, out = Path(run_dir), Path(out_dir or _zoo(base))
+    run_dir, out = Path(run_dir), export_target(out_dir)
     written = []
     if (run_dir / "unet" / "state.safetensors").exists():
         _save(load_unet(run_dir, use_ema), out / "unet")
@@ -176,7 +176,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ema", action="store_true", help="export: the UNet's EMA instead of the raw weights")
-    parser.add_argument("--out", default=None, help="export: target zoo folder (default: the packaged zoo)")
+    parser.add_argument("--out", default=None, help="export: target zoo folder (default: results/zoo/shapes-tiny, "
+                        "a copy of the packaged zoo; pass vidlab/zoo/shapes-tiny to ship)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
