@@ -13,7 +13,7 @@ from vidlab.training.evaluation import clip_report, direction_of
 from vidlab.world.shapes import DIRECTIONS, IMAGE_SIZE, Scene, render_clip
 from vidlab.world.tokenizer import build_tokenizer
 
-HAS_ADAPTER = (ZOO_PATH / "motion_adapter" / "diffusion_pytorch_model.safetensors").exists()
+HAS_VIDEO_MODEL = (ZOO_PATH / "video_unet" / "diffusion_pytorch_model.safetensors").exists()
 
 
 def test_random_clips_stay_inside_the_frame_and_say_what_they_show():
@@ -156,7 +156,7 @@ def test_export_writes_adapter_and_lora_that_the_backend_fuses_into_the_video_un
     run = tmp_path / "run"
     mo.train_motion(run, steps=1, frames_per_batch=8)
     zoo = tmp_path / "zoo"
-    shutil.copytree(ZOO_PATH, zoo, ignore=shutil.ignore_patterns("motion_*"))
+    shutil.copytree(ZOO_PATH, zoo, ignore=shutil.ignore_patterns("motion_*", "video_unet"))
     mo.export_motion(run, zoo)
     assert (zoo / "motion_adapter" / "diffusion_pytorch_model.safetensors").exists()
     assert (zoo / "motion_lora" / "pytorch_lora_weights.safetensors").exists()
@@ -176,24 +176,52 @@ def test_export_writes_adapter_and_lora_that_the_backend_fuses_into_the_video_un
     assert all(torch.equal(image_unet[k], after[k]) for k in image_unet)  # text-to-image untouched
 
 
-@pytest.mark.skipif(not HAS_ADAPTER, reason="the zoo's motion adapter is not exported yet")
-def test_zoo_motion_adapter_loads_offline_in_animatediff(monkeypatch):
+def test_a_fully_fine_tuned_run_exports_a_video_unet_the_backend_uses_as_it_is(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from vidlab.backends import load_backend
+    run = tmp_path / "run"
+    mo.train_motion(run, steps=1, frames_per_batch=8, train_unet="full")
+    zoo = tmp_path / "zoo"
+    shutil.copytree(ZOO_PATH, zoo, ignore=shutil.ignore_patterns("motion_*", "video_unet"))
+    mo.export_motion(run, zoo)
+    assert (zoo / "video_unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert not (zoo / "motion_adapter").exists() and not (zoo / "motion_lora").exists()
+    backend = load_backend(str(zoo))
+    assert backend.preset.video_unet == str(zoo / "video_unet") and backend.has_video_model
+    video_unet = backend.pipeline("animatediff").unet
+    assert video_unet is backend.components["video_unet"]
+    ema = load_file(run / "motion" / "ema.safetensors")  # every weight of the UNet, the spatial ones included
+    key = "down_blocks.0.resnets.0.conv1.weight"
+    torch.testing.assert_close(video_unet.state_dict()[key], ema[f"unet.{key}"], rtol=0, atol=0)
+    assert not torch.equal(video_unet.state_dict()[key], backend.components["unet"].state_dict()[key])
+
+
+@pytest.mark.skipif(not HAS_VIDEO_MODEL, reason="the zoo's video model is not exported yet")
+def test_zoo_video_model_loads_offline_in_animatediff(monkeypatch):
+    """The shipped video UNet is plain diffusers: AnimateDiffPipeline takes it with the zoo's parts."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from diffusers import AnimateDiffPipeline, MotionAdapter
-    adapter = MotionAdapter.from_pretrained(ZOO_PATH / "motion_adapter")
-    pipe = AnimateDiffPipeline.from_pretrained(ZOO_PATH, motion_adapter=adapter)
-    if (ZOO_PATH / "motion_lora").exists():  # diffusers' own LoRA loader reads the shipped format
-        pipe.load_lora_weights(ZOO_PATH / "motion_lora")
-        assert pipe.get_active_adapters()
-    size_mb = sum(p.stat().st_size for p in (ZOO_PATH / "motion_adapter").iterdir()) / 2**20
-    assert size_mb < 10
+    from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, UNetMotionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+    unet = UNetMotionModel.from_pretrained(ZOO_PATH / "video_unet", use_safetensors=True)
+    pipe = AnimateDiffPipeline(vae=AutoencoderKL.from_pretrained(ZOO_PATH / "vae"),
+                               text_encoder=CLIPTextModel.from_pretrained(ZOO_PATH / "text_encoder"),
+                               tokenizer=AutoTokenizer.from_pretrained(ZOO_PATH / "tokenizer"), unet=unet,
+                               motion_adapter=None, scheduler=DDIMScheduler.from_pretrained(ZOO_PATH / "scheduler"))
+    size_mb = sum(p.stat().st_size for p in (ZOO_PATH / "video_unet").iterdir()) / 2**20
+    assert size_mb < 16
+    # the shipped tokenizer reads a motion phrase as its own token
+    ids = pipe.tokenizer("a red square moves right quickly").input_ids
+    assert "go_right" in pipe.tokenizer.convert_ids_to_tokens(ids)
     out = pipe("a red square moves right quickly on a white background", num_frames=8, height=64, width=64,
                num_inference_steps=4, guidance_scale=3.0, output_type="pt",
                generator=torch.Generator().manual_seed(0))
-    assert out.frames.shape == (1, 8, 3, 64, 64)
+    assert out.frames.shape == (1, 8, 3, 64, 64) and torch.isfinite(out.frames).all()
 
 
-@pytest.mark.skipif(not HAS_ADAPTER, reason="the zoo's motion adapter is not exported yet")
+@pytest.mark.skipif(not HAS_VIDEO_MODEL, reason="the zoo's video model is not exported yet")
 def test_zoo_temporal_attention_is_what_the_frame_capture_shows():
     """Issue 7.5: the trained motion modules' frame x frame attention, read by vidlab.attention."""
     from vidlab.attention.run import generate_with_attention
@@ -207,7 +235,7 @@ def test_zoo_temporal_attention_is_what_the_frame_capture_shows():
     assert float((matrix - 1 / 8).abs().max()) > 0.01
 
 
-@pytest.mark.skipif(not HAS_ADAPTER, reason="the zoo's motion adapter is not exported yet")
+@pytest.mark.skipif(not HAS_VIDEO_MODEL, reason="the zoo's video model is not exported yet")
 def test_native_and_sliding_window_run_on_the_zoo():
     """The strategies use the zoo's motion model; a 32-frame sliding window keeps colour (measured 96% per frame)."""
     import vidlab

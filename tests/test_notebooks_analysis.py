@@ -70,7 +70,10 @@ def test_control_strength_notebook_shows_steadier_frames_and_freezing_at_high_st
     assert by_scale.loc[1.5, "change_followed"] <= 0.5
     tradeoff = pd.read_csv(out / "tradeoff.csv").set_index(SCALE_AXIS)
     assert tradeoff.loc[1.5, "frozen"] > tradeoff.loc[0.0, "frozen"]
-    assert ((tradeoff["flicker"] > 0) & (tradeoff["flicker"] < 255)).all()
+    # flicker here is the mean |frame i+1 - frame i| in 0-255 over steady pairs: frames differ, by far less
+    # than a quarter of the range, and less with more control (the other side of seed 002's trade-off)
+    assert ((tradeoff["flicker"] > 0) & (tradeoff["flicker"] < 64)).all()
+    assert tradeoff.loc[0.0, "flicker"] > tradeoff.loc[1.5, "flicker"]
     curves = pd.read_csv(out / "curves.csv")
     assert set(curves["metric"]) >= {"ssim_steady", "psnr_steady", "flicker_steady", "adherence"}
     assert (curves["n"] == 2).all()

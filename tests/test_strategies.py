@@ -72,8 +72,10 @@ def test_generate_record_replays_to_identical_frames(sd, tmp_path):
     mp4 = video.save(tmp_path / "v.mp4")
     import json
     manifest = json.loads(mp4.with_suffix(".json").read_text())
-    for key in ("request", "strategy", "options", "strategy_record", "backend", "versions", "timing"):
-        assert key in manifest
+    assert manifest["request"] == video.record["request"] and manifest["request"]["color_palette"] == "warm"
+    assert (manifest["strategy"], manifest["options"]) == ("frame_chain", {})
+    assert manifest["strategy_record"]["per_frame_prompts"] == [PROMPT] * 6
+    assert manifest["backend"]["controlnet"] == sd["controlnet"] and manifest["num_frames"] == 6
     assert manifest["strategy_record"]["per_frame_seeds"] == [sub_seed(5, "frame", i) for i in range(6)]
     assert manifest["backend"]["weights_hash"] and manifest["timing"]["peak_memory_bytes"] > 0
     assert "torch" in manifest["versions"] and "diffusers" in manifest["versions"]
