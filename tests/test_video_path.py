@@ -198,3 +198,25 @@ def test_every_strategy_sends_the_same_event_to_one_listener(tiny_sd, strategy, 
     assert sum(e.preview.shape[0] for e in events) >= frames.shape[0]
     if unit in ("frame", "clip"):
         torch.testing.assert_close(torch.cat([e.preview for e in events]), frames, rtol=0, atol=0)
+
+
+def test_check_device_runs_every_strategy_at_every_dtype_against_the_cpu(tiny_sd, tmp_path):
+    """experiments/check_device.py, the script to run on a GPU, here on the CPU with a tiny model."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import check_device
+
+    model = tmp_path / "model"  # one folder with the ControlNet and the motion adapter inside, like the zoo
+    shutil.copytree(tiny_sd["base"], model)
+    for part in ("controlnet", "motion_adapter"):
+        shutil.copytree(tiny_sd[part], model / part)
+    rows = check_device.check(str(model), "cpu", ["fp32", "bf16"], list(check_device.OPTIONS), steps=4, frames=8)
+    assert [(r["strategy"], r["dtype"]) for r in rows] == [(s, d) for d in ("float32", "bfloat16")
+                                                           for s in check_device.OPTIONS]
+    assert all("error" not in r and r["finite"] and r["frames"] == 8 and r["seconds"] > 0 for r in rows), rows
+    # fp32 on the CPU is the reference itself: identical; bf16 differs, by a bounded amount
+    assert all(r["max_diff_vs_cpu"] == 0.0 for r in rows if r["dtype"] == "float32")
+    assert all(0 < r["max_diff_vs_cpu"] <= 1 for r in rows if r["dtype"] == "bfloat16")
