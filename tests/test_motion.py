@@ -237,7 +237,7 @@ def test_zoo_temporal_attention_is_what_the_frame_capture_shows():
 
 @pytest.mark.skipif(not HAS_VIDEO_MODEL, reason="the zoo's video model is not exported yet")
 def test_native_and_sliding_window_run_on_the_zoo():
-    """The strategies use the zoo's motion model; a 32-frame sliding window keeps colour (measured 96% per frame)."""
+    """The strategies use the zoo's video model, deterministically; a 32-frame sliding window keeps colour."""
     import vidlab
     req = {"prompt": "a yellow square moves right slowly on a navy background", "duration": 1.0, "fps": 16,
            "num_inference_steps": 6, "seed": 3}
@@ -245,8 +245,10 @@ def test_native_and_sliding_window_run_on_the_zoo():
     assert video.frames.shape == (16, 3, 64, 64)
     again = vidlab.generate(req, strategy="native", model="shapes-tiny")
     torch.testing.assert_close(video.frames, again.frames, rtol=0, atol=0)
-    long = vidlab.generate({**req, "duration": 2.0}, strategy="sliding_window", model="shapes-tiny",
-                           window=16, overlap=8)
+    # 32 frames of a still subject (a moving one leaves a 64-px frame after ~15 frames at 4 px a frame):
+    # measured 26 of 32 frames yellow with this seed (a moving prompt: 8 of 32, see the model card)
+    still = {**req, "prompt": "a yellow square stays still on a navy background", "duration": 2.0}
+    long = vidlab.generate(still, strategy="sliding_window", model="shapes-tiny", window=16, overlap=8)
     assert long.frames.shape == (32, 3, 64, 64)
     colours = [analyzer.analyze(f).color for f in long.frames]
-    assert np.mean([c == "yellow" for c in colours]) >= 0.75
+    assert np.mean([c == "yellow" for c in colours]) >= 24 / 32

@@ -214,7 +214,7 @@ def test_run_study_records_a_strategy_the_model_cannot_run_as_unavailable(tmp_pa
     run = run_study(specs, tmp_path / "store")
     summary = strategy_summary(run.table, ["segment_chain", "native"]).set_index("strategy")
     assert summary["status"].tolist() == ["ok", "unavailable"]
-    assert summary.loc["native", "error"].startswith("ValueError: model ") and "no motion adapter" in \
+    assert summary.loc["native", "error"].startswith("ValueError: model ") and "has no video model" in \
         summary.loc["native", "error"]
     assert summary.loc["segment_chain", "points_ok"] == 1 and 0 <= summary.loc["segment_chain", "flicker"] <= 1
     assert set(study_table(tmp_path / "store")["strategy"]) == {"segment_chain", "native"}

@@ -1,8 +1,9 @@
 """Refactors keep behaviour: the quickstart's frames are bit-identical to a saved hash on CPU.
 
-The hash was recorded on this project's CPU machines (torch CPU build, its CPU capability); float
-results may differ in the last bits on another instruction set or torch build, and a chain of
-frames amplifies them, so there the test is skipped and says why. Record a new hash only for an
+The hash was recorded on this project's CPU machines (torch CPU build, its CPU capability, 2 threads:
+the thread count changes how sums are split, measured here); float results may differ in the last
+bits on another instruction set, torch build or thread count, and a chain of frames amplifies them,
+so there the test is skipped and says why. Record a new hash only for an
 intended change of output: `python tests/test_regression.py --record`.
 """
 import hashlib
@@ -20,7 +21,7 @@ REQUEST = {"prompt": "a red circle in the top left on a white background", "dura
 
 def fingerprint() -> dict:
     return {"torch": torch.__version__, "machine": platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 
 
 def frames_sha256() -> str:

@@ -220,3 +220,12 @@ def test_check_device_runs_every_strategy_at_every_dtype_against_the_cpu(tiny_sd
     # fp32 on the CPU is the reference itself: identical; bf16 differs, by a bounded amount
     assert all(r["max_diff_vs_cpu"] == 0.0 for r in rows if r["dtype"] == "float32")
     assert all(0 < r["max_diff_vs_cpu"] <= 1 for r in rows if r["dtype"] == "bfloat16")
+
+
+def test_a_sweep_point_with_every_default_spelled_out_is_not_refused(video):
+    """A sweep's point carries every field (defaults included): the default motion_intensity asks nothing."""
+    from vidlab.config import parse_request
+    spelled_out = parse_request(request(prompt="a red circle on a white background").model_dump(mode="json"))
+    assert "motion_intensity" in spelled_out.model_fields_set
+    _, rec = STRATEGIES["native"](video, spelled_out, {})
+    assert rec["prompt"] == "a red circle on a white background"

@@ -12,8 +12,8 @@ Each field maps onto one of those:
   `effects.camera_matrix`), 'zoom' adds 'the camera zooms in'. Refused where the model's
   tokenizer cannot read a word of it (the zoo knows no 'zooms').
 - `motion_intensity`: the speed word of the prompt's motion phrase: below 0.75 'slowly', from
-  0.75 'quickly' ('moves left' -> 'moves left quickly'). Set explicitly on a prompt that names no
-  motion ('moves <direction>'), or against the speed the prompt names: refused.
+  0.75 'quickly' ('moves left' -> 'moves left quickly'). Set to anything but its default 0.5 on a
+  prompt that names no motion ('moves <direction>'), or against the speed the prompt names: refused.
 - `temporal_consistency` tc: the share of the initial noise every frame has in common, a mixed
   noise prior (Ge et al. 2023, "Preserve Your Own Correlation"): share = 0.3 (tc - 0.7) / 0.3,
   0 at 0.7 (independent noise) to 0.3 at 1.0. sliding_window also maps it onto how much each
@@ -107,7 +107,8 @@ def unseen_words(backend, prompts, strict: bool = False) -> dict[str, list[str]]
 
 def apply_motion_intensity(prompt: str, request: GenerationRequest) -> str:
     """The prompt with its motion phrase's speed word set from motion_intensity (see module doc)."""
-    explicit = "motion_intensity" in request.model_fields_set
+    # asked for: anything but the field's default (a sweep's point carries every field, defaults included)
+    explicit = request.motion_intensity != GenerationRequest.model_fields["motion_intensity"].default
     wanted = speed_word(request.motion_intensity)
     match = _MOTION.search(prompt)
     if match is None:
