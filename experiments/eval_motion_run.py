@@ -6,7 +6,6 @@ same analyzer checks as the model card: direction, attribute constancy, speed, c
 This is how the design choices of the model card's table were compared.
 """
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from eval_zoo import emit
 from vidlab.backends import load_backend
 from vidlab.backends.presets import ZOO_PATH
 from vidlab.training import evaluation as ev
@@ -47,10 +47,7 @@ def main():
                   "motion": ev.motion(backend, n=args.n, steps=args.steps, guidance_scale=args.guidance),
                   "caption_sensitivity": ev.caption_sensitivity(backend)}
     result["eval_seconds"] = round(time.time() - t0, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

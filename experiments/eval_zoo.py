@@ -56,10 +56,15 @@ def main():
         result["motion_caption_sensitivity"] = ev.caption_sensitivity(backend)
         result["sliding_window"] = ev.sliding_window_seams(backend, n=6)
     result["eval_seconds"] = round(time.time() - t0, 1)
+    emit(result, args.out)
+
+
+def emit(result: dict, out: str | None) -> None:
+    """Print the measurement as JSON, and write it to `out` when given."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    if out:
+        Path(out).write_text(text)
 
 
 if __name__ == "__main__":
