@@ -323,3 +323,24 @@ def test_repeated_sigkills_lose_no_finished_point_and_duplicate_none(tmp_path):
     assert final[columns].equals(reference.table[columns])
     print(f"\ncrash test: {kills} kills survived, {lost} finished points lost, "
           f"{len(completions) - 12} points recomputed after being in flight at a kill")
+
+
+def test_a_changed_video_is_found_by_the_next_run_not_by_every_table_read(tmp_path):
+    import torch
+
+    from vidlab.experiments import ResultsStore, run_sweep
+    from vidlab.video import Video
+
+    def with_video(config):
+        return _metrics(config)[0], Video(torch.full((2, 3, 16, 16), 0.5), 16, {"seed": config["request"]["seed"]})
+
+    first = run_sweep(_spec(), tmp_path, point_fn=with_video, progress=False)
+    pid = first.table["point_id"][0]
+    video = tmp_path / "points" / pid / "video.mp4"
+    video.write_bytes(video.read_bytes()[:100])
+    store = ResultsStore(tmp_path)
+    assert len(store.table()) == 3  # reading a table hashes metrics, not every MP4
+    assert store.verify(pid)[1] == "video.mp4 does not match its checksum (truncated or changed)"
+    with pytest.warns(UserWarning, match="video.mp4 does not match its checksum"):
+        again = run_sweep(_spec(), tmp_path, point_fn=with_video, progress=False)
+    assert list(again.recomputed) == [pid] and store.verify(pid) == (store.read_manifest(pid), None)
