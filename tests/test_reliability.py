@@ -228,8 +228,11 @@ def test_a_malformed_manifest_is_one_recomputed_point_not_a_stopped_sweep(tmp_pa
     del manifest["status"]
     broken.write_text(json.dumps(manifest))
     (tmp_path / "points" / first.table["point_id"][2] / "manifest.json").write_text("{not json")
-    with pytest.warns(UserWarning, match="malformed manifest: missing keys \\['status'\\]"):
+    with pytest.warns(UserWarning) as warned:
         again = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
+    messages = sorted(str(w.message).split(": ", 1)[1] for w in warned)
+    assert messages == ["malformed manifest: missing keys ['status']; computing it again",
+                        "unreadable manifest (JSONDecodeError); computing it again"]
     assert again.computed == 2 and again.done == 3 and again.table["status"].tolist() == ["ok"] * 3
 
 
