@@ -229,3 +229,14 @@ def test_a_sweep_point_with_every_default_spelled_out_is_not_refused(video):
     assert "motion_intensity" in spelled_out.model_fields_set
     _, rec = STRATEGIES["native"](video, spelled_out, {})
     assert rec["prompt"] == "a red circle on a white background"
+
+
+def test_a_video_variant_asked_for_first_shares_a_placed_animatediff_pipeline(tiny_sd):
+    from vidlab.backends import clear_cache
+    clear_cache()
+    backend = load_backend("animatediff", base=tiny_sd["base"], controlnet=tiny_sd["controlnet"],
+                           motion_adapter=tiny_sd["motion_adapter"], dtype="bf16")
+    v2v = backend.pipeline("animatediff_v2v")  # before 'animatediff' itself
+    video = backend.pipeline("animatediff")
+    assert v2v.unet is video.unet and backend.pipeline("animatediff_controlnet").unet is video.unet
+    assert misplaced_tensors(video, backend.device, backend.dtype) == []

@@ -132,7 +132,9 @@ class Backend:
             raise ValueError(f"pipeline kind={kind!r} is not available for model {self.preset.name!r}; "
                              f"allowed: {self.kinds}")
         if kind not in self._pipes:
-            pipe = _build_pipeline(kind, self.components, self._pipes)
+            # video-to-video and ControlNet video share the 'animatediff' pipeline's video UNet (LoRA fused once)
+            video = self.pipeline("animatediff") if kind in VIDEO_VARIANTS else None
+            pipe = _build_pipeline(kind, self.components, video)
             _place(pipe, self.device, self.dtype)
             pipe.set_progress_bar_config(disable=True)
             self._pipes[kind] = pipe
@@ -188,8 +190,11 @@ def _config_adapter(unet_motion):
                          motion_max_seq_length=unet_motion.config.motion_max_seq_length)
 
 
-def _build_pipeline(kind: str, c: dict, built: dict):
-    """A pipeline of `kind` over the components c; `built` holds the pipelines already made."""
+VIDEO_VARIANTS = ("animatediff_v2v", "animatediff_controlnet")
+
+
+def _build_pipeline(kind: str, c: dict, video=None):
+    """A pipeline of `kind` over the components c; `video`: the 'animatediff' pipeline the variants share."""
     import diffusers as d
 
     sd = {k: c.get(k) for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
@@ -212,11 +217,8 @@ def _build_pipeline(kind: str, c: dict, built: dict):
         if c.get(MOTION_LORA):
             _fuse_lora(pipe, c[MOTION_LORA])
         return pipe
-    if kind in ("animatediff_v2v", "animatediff_controlnet"):
-        # the same video UNet as 'animatediff' (built there once, LoRA fused), other loops
-        base = built.get("animatediff") or _build_pipeline("animatediff", c, built)
-        built.setdefault("animatediff", base)
-        parts = {k: v for k, v in base.components.items()}
+    if kind in VIDEO_VARIANTS:
+        parts = dict(video.components)
         if kind == "animatediff_v2v":
             return d.AnimateDiffVideoToVideoPipeline(**parts)
         return d.AnimateDiffControlNetPipeline(**parts, controlnet=c["controlnet"])

@@ -252,11 +252,10 @@ def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_f
         m = manifests[p.point_id]
         if m is not None and m["status"] == "ok":
             continue
-        if m is not None and attempts[p.point_id] >= spec.max_attempts:
-            failures[p.point_id] = f"gave up after {attempts[p.point_id]} attempts (max_attempts): {m.get('error')}"
-            given_up.append(p)
-        elif m is not None and m.get("retryable") is False:
-            failures[p.point_id] = f"not retried, the same every time: {m.get('error')}"
+        why = None if m is None else _no_more_tries(m.get("error"), m.get("retryable") is not False,
+                                                     attempts[p.point_id], spec.max_attempts)
+        if why is not None:
+            failures[p.point_id] = why
             given_up.append(p)
         else:
             todo.append(p)
@@ -286,15 +285,9 @@ def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_f
                     bar.write(f"ALERT {alert}")
                 continue
             failed_tries += 1
-            failures[point.point_id] = result.error
-            if not result.retryable:
-                failures[point.point_id] = f"not retried, the same every time: {result.error}"
-                final_failed.append(point)
-            elif attempt >= spec.max_attempts:
-                failures[point.point_id] = f"gave up after {attempt} attempts (max_attempts): {result.error}"
-                final_failed.append(point)
-            else:
-                still_failed.append(point)
+            why = _no_more_tries(result.error, result.retryable, attempt, spec.max_attempts)
+            failures[point.point_id] = why or result.error
+            (final_failed if why is not None else still_failed).append(point)
             bar.set_postfix(failed=len(still_failed) + len(final_failed), retry_pass=pass_index)
         failed = sorted(still_failed, key=lambda p: p.index)
     failed = sorted(failed + final_failed + given_up, key=lambda p: p.index)
@@ -311,6 +304,15 @@ def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_f
         alerts=list(monitor.alerts), failed_ids=[p.point_id for p in failed],
         table=store.table(point_ids=[p.point_id for p in points]), failures=failures, recomputed=recomputed,
         stale_ids=stale)
+
+
+def _no_more_tries(error: str | None, retryable: bool, attempts: int, max_attempts: int) -> str | None:
+    """Why a failed point is not tried again (in this run or a later one), or None if it may be."""
+    if not retryable:
+        return f"not retried, the same every time: {error}"
+    if attempts >= max_attempts:
+        return f"gave up after {attempts} attempts (max_attempts): {error}"
+    return None
 
 
 def _as_result(outcome, point: Point, attempt: int, store: ResultsStore, weights_hash: str, sweep: str):
