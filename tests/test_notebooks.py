@@ -1,6 +1,7 @@
 """The notebooks run headlessly with papermill, strictly checked parameters, and record their results."""
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -26,6 +27,13 @@ def test_quickstart_notebook_writes_video_metrics_and_plot(tmp_path):
     per_frame = pd.read_csv(out / "frames.csv")
     assert len(per_frame) == 8 and per_frame["ssim_anchor"].iloc[0] == pytest.approx(1.0)
     assert (out / "metrics.png").stat().st_size > 5000
+    # what a reader sees: the video inline, the figures as images, the controls shown but not run
+    cells = [c for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
+    shown = {c.source.splitlines()[-1]: [set(o.get("data", {})) for o in c.outputs] for c in cells if c.source}
+    assert any('<video' in o.get("data", {}).get("text/html", "") for c in cells for o in c.outputs)
+    assert {"image/png"} <= shown["frame_strip(video.frames, title=request.full_prompt())"][0]
+    assert shown["controls(explore, prompt=prompt, strategy=strategy, seed=seed)"] == [
+        {"application/vnd.jupyter.widget-view+json", "text/plain"}]
 
 
 def test_quickstart_rejects_unknown_and_mistyped_parameters(tmp_path):
