@@ -21,6 +21,7 @@ import nbformat
 import pytest
 
 from vidlab.backends import ZOO_PATH
+from vidlab.quickstart import lab_command
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_quickstart.ipynb"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -73,7 +74,8 @@ def notebook_dir(tmp_path):
 
 @pytest.fixture
 def lab(notebook_dir, tmp_path):
-    """JupyterLab on a free port with a token, serving notebook_dir; its settings and workspaces kept in tmp."""
+    """JupyterLab started as the quickstart says, on a free port with a token, serving notebook_dir; its
+    settings and workspaces kept in tmp."""
     port, token = free_port(), secrets.token_hex(16)
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -82,8 +84,9 @@ def lab(notebook_dir, tmp_path):
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--port={port}",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook_dir}", "--allow-root"]
+    # the command the quickstart prints (vidlab.quickstart.lab_command), on a free port with a token
+    command = [*lab_command(notebook_dir / NOTEBOOK.name), "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook_dir}"]
     with open(tmp_path / "lab.log", "w") as lab_log:
         server = subprocess.Popen(command, env=env, stdout=lab_log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

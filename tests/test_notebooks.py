@@ -42,3 +42,21 @@ def test_quickstart_rejects_unknown_and_mistyped_parameters(tmp_path):
         rerun_notebook(NOTEBOOKS / "01_quickstart.ipynb", {"colour": "red"}, out_dir=tmp_path)
     with pytest.raises(ParameterError, match="seed"):
         rerun_notebook(NOTEBOOKS / "01_quickstart.ipynb", {"seed": "seven"}, out_dir=tmp_path)
+
+
+def test_quickstart_prints_the_command_that_opens_the_notebook_in_jupyterlab(tmp_path, monkeypatch, capsys):
+    """The README's promise; tests/test_browser.py starts JupyterLab with this same command."""
+    import shlex
+
+    import vidlab.experiments
+    from vidlab.quickstart import lab_command, main
+
+    def fake_rerun(notebook, parameters, out_dir):  # the notebook's run is tested above
+        Path(parameters["out_dir"], "paths.json").write_text('{"video": "v.mp4"}')
+        return Path(out_dir) / Path(notebook).name
+
+    monkeypatch.setattr(vidlab.experiments, "rerun_notebook", fake_rerun)
+    assert main(["--notebook", str(NOTEBOOKS / "01_quickstart.ipynb"), "--out", str(tmp_path)]) == 0
+    command = lab_command(NOTEBOOKS / "01_quickstart.ipynb")
+    assert f"open the notebook in JupyterLab: {shlex.join(command)}" in capsys.readouterr().out
+    assert command[1:3] == ["lab", str(NOTEBOOKS / "01_quickstart.ipynb")] and Path(command[0]).name == "jupyter"

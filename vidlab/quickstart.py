@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -78,6 +80,16 @@ def run_quickstart(out_dir: str | Path = "results/demo", prompt: str | None = No
     return save_results(video, out_dir, prompt)
 
 
+def lab_command(notebook: str | Path) -> list[str]:
+    """The command that opens `notebook` in JupyterLab: this Python's `jupyter lab`, with --allow-root
+    when run as root (JupyterLab refuses root otherwise)."""
+    jupyter = Path(sys.executable).with_name("jupyter")
+    command = [str(jupyter) if jupyter.exists() else "jupyter", "lab", str(Path(notebook).resolve())]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    return command
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", default=None, help="run this notebook with papermill instead")
@@ -94,9 +106,7 @@ def main(argv=None) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     if args.notebook:
-        jupyter = Path(sys.executable).with_name("jupyter")
-        print(f"\nopen the notebook in JupyterLab: {jupyter if jupyter.exists() else 'jupyter'} lab "
-              f"{Path(args.notebook).resolve()}")
+        print(f"\nopen the notebook in JupyterLab: {shlex.join(lab_command(args.notebook))}")
     return 0
 
 
