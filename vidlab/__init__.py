@@ -6,8 +6,8 @@ from . import _quiet
 _quiet.install()
 
 from .config import GenerationRequest, Keyframe, RequestError, StructuredPrompt, parse_request, request_schema
-from .generate import generate, replay
+from .generate import generate, generate_batch, replay
 from .video import Video
 
 __all__ = ["GenerationRequest", "Keyframe", "StructuredPrompt", "RequestError", "parse_request", "request_schema",
-           "generate", "replay", "Video"]
+           "generate", "generate_batch", "replay", "Video"]

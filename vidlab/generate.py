@@ -5,7 +5,7 @@ import torch
 
 from .backends import Backend, load_backend
 from .config import DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget, parse_request
-from .strategies import STRATEGIES
+from .strategies import BATCHED_STRATEGIES, STRATEGIES, check_seed_batch
 from .strategies.effects import color_grade
 from .strategies.video_fields import unseen_words
 from .video import Video, git_commit, library_versions, measured
@@ -28,34 +28,63 @@ def generate(request: GenerationRequest | dict | str, strategy: str = "frame_cha
     >>> video.frames.shape                                                                 # doctest: +SKIP
     torch.Size([16, 3, 64, 64])
     """
-    if not isinstance(request, GenerationRequest):
-        request = parse_request(request)
+    return generate_batch([request], strategy, model, device, dtype, callback, strict, budget, **options)[0]
+
+
+def generate_batch(requests: list, strategy: str = "frame_chain", model: str | Backend = "shapes-tiny",
+                   device: str | None = None, dtype: str | None = None, callback=None, strict: bool = False,
+                   budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES, **options) -> list[Video]:
+    """One Video per request, the requests differing only in their seed (arguments as `generate`).
+
+    A strategy of `BATCHED_STRATEGIES` makes them in one batched call, each video bit-identical
+    to `generate` on its request alone; any other strategy makes them one after another. Each
+    record is the one `generate` writes, except `timing`: the batch's seconds shared equally,
+    with `batch_size`.
+
+    >>> videos = generate_batch([{"prompt": "a red circle", "seed": s} for s in range(4)])  # doctest: +SKIP
+    """
+    # 1. check inputs, before any model loads
+    requests = [r if isinstance(r, GenerationRequest) else parse_request(r) for r in requests]
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
-    check_budget(request, budget)
+    check_seed_batch(requests)
+    check_budget(requests[0], budget)
     backend = model if isinstance(model, Backend) else load_backend(model, device=device, dtype=dtype)
+    request = requests[0]
     unseen = unseen_words(backend, [*request.prompt_schedule(), request.negative_prompt], strict=strict)
-    with measured(backend.device) as cost:
-        frames, strategy_record = STRATEGIES[strategy](backend, request, options, callback)
-        # one colour grade for every frame, after the strategy (so it never compounds along a chain)
-        frames = color_grade(frames, request.color_palette)
-    if frames.shape[0] != request.num_frames:
-        raise RuntimeError(f"strategy {strategy!r} returned {frames.shape[0]} frames, the request asks for "
-                           f"{request.num_frames}")
-    record = {
-        "request": request.model_dump(mode="json"),
-        "strategy": strategy,
-        "options": options,
-        "strategy_record": strategy_record,
-        "unseen_words": unseen,
-        "backend": backend.record(),
-        "versions": library_versions(),
-        "git_commit": git_commit(),
-        "timing": cost,
-        "num_frames": int(frames.shape[0]),
-        "fps": request.fps,
-    }
-    return Video(frames.to(torch.float32), request.fps, record)
+    # 2. the strategy, batched when it can be
+    outputs, costs = [], []
+    if strategy in BATCHED_STRATEGIES and len(requests) > 1:
+        with measured(backend.device) as cost:
+            outputs = BATCHED_STRATEGIES[strategy](backend, requests, options, callback)
+        costs = [dict(cost, seconds=round(cost["seconds"] / len(requests), 4), batch_size=len(requests))] * len(requests)
+    else:
+        for r in requests:
+            with measured(backend.device) as cost:
+                outputs.append(STRATEGIES[strategy](backend, r, options, callback))
+            costs.append(dict(cost, batch_size=1))
+    # 3. one colour grade for every frame, after the strategy (so it never compounds along a chain)
+    videos = []
+    for r, (frames, strategy_record), cost in zip(requests, outputs, costs):
+        frames = color_grade(frames, r.color_palette)
+        if frames.shape[0] != r.num_frames:
+            raise RuntimeError(f"strategy {strategy!r} returned {frames.shape[0]} frames, the request asks for "
+                               f"{r.num_frames}")
+        record = {
+            "request": r.model_dump(mode="json"),
+            "strategy": strategy,
+            "options": options,
+            "strategy_record": strategy_record,
+            "unseen_words": unseen,
+            "backend": backend.record(),
+            "versions": library_versions(),
+            "git_commit": git_commit(),
+            "timing": cost,
+            "num_frames": int(frames.shape[0]),
+            "fps": r.fps,
+        }
+        videos.append(Video(frames.to(torch.float32), r.fps, record))
+    return videos
 
 
 def replay(record: dict, callback=None) -> Video:

@@ -4,7 +4,7 @@
 
 `STRATEGIES` maps names to them; `vidlab.generate(..., strategy=NAME)` dispatches.
 """
-from .frame_chain import FrameChainOptions, frame_chain
+from .frame_chain import FrameChainOptions, check_seed_batch, frame_chain, frame_chain_batch
 from .native import NativeOptions, SlidingWindowOptions, native, sliding_window
 from .segment_chain import RetrySegment, SegmentChainOptions, segment_chain
 
@@ -13,6 +13,12 @@ STRATEGIES = {
     "segment_chain": segment_chain,
     "native": native,
     "sliding_window": sliding_window,
+}
+
+# strategies that make several seeds' videos in one batched call, each video bit-identical to its own run:
+#   strategy_batch(backend, requests (differing only in seed), options, callback=None) -> [(frames, record), ...]
+BATCHED_STRATEGIES = {
+    "frame_chain": frame_chain_batch,
 }
 
 # each strategy's options model: its defaults are part of a sweep point's id

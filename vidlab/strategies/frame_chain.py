@@ -34,7 +34,18 @@ class FrameChainOptions(Strict):
 
 def frame_chain(backend, request: GenerationRequest, options: dict, callback=None):
     """Frames (F, 3, H, W) and a record; see the module docstring."""
+    ((frames, record),) = frame_chain_batch(backend, [request], options, callback)
+    return frames, record
+
+
+def frame_chain_batch(backend, requests: list[GenerationRequest], options: dict, callback=None):
+    """One (frames, record) per request, the requests differing only in their seed, made together:
+    each denoising call takes every seed's frame i as one batch. Each video is bit-identical to
+    `frame_chain` on its request alone (every draw comes from its own seed's generators, and the
+    batched modules compute each sample as they do alone; tests/test_batching.py checks it)."""
     opts = FrameChainOptions.model_validate(options)
+    check_seed_batch(requests)
+    request = requests[0]
     if opts.control_type not in CONTROL_EXTRACTORS:
         raise ValueError(f"control_type={opts.control_type!r} is not one of {sorted(CONTROL_EXTRACTORS)}")
     if "controlnet" not in backend.components:
@@ -57,27 +68,44 @@ def frame_chain(backend, request: GenerationRequest, options: dict, callback=Non
     matrix = camera_matrix(request.camera_motion, request.motion_intensity, request.width, request.height)
     common = dict(num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale)
 
-    frames, seeds = [], []
+    videos, seeds = [], [[] for _ in requests]  # videos: one (B, 3, H, W) tensor a frame
     progress = Progress("frame_chain", "frame", n, callback)
     for i in tqdm(range(n), desc="frame_chain", disable=n < 4, leave=False):
-        seed = sub_seed(request.seed, "frame", i)
-        seeds.append(seed)
+        for r, s in zip(requests, seeds):
+            s.append(sub_seed(r.seed, "frame", i))
         cond, uncond = encode(prompts[i], request.negative_prompt)
-        noise = make_noise(seed, shape, backend.device, backend.components["unet"].dtype)
+        noise = torch.cat([make_noise(s[i], shape, backend.device, backend.components["unet"].dtype)
+                           for s in seeds])                                   # (B, C, h, w)
+        gens = [generator(r.seed, "scheduler", i) for r in requests]
+        step_generator = gens[0] if len(gens) == 1 else gens
         if i == 0:  # 1. frame 0 from text
-            frame = denoise(backend, cond, uncond, noise, generator=generator(request.seed, "scheduler", i),
-                            **common)[0]
+            frame = denoise(backend, cond, uncond, noise, generator=step_generator, **common)
         else:
-            anchor = warp(frames[-1], matrix)                                 # 2. camera motion
-            control = extract(anchor)[None]                                   # 3. control map (1, 3, H, W)
-            init = encode_image(backend, anchor[None]) if opts.mode == "controlnet_img2img" else None
+            anchor = torch.stack([warp(f, matrix) for f in videos[-1]])      # 2. camera motion (B, 3, H, W)
+            control = torch.stack([extract(a) for a in anchor])              # 3. control maps (B, 3, H, W)
+            init = encode_image(backend, anchor) if opts.mode == "controlnet_img2img" else None
             frame = denoise(backend, cond, uncond, noise, control=control, control_scale=scale,
                             init_latents=init, strength=strength if init is not None else 1.0,
-                            generator=generator(request.seed, "scheduler", i), **common)[0]
-            frame = match_lab_histogram(frame, frames[0], coherence)         # 4. colour coherence
-        frames.append(frame)
+                            generator=step_generator, **common)
+            frame = torch.stack([match_lab_histogram(f, f0, coherence)       # 4. colour coherence
+                                 for f, f0 in zip(frame, videos[0])])
+        videos.append(frame)
         progress.done(i, frame)
-    record = {"per_frame_seeds": seeds, "per_frame_prompts": prompts, "controlnet_conditioning_scale": scale,
-              "strength": strength if opts.mode == "controlnet_img2img" else None, "color_coherence": coherence,
-              "camera_matrix": matrix.tolist()}
-    return torch.stack(frames), record
+    frames = torch.stack(videos, dim=1)                                       # (B, F, 3, H, W)
+    return [(frames[b], {"per_frame_seeds": seeds[b], "per_frame_prompts": prompts,
+                         "controlnet_conditioning_scale": scale,
+                         "strength": strength if opts.mode == "controlnet_img2img" else None,
+                         "color_coherence": coherence, "camera_matrix": matrix.tolist()})
+            for b in range(len(requests))]
+
+
+def check_seed_batch(requests: list[GenerationRequest]) -> None:
+    """Requests that may run as one batch: at least one, every field but the seed the same."""
+    if not requests:
+        raise ValueError("requests is empty: a batch needs at least one request")
+    first = requests[0].model_dump(exclude={"seed"})
+    for k, r in enumerate(requests[1:], start=1):
+        other = r.model_dump(exclude={"seed"})
+        differ = sorted(f for f in first if first[f] != other[f])
+        if differ:
+            raise ValueError(f"requests[{k}] differs from requests[0] in {differ}; a batch may differ only in seed")

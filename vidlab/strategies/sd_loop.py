@@ -64,18 +64,69 @@ def latent_shape(backend, height: int, width: int, batch: int = 1) -> tuple[int,
 
 @torch.no_grad()
 def encode_image(backend, images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> scaled latents (posterior mean: deterministic)."""
+    """(B, 3, H, W) in [0, 1] -> scaled latents (posterior mean: deterministic), one image at a time
+    (the VAE's kernels round differently at other batch sizes; see `batch_invariant`)."""
     vae = backend.components["vae"]
     x = images.to(backend.device, vae.dtype) * 2 - 1
-    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    return torch.cat([vae.encode(one[None]).latent_dist.mean for one in x]) * vae.config.scaling_factor
 
 
 @torch.no_grad()
 def decode_latents(backend, latents: torch.Tensor) -> torch.Tensor:
-    """Scaled latents -> (B, 3, H, W) in [0, 1], float32 on the CPU."""
+    """Scaled latents -> (B, 3, H, W) in [0, 1], float32 on the CPU, one latent at a time."""
     vae = backend.components["vae"]
-    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    images = torch.cat([vae.decode(one[None].to(vae.dtype) / vae.config.scaling_factor).sample for one in latents])
     return (images.float() / 2 + 0.5).clamp(0, 1).cpu()
+
+
+def _linear_rows_alone(m: torch.nn.Linear):
+    """A Linear's forward whose 2-D input rows never share a matrix product: all rows equal (a
+    timestep embedding) -> one row, expanded; else one row at a time. 3-D inputs as usual."""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2:
+            return F.linear(x, m.weight, m.bias)
+        if torch.equal(x, x[:1].expand_as(x)):
+            return F.linear(x[:1], m.weight, m.bias).expand(x.shape[0], -1)
+        return torch.cat([F.linear(row[None], m.weight, m.bias) for row in x])
+    return forward
+
+
+def _conv_in_chunks(m: torch.nn.Conv2d, chunk: int):
+    """A 1x1 Conv2d's forward over `chunk` samples at a time (the batch one sample alone makes)."""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m._conv_forward(part, m.weight, m.bias) for part in x.split(chunk)])
+    return forward
+
+
+@contextmanager
+def batch_invariant(models, chunk: int = 2):
+    """Within the block, each sample of a batch comes out bit-identical whatever the batch size.
+
+    On the CPU, MKL's matrix products with few rows (a 2-D Linear input) and oneDNN's 1x1
+    convolutions pick other kernels, with other rounding, as the batch grows; 3x3 convolutions,
+    3-D Linears, norms and attention give each sample the same bits at every batch size from
+    two up (measured; tests/test_batching.py checks the whole loop). So 2-D Linears take their
+    rows alone and 1x1 convolutions take `chunk` samples at a time (2: a sample and its
+    unconditional twin under classifier-free guidance). The VAE runs one image at a time
+    (`encode_image`, `decode_latents`). This is what lets several seeds share one denoising loop.
+    """
+    patched = []
+    for model in models:
+        for m in (model.modules() if model is not None else ()):
+            if "forward" in vars(m):
+                continue
+            if isinstance(m, torch.nn.Linear):
+                m.forward = _linear_rows_alone(m)
+            elif isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1):
+                m.forward = _conv_in_chunks(m, chunk)
+            else:
+                continue
+            patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
 
 
 @contextmanager
@@ -102,7 +153,8 @@ class _DirectAttention:
     - cross-attention keys and values depend only on the text embeddings, constant over the loop:
       computed on the first step, reused after;
     - self-attention over a batch whose CFG halves are equal (a block before the text enters:
-      uncond and cond see the same latents, timestep and control) is computed for one half.
+      uncond and cond see the same latents, timestep and control) is computed for one half
+      (each half holds one sample per seed of a batch).
     """
 
     def __init__(self, attn: Attention, text: torch.Tensor | None):
@@ -115,8 +167,9 @@ class _DirectAttention:
             return attn.processor(attn, hidden_states, encoder_hidden_states, attention_mask, **cross_attention_kwargs)
         b = hidden_states.shape[0]  # hidden_states (B, L, C)
         if encoder_hidden_states is None:
-            if b == 2 and torch.equal(hidden_states[0], hidden_states[1]):
-                return self(hidden_states[:1]).repeat(2, 1, 1)
+            half = b // 2
+            if b % 2 == 0 and torch.equal(hidden_states[:half], hidden_states[half:]):
+                return self(hidden_states[:half]).repeat(2, 1, 1)
             key, value = attn.to_k(hidden_states), attn.to_v(hidden_states)
         elif encoder_hidden_states is self.text:
             if self.text_kv is None:
@@ -158,10 +211,11 @@ def direct_attention(models, text: torch.Tensor):
 def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tensor, *,
             num_inference_steps: int, guidance_scale: float, init_latents: torch.Tensor | None = None,
             strength: float = 1.0, control: torch.Tensor | None = None, control_scale: float = 1.0,
-            callback=None, generator: torch.Generator | None = None) -> torch.Tensor:
+            callback=None, generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
     """Denoise `noise` (B, C, h, w) into images (B, 3, H, W) in [0, 1].
 
-    generator: for the noise a scheduler draws inside its steps (DDIM with eta > 0, DDPM, ...).
+    generator: for the noise a scheduler draws inside its steps (DDIM with eta > 0, DDPM, ...);
+        a list gives each sample of the batch its own.
     init_latents + strength < 1: img2img (start part-way, from the noised init).
     control (B, 3, H, W) in [0, 1]: ControlNet conditioning with `control_scale`.
     callback(dict): called after every step with i, t, latents.
@@ -194,7 +248,7 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
         control_in = torch.cat([control_in] * 2) if do_cfg else control_in
     # 3. denoising loop
     with (cached_control_embedding(controlnet, control_in) if controlnet is not None else nullcontext()), \
-            direct_attention([unet, controlnet], embeds):
+            direct_attention([unet, controlnet], embeds), batch_invariant([unet, controlnet], 2 if do_cfg else 1):
         for i, t in enumerate(timesteps):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = scheduler.scale_model_input(model_in, t)
