@@ -23,7 +23,8 @@ def html_outputs(panel) -> list[str]:
 
 
 def png_outputs(panel) -> list[bytes]:
-    return [base64.b64decode(o["data"]["image/png"]) for o in panel.output.outputs if "image/png" in o.get("data", {})]
+    return [base64.b64decode(o["data"]["image/png"]) for o in panel.output.outputs
+            if "image/png" in o.get("data", {})]
 
 
 def video_bytes(page: str) -> bytes:
@@ -118,6 +119,9 @@ def test_a_failing_run_shows_the_error_in_the_panel_naming_the_field():
     ({"control_strength": 2.5}, r"control_strength=2.5 is not allowed: it must be in \[0.0, 2.0\]"),
     ({"segments": 0}, r"segments=0 is not allowed: it must be in \[1, 8\]"),
     ({"seed": -1}, r"seed=-1 is not allowed"),
+    ({"seeds": "0, 1"}, r"seeds='0, 1' is not allowed: it must be a non-empty list of integers >= 0"),
+    ({"seeds": []}, r"seeds=\[\] is not allowed"),
+    ({"prompt": None}, r"prompt=None is not allowed: it must be a string"),
 ])
 def test_controls_refuse_unknown_parameters_and_values_out_of_range(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -67,6 +67,11 @@ class Controls:
         check_range("control_strength", values.get("control_strength"), 0.0, max_control_strength)
         check_range("segments", values.get("segments"), 1, max_segments)
         check_range("seed", values.get("seed"), 0, 2**32 - 1)
+        if "prompt" in values and not isinstance(values["prompt"], str):
+            raise ValueError(f"prompt={values['prompt']!r} is not allowed: it must be a string")
+        seeds = values.get("seeds", [0])
+        if not (isinstance(seeds, (list, tuple)) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+            raise ValueError(f"seeds={seeds!r} is not allowed: it must be a non-empty list of integers >= 0")
 
         # 2. one widget per parameter
         style = {"description_width": "initial"}
