@@ -1,4 +1,6 @@
-"""Seed 000's slowdown alert: flag a run when points are > 20% slower than baseline three times in a row.
+"""Monitoring a sweep: seed 000's slowdown alert within a run, and each point against the last run.
+
+Slowdown alert: flag a run when points are > 20% slower than baseline three times in a row.
 
 Baseline: the `baseline_seconds` given, or else the median wall time of the first
 `baseline_points` ok points the monitor sees (points already done in the store count
@@ -16,7 +18,12 @@ not observed (their time says nothing about generation speed).
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,3 +86,61 @@ class SlowdownMonitor:
         self._streak = []
         self.alerts.append(alert)
         return alert
+
+
+HISTORY = "history.jsonl"  # one line a run_sweep call, in the store's root
+
+
+def points_table(points, results: dict) -> pd.DataFrame:
+    """One row a point a sweep call ran (in grid order): its id, index, status, attempts, wall time
+    (its share of the batch when batched), peak memory and batch size."""
+    rows = [{"point_id": p.point_id, "index": p.index, "status": r.status, "attempts": r.attempts,
+             "wall_time_s": r.wall_time_s, "peak_memory_bytes": r.peak_memory_bytes, "batch_size": r.batch_size}
+            for p in points if (r := results.get(p.point_id)) is not None]
+    return pd.DataFrame(rows, columns=["point_id", "index", "status", "attempts", "wall_time_s",
+                                       "peak_memory_bytes", "batch_size"])
+
+
+def compare_with_last_run(report, root: str | Path, ratio: float = 1.5, executor: str = "") -> None:
+    """Flag the points of `report` slower than the last run of the same sweep allows, then append
+    this run to the store's history.
+
+    A point's reference is its own time in the last run that computed it, else the median time
+    of the points the last run computed. `time_ratio` = time / reference; `regression` when it is
+    over `ratio`. Only ok points are judged. Sets report.points' last_run_wall_time_s, time_ratio
+    and regression columns, report.regressions and report.last_run.
+    """
+    path = Path(root) / HISTORY
+    runs = _read_history(path, report.name)
+    last = next((r for r in reversed(runs) if r["points"]), None)
+    table = report.points
+    reference = []
+    for row in table.itertuples():
+        own = None if last is None else last["points"].get(row.point_id)
+        reference.append(own if own is not None else (last["median_wall_time_s"] if last is not None else None))
+    table["last_run_wall_time_s"] = reference
+    table["time_ratio"] = [w / r if r else None for w, r in zip(table["wall_time_s"], reference)]
+    table["regression"] = [s == "ok" and q is not None and q > ratio for s, q in zip(table["status"], table["time_ratio"])]
+    report.regressions = list(table.loc[table["regression"], "point_id"])
+    report.last_run = last
+    ok = table[table["status"] == "ok"]
+    entry = {"sweep": report.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "executor": executor, "computed": report.computed, "failed": report.failed,
+             "median_wall_time_s": float(ok["wall_time_s"].median()) if len(ok) else None,
+             "points": {pid: float(w) for pid, w in zip(ok["point_id"], ok["wall_time_s"])}}
+    with path.open("a") as fh:  # one line a run; a torn last line is skipped when read
+        fh.write(json.dumps(entry) + "\n")
+
+
+def _read_history(path: Path, sweep: str) -> list[dict]:
+    if not path.exists():
+        return []
+    runs = []
+    for line in path.read_text().splitlines():
+        try:
+            run = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(run, dict) and run.get("sweep") == sweep and isinstance(run.get("points"), dict):
+            runs.append(run)
+    return runs

@@ -28,9 +28,10 @@ from typing import Callable
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .batching import BatchFn, generate_points, run_batch, seed_batches
 from .executors import get_executor
 from .memory import PeakMemory
-from .monitor import SlowdownAlert, SlowdownMonitor
+from .monitor import SlowdownAlert, SlowdownMonitor, compare_with_last_run, points_table
 from .spec import Point, SweepSpec, code_identity, expand_grid, load_sweep_spec
 from .store import ResultsStore
 
@@ -41,15 +42,20 @@ def generate_point(config: dict) -> tuple[dict, object]:
     """The default point function: `vidlab.generate` on the point's config, then `video_metrics`."""
     from .. import generate
     from ..config import parse_request
-    from ..metrics import video_metrics
 
     request = parse_request(config["request"])
     video = generate(request, strategy=config["strategy"], model=config["model"], **config["options"])
+    return point_metrics(video, request.full_prompt()), video
+
+
+def point_metrics(video, prompt: str) -> dict:
+    """`video_metrics` of a generated video, with the seams its strategy recorded."""
+    from ..metrics import video_metrics
+
     record = video.record.get("strategy_record") or {}
     # seams: where segments start (segment_chain) or windows start (sliding_window)
     segment_starts = record.get("segment_starts") or record.get("window_starts")
-    metrics = video_metrics(video.frames, prompt=request.full_prompt(), segment_starts=segment_starts)
-    return metrics, video
+    return video_metrics(video.frames, prompt=prompt, segment_starts=segment_starts)
 
 
 def check_strategy(strategy: str) -> None:
@@ -76,6 +82,7 @@ class PointResult:
     peak_memory_bytes: int | None
     error: str | None = None
     retryable: bool = True  # False: a deterministic error (validation, shape), the same every time
+    batch_size: int = 1     # points made by the same batched call (see batching.py)
 
 
 # errors that come out the same on every try: not retried (resource and transient ones are)
@@ -109,27 +116,40 @@ def run_point(point: Point, point_fn: PointFn, store: ResultsStore, attempts: in
     point function, or from writing its results, is recorded as a failed point, not raised;
     if even the failure cannot be written (a full disk), the result says so and the sweep goes on.
     """
-    memory, wall = PeakMemory(trace_python_memory), None
-    code = code_identity(point.config.get("strategy", ""))
+    memory = PeakMemory(trace_python_memory)
     t0 = time.perf_counter()
     try:
         with memory:
-            metrics, video = _check_output(point_fn(point.config))
-        wall = time.perf_counter() - t0
-        store.save(point, status="ok", attempts=attempts, wall_time_s=wall, memory=memory.result,
-                   metrics=metrics, video=video, weights_hash=weights_hash, sweep=sweep, extra={"code": code})
-        return PointResult(point.point_id, "ok", attempts, wall, memory.result["peak_memory_bytes"])
+            output = point_fn(point.config)
     except Exception as err:  # noqa: BLE001 - one bad point must not stop the sweep
-        wall = wall if wall is not None else time.perf_counter() - t0
+        output = err
+    return record_point(point, output, store, attempts, time.perf_counter() - t0, memory.result, weights_hash,
+                        sweep)
+
+
+def record_point(point: Point, output, store: ResultsStore, attempts: int, wall: float, memory: dict,
+                 weights_hash: str = "", sweep: str = "", batch_size: int = 1) -> PointResult:
+    """Write what an attempt gave: `(metrics, video)` -> an ok point; an exception (or an output
+    of the wrong form, or an error while writing) -> a failed point with its traceback."""
+    code = code_identity(point.config.get("strategy", ""))
+    extra = {"code": code, "batch_size": batch_size}
+    try:
+        if isinstance(output, BaseException):
+            raise output
+        metrics, video = _check_output(output)
+        store.save(point, status="ok", attempts=attempts, wall_time_s=wall, memory=memory, metrics=metrics,
+                   video=video, weights_hash=weights_hash, sweep=sweep, extra=extra)
+        return PointResult(point.point_id, "ok", attempts, wall, memory.get("peak_memory_bytes"), batch_size=batch_size)
+    except Exception as err:  # noqa: BLE001 - one bad point must not stop the sweep
         error, retryable = f"{type(err).__name__}: {err}", is_retryable(err)
         try:
-            store.save(point, status="failed", attempts=attempts, wall_time_s=wall, memory=memory.result,
-                       error=error, traceback=traceback.format_exc(), weights_hash=weights_hash, sweep=sweep,
-                       extra={"retryable": retryable, "code": code})
+            store.save(point, status="failed", attempts=attempts, wall_time_s=wall, memory=memory,
+                       error=error, traceback="".join(traceback.format_exception(err)), weights_hash=weights_hash,
+                       sweep=sweep, extra={**extra, "retryable": retryable})
         except Exception as save_err:  # noqa: BLE001 - e.g. ENOSPC: report it, lose nothing else
             error += f"; the failure could not be recorded either ({type(save_err).__name__}: {save_err})"
-        return PointResult(point.point_id, "failed", attempts, wall, memory.result.get("peak_memory_bytes"), error,
-                           retryable)
+        return PointResult(point.point_id, "failed", attempts, wall, memory.get("peak_memory_bytes"), error,
+                           retryable, batch_size)
 
 
 def _check_output(output) -> tuple[dict, object]:
@@ -143,18 +163,30 @@ def _check_output(output) -> tuple[dict, object]:
 
 @dataclasses.dataclass(frozen=True)
 class _PointTask:
-    """run_point bound to a sweep; picklable, so a Ray executor can ship it to workers."""
+    """run_point bound to a sweep, over a batch of jobs [(point, attempt), ...]; picklable, so an
+    executor can ship it to worker processes."""
 
     point_fn: PointFn
+    batch_fn: BatchFn | None
     store_root: str
     weights_hash: str
     sweep: str
     trace_python_memory: bool
 
-    def __call__(self, job: tuple[Point, int]) -> PointResult:
-        point, attempts = job
-        return run_point(point, self.point_fn, ResultsStore(self.store_root), attempts, self.weights_hash,
-                         self.sweep, self.trace_python_memory)
+    def __call__(self, jobs: list[tuple[Point, int]]) -> list[PointResult]:
+        store = ResultsStore(self.store_root)
+
+        def alone(point, attempts):
+            return run_point(point, self.point_fn, store, attempts, self.weights_hash, self.sweep,
+                             self.trace_python_memory)
+
+        def record(point, attempts, output, wall, memory, batch_size):
+            return record_point(point, output, store, attempts, wall, memory, self.weights_hash, self.sweep,
+                                batch_size)
+
+        if len(jobs) == 1 or self.batch_fn is None:
+            return [alone(point, attempts) for point, attempts in jobs]
+        return run_batch(jobs, self.batch_fn, alone, record, self.trace_python_memory)
 
 
 @dataclasses.dataclass
@@ -184,6 +216,11 @@ class SweepReport:
     failures: dict[str, str] = dataclasses.field(default_factory=dict)  # point id -> why it failed / was not retried
     recomputed: dict[str, str] = dataclasses.field(default_factory=dict)  # point id -> what was wrong with it
     stale_ids: list[str] = dataclasses.field(default_factory=list)  # this sweep's points made by other code
+    # one row a point this call ran: point_id, index, status, attempts, wall_time_s, peak_memory_bytes,
+    # batch_size, then (compare_with_last_run) last_run_wall_time_s, time_ratio, regression
+    points: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame, repr=False)
+    regressions: list[str] = dataclasses.field(default_factory=list)  # point ids flagged `regression`
+    last_run: dict | None = None  # the previous run of this sweep, as the store's history recorded it
 
     def summary(self) -> str:
         baseline = f"{self.baseline_seconds:#.3g} s" if self.baseline_seconds is not None else "not set"
@@ -191,6 +228,9 @@ class SweepReport:
                  f"{self.computed} computed), {self.failed} failed, failure rate {self.failure_rate:.1%}, "
                  f"{self.attempts} attempts, baseline {baseline}, store {self.store_dir}"]
         lines += [f"  ALERT {a}" for a in self.alerts]
+        if self.regressions:
+            lines.append(f"  REGRESSION: {len(self.regressions)} points slower than the last run allows "
+                         f"(see .points): {', '.join(self.regressions[:5])}" + (" ..." if len(self.regressions) > 5 else ""))
         lines += [f"  failed {pid}: {self.failures.get(pid, '?')}" for pid in self.failed_ids]
         lines += [f"  recomputed {pid}: {why}" for pid, why in self.recomputed.items()]
         if self.stale_ids:
@@ -203,21 +243,30 @@ class SweepReport:
 def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: PointFn | None = None,
               weights_hash: str | None = None, progress: bool = True, executor=None,
               baseline_seconds: float | None = None, baseline_points: int = 3,
-              trace_python_memory: bool = False) -> SweepReport:
+              trace_python_memory: bool = False, batch_seeds: int = 16, batch_fn: BatchFn | None = None,
+              regression_ratio: float = 1.5) -> SweepReport:
     """Run the missing points of `spec`'s grid into the store at `store_dir`; resumable.
 
     point_fn: config -> (metrics, video or None); default `generate_point` (vidlab.generate + video_metrics).
+    batch_seeds: at most this many points that differ only in seed run as one batched call
+        (`batch_fn`: configs -> [(metrics, video), ...]; default `generate_points` when point_fn is
+        the default, else none: each point alone). 1: every point alone. Frames are bit-identical.
     weights_hash: part of every point id; default: the model's, read through the backend when
         point_fn is the default, else "" (ids then depend on the config alone).
     executor: "local" (default), "ray", or an object with `map(fn, items)` (see executors.py).
     baseline_seconds / baseline_points: the slowdown alert's baseline (see monitor.py).
     trace_python_memory: also record the tracemalloc peak of Python allocations (slower).
+    regression_ratio: a point is flagged `regression` when its time is over this ratio of the last
+        run's (see `monitor.compare_with_last_run`).
     """
     # 1. the grid, every point validated before any work starts
     if not isinstance(spec, SweepSpec):
         spec = load_sweep_spec(spec)
     if point_fn is None:
         check_strategy(spec.strategy)
+        batch_fn = generate_points if batch_fn is None else batch_fn
+    if isinstance(batch_seeds, bool) or not isinstance(batch_seeds, int) or batch_seeds < 1:
+        raise ValueError(f"batch_seeds={batch_seeds!r} must be an integer >= 1 (1: no batching)")
     if weights_hash is None:
         weights_hash = default_weights_hash(spec.model) if point_fn is None else ""
     points = expand_grid(spec, weights_hash)
@@ -225,13 +274,17 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
 
     # 2. one sweep at a time per store (a killed one releases the lock with its process)
     store = ResultsStore(store_dir)
+    task = _PointTask(point_fn or generate_point, batch_fn if batch_seeds > 1 else None, str(store.root),
+                      weights_hash, spec.name, trace_python_memory)
     with store.exclusive():
-        return _run_grid(spec, points, store, point_fn or generate_point, weights_hash, progress, executor,
-                         SlowdownMonitor(baseline_seconds, baseline_points), trace_python_memory)
+        report = _run_grid(spec, points, store, task, batch_seeds, progress, executor,
+                           SlowdownMonitor(baseline_seconds, baseline_points))
+        compare_with_last_run(report, store.root, regression_ratio, executor=getattr(executor, "name", "custom"))
+    return report
 
 
-def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_fn: PointFn, weights_hash: str,
-              progress: bool, executor, monitor: SlowdownMonitor, trace_python_memory: bool) -> SweepReport:
+def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, task: _PointTask, batch_seeds: int,
+              progress: bool, executor, monitor: SlowdownMonitor) -> SweepReport:
     """run_sweep's steps 3-5, with the store's lock held."""
     # 3. leftovers of a killed run removed; sound done points skipped, corrupt or malformed ones redone;
     #    points out of attempts, or failed the same way every time, not tried again
@@ -264,34 +317,42 @@ def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_f
     monitor.warm_up([m.get("wall_time_s") or 0.0 for m in sorted(done_before, key=lambda m: m.get("finished_at", ""))])
 
     # 5. one pass over the missing points, then the failed ones again, alone, up to max_retries times
-    task = _PointTask(point_fn, str(store.root), weights_hash, spec.name, trace_python_memory)
+    #    (the first pass batches points that differ only in seed; a retry runs each point alone)
     failed, computed, tries, failed_tries = todo, 0, 0, 0
+    results: dict[str, PointResult] = {}
     bar = tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="point", disable=not progress)
+    bar.set_postfix(done=0, failed=0, skipped=len(done_before))
     final_failed = []
     for pass_index in range(1 + spec.max_retries):
         if not failed:
             break
         jobs = [(p, attempts[p.point_id] + 1) for p in failed]
         still_failed = []
-        for (point, attempt), outcome in executor.map(task, jobs):
-            result = _as_result(outcome, point, attempt, store, weights_hash, spec.name)
-            attempts[point.point_id], tries = attempt, tries + 1
-            if result.status == "ok":
-                computed += 1
-                failures.pop(point.point_id, None)
-                bar.update(1)
-                alert = monitor.observe(point.point_id, result.wall_time_s)
-                if alert is not None:
-                    bar.write(f"ALERT {alert}")
-                continue
-            failed_tries += 1
-            why = _no_more_tries(result.error, result.retryable, attempt, spec.max_attempts)
-            failures[point.point_id] = why or result.error
-            (final_failed if why is not None else still_failed).append(point)
-            bar.set_postfix(failed=len(still_failed) + len(final_failed), retry_pass=pass_index)
+        for batch, outcome in executor.map(task, seed_batches(jobs, batch_seeds if pass_index == 0 and task.batch_fn else 1)):
+            outcomes = outcome if isinstance(outcome, list) else [outcome] * len(batch)
+            for (point, attempt), one in zip(batch, outcomes):
+                result = results[point.point_id] = _as_result(one, point, attempt, store, task.weights_hash,
+                                                              spec.name)
+                attempts[point.point_id], tries = attempt, tries + 1
+                if result.status == "ok":
+                    computed += 1
+                    failures.pop(point.point_id, None)
+                    bar.update(1)
+                    alert = monitor.observe(point.point_id, result.wall_time_s)
+                    if alert is not None:
+                        bar.write(f"ALERT {alert}")
+                else:
+                    failed_tries += 1
+                    why = _no_more_tries(result.error, result.retryable, attempt, spec.max_attempts)
+                    failures[point.point_id] = why or result.error
+                    (final_failed if why is not None else still_failed).append(point)
+                    if why is not None:
+                        bar.update(1)  # finished: failed for good
+            bar.set_postfix(done=computed, failed=len(still_failed) + len(final_failed), skipped=len(done_before),
+                            retry_pass=pass_index)
         failed = sorted(still_failed, key=lambda p: p.index)
     failed = sorted(failed + final_failed + given_up, key=lambda p: p.index)
-    bar.update(len(failed) - len(given_up))  # points given up on are finished too
+    bar.update(len(failed) - len(given_up) - len(final_failed))  # failed after the last retry: finished too
     bar.close()
 
     grid_ids = {p.point_id for p in points}
@@ -303,7 +364,7 @@ def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, point_f
         failure_rate=len(failed) / ran if ran else 0.0, baseline_seconds=monitor.baseline_seconds,
         alerts=list(monitor.alerts), failed_ids=[p.point_id for p in failed],
         table=store.table(point_ids=[p.point_id for p in points]), failures=failures, recomputed=recomputed,
-        stale_ids=stale)
+        stale_ids=stale, points=points_table(points, results))
 
 
 def _no_more_tries(error: str | None, retryable: bool, attempts: int, max_attempts: int) -> str | None:
