@@ -1,0 +1,115 @@
+"""Batched seeds: one batched frame_chain call for several seeds, each video bit-identical to its
+seed's own run; sweeps that batch give the same store as sweeps that do not."""
+import time
+
+import pytest
+import torch
+
+import vidlab
+from vidlab.experiments import ResultsStore, SweepSpec, run_sweep
+from vidlab.experiments.batching import seed_batches
+from vidlab.strategies import check_seed_batch
+
+pytestmark = pytest.mark.slow
+
+BASE = {"prompt": "a red circle in the top left on a white background", "duration": 0.25, "fps": 16,
+        "num_inference_steps": 4}
+
+
+@pytest.mark.parametrize("mode", ["controlnet", "controlnet_img2img"])
+def test_batched_frames_are_bit_identical_to_each_seed_alone(mode):
+    requests = [dict(BASE, seed=s) for s in (3, 11, 12, 40, 41)]
+    batched = vidlab.generate_batch(requests, strategy="frame_chain", mode=mode)
+    for request, video in zip(requests, batched):
+        alone = vidlab.generate(request, strategy="frame_chain", mode=mode)
+        assert torch.equal(video.frames, alone.frames), f"seed {request['seed']}: batched frames differ"
+        assert video.record["strategy_record"] == alone.record["strategy_record"]
+        assert video.record["request"] == alone.record["request"]
+        assert video.record["timing"]["batch_size"] == len(requests) and alone.record["timing"]["batch_size"] == 1
+    # the seeds really differ: a batch that repeated one video would pass the check above only by accident
+    assert not torch.equal(batched[0].frames, batched[1].frames)
+
+
+def test_a_batch_may_differ_only_in_seed():
+    requests = [vidlab.config.parse_request(dict(BASE, seed=0)),
+                vidlab.config.parse_request(dict(BASE, seed=1, guidance_scale=6.5))]
+    with pytest.raises(ValueError, match=r"requests\[1\] differs from requests\[0\] in \['guidance_scale'\]"):
+        check_seed_batch(requests)
+    with pytest.raises(ValueError, match="requests is empty"):
+        check_seed_batch([])
+
+
+def test_seed_batches_group_only_what_differs_in_seed():
+    def job(seed, scale, strategy="frame_chain"):
+        return ({"request": {"seed": seed, "prompt": "p"}, "strategy": strategy, "model": "m",
+                 "options": {"s": scale}}, 1)
+    jobs = [job(0, 1), job(1, 1), job(0, 2), job(2, 1), job(1, 2), job(0, 1, "native"), job(1, 1, "native")]
+    batches = seed_batches(jobs, max_size=16, config=lambda j: j[0])
+    seeds = [[(j[0]["strategy"], j[0]["options"]["s"], j[0]["request"]["seed"]) for j in b] for b in batches]
+    assert seeds == [[("frame_chain", 1, 0), ("frame_chain", 1, 1), ("frame_chain", 1, 2)],
+                     [("frame_chain", 2, 0), ("frame_chain", 2, 1)],
+                     [("native", 1, 0)], [("native", 1, 1)]]  # native has no batched form
+    assert [len(b) for b in seed_batches(jobs, max_size=1, config=lambda j: j[0])] == [1] * 7
+    with pytest.raises(ValueError, match="batch_seeds=0"):
+        seed_batches(jobs, max_size=0)
+
+
+def _spec(name="batching"):
+    return SweepSpec(name=name, base_request=BASE, strategy="frame_chain",
+                     axes={"seed": [0, 1, 2], "options.controlnet_conditioning_scale": [0.8, 1.2]})
+
+
+def test_a_batched_sweep_gives_the_unbatched_sweeps_store(tmp_path):
+    batched = run_sweep(_spec(), tmp_path / "batched", progress=False, batch_seeds=4)
+    alone = run_sweep(_spec(), tmp_path / "alone", progress=False, batch_seeds=1)
+    assert (batched.computed, batched.failed, alone.computed, alone.failed) == (6, 0, 6, 0)
+    columns = [c for c in alone.table.columns if c != "wall_time_s" and not c.startswith("peak_memory")
+               and not c.startswith("rss_") and c != "finished_at"]
+    t1 = batched.table.sort_values("point_id").reset_index(drop=True)[columns]
+    t2 = alone.table.sort_values("point_id").reset_index(drop=True)[columns]
+    assert t1.equals(t2), "batching changed the sweep's table"
+    s1, s2 = ResultsStore(tmp_path / "batched"), ResultsStore(tmp_path / "alone")
+    for pid in t1["point_id"]:
+        m1, m2 = s1.read_manifest(pid), s2.read_manifest(pid)
+        assert m1["files"]["video.mp4"] == m2["files"]["video.mp4"], "the MP4s differ"  # same frames, same bytes
+        assert (m1["batch_size"], m2["batch_size"]) == (3, 1)
+    assert list(batched.points["batch_size"]) == [3] * 6 and list(alone.points["batch_size"]) == [1] * 6
+
+
+def test_a_failing_batch_runs_its_points_alone(tmp_path):
+    def point_fn(config):
+        if config["request"]["seed"] == 1:
+            raise ValueError("seed 1 is bad")
+        return {"seed": float(config["request"]["seed"])}, None
+
+    def batch_fn(configs):
+        return [point_fn(c) for c in configs]  # raises for the batch holding seed 1
+
+    spec = SweepSpec(name="fallback", base_request=BASE, strategy="frame_chain", axes={"seed": [0, 1, 2]})
+    report = run_sweep(spec, tmp_path, point_fn=point_fn, batch_fn=batch_fn, progress=False)
+    assert (report.computed, report.failed) == (2, 1)
+    assert "seed 1 is bad" in report.failures[report.failed_ids[0]]
+    assert list(report.points["batch_size"]) == [1, 1, 1]
+
+
+def test_the_report_flags_points_slower_than_the_last_run(tmp_path):
+    delay = {"s": 0.01}
+
+    def point_fn(config):
+        time.sleep(delay["s"])
+        return {"seed": float(config["request"]["seed"])}, None
+
+    def spec(seeds):
+        return SweepSpec(name="timing", base_request=BASE, strategy="frame_chain", axes={"seed": seeds})
+
+    first = run_sweep(spec([0, 1]), tmp_path, point_fn=point_fn, progress=False)
+    assert first.regressions == [] and first.last_run is None
+    delay["s"] = 0.2  # the new points are 20x slower than the last run's median
+    second = run_sweep(spec([0, 1, 2, 3]), tmp_path, point_fn=point_fn, progress=False)
+    assert second.last_run["computed"] == 2
+    assert sorted(second.regressions) == sorted(second.points["point_id"]) and len(second.regressions) == 2
+    assert (second.points["time_ratio"] > 5).all()
+    assert "REGRESSION: 2 points" in second.summary()
+    third = run_sweep(spec([0, 1, 2, 3, 4]), tmp_path, point_fn=point_fn, progress=False)
+    assert third.regressions == [], "as slow as the last run: no regression"
+    assert set(third.points.columns) >= {"wall_time_s", "peak_memory_bytes", "batch_size", "regression"}
