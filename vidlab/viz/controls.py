@@ -16,14 +16,14 @@ itself while it works (a sweep's tqdm bar: `run_study(..., progress=True)`) show
 
 The parameters and their widgets (give the ones the notebook uses):
 
-| parameter          | widget       | value the run receives              |
-|--------------------|--------------|-------------------------------------|
-| `prompt`           | Text         | str                                 |
-| `strategy`         | Dropdown     | a key of `vidlab.strategies.STRATEGIES` |
-| `control_strength` | FloatSlider  | float in [0, max_control_strength]  |
-| `seed`             | IntText      | int >= 0                            |
-| `seeds`            | Text "0, 1"  | list of ints >= 0                   |
-| `segments`         | IntSlider    | int in [1, max_segments]            |
+| parameter          | widget         | value the run receives                  |
+|--------------------|----------------|-----------------------------------------|
+| `prompt`           | Text           | str                                     |
+| `strategy`         | Dropdown       | a key of `vidlab.strategies.STRATEGIES` |
+| `control_strength` | FloatSlider    | float in [0, max_control_strength]      |
+| `seed`             | BoundedIntText | int >= 0                                |
+| `seeds`            | Text "0, 1"    | list of ints >= 0                       |
+| `segments`         | IntSlider      | int in [1, max_segments]                |
 
 >>> def run(prompt, seed, progress):
 ...     return vidlab.generate({"prompt": prompt, "seed": seed, "duration": 0.25}, callback=progress)
