@@ -54,3 +54,12 @@ def read_log(log_path: str | Path) -> list[tuple[int, str]]:
 
 if __name__ == "__main__":
     run(sys.argv[1], sys.argv[2], seeds=int(sys.argv[3]) if len(sys.argv) > 3 else 4)
+
+
+def loads_point(config: dict):
+    """The default point function, plus which process ran it and how many models that process loaded."""
+    from vidlab.backends import cache_info
+    from vidlab.experiments import generate_point
+
+    metrics, video = generate_point(config)
+    return {**metrics, "worker_pid": float(os.getpid()), "model_loads": float(cache_info()["misses"])}, video

@@ -5,12 +5,13 @@
 - `sweep.py`     run_sweep -> SweepReport (skip done, catch + retry failures, wall time, peak memory)
 - `monitor.py`   SlowdownMonitor: > 20% slower than baseline three times in a row
 - `memory.py`    PeakMemory: how a point's peak memory is measured
-- `executors.py` LocalExecutor, RayExecutor
+- `executors.py` LocalExecutor, ProcessExecutor, RayExecutor (an actor a worker)
+- `batching.py`  seed_batches, generate_points: points that differ only in seed, one batched call
 - `rerun.py`     declared_parameters, check_parameters, coerce_cli_value, rerun_notebook (papermill)
 - `commands.py`  sweep_main, rerun_main: the `vidlab sweep` / `vidlab rerun` commands
 """
 from .commands import rerun_main, sweep_main
-from .executors import EXECUTORS, LocalExecutor, RayExecutor, get_executor
+from .executors import EXECUTORS, LocalExecutor, ProcessExecutor, RayExecutor, get_executor
 from .memory import PeakMemory
 from .monitor import SlowdownAlert, SlowdownMonitor
 from .rerun import (ParameterError, check_parameters, coerce_cli_params, coerce_cli_value, declared_parameters,
@@ -21,6 +22,6 @@ from .sweep import PointResult, SweepReport, default_weights_hash, generate_poin
 
 __all__ = ["SweepSpec", "Point", "load_sweep_spec", "expand_grid", "point_id", "canonical_json",
            "ResultsStore", "run_sweep", "run_point", "generate_point", "default_weights_hash", "SweepReport",
-           "PointResult", "SlowdownMonitor", "SlowdownAlert", "PeakMemory", "LocalExecutor", "RayExecutor",
+           "PointResult", "SlowdownMonitor", "SlowdownAlert", "PeakMemory", "LocalExecutor", "ProcessExecutor", "RayExecutor",
            "EXECUTORS", "get_executor", "declared_parameters", "check_parameters", "coerce_cli_value",
            "coerce_cli_params", "rerun_notebook", "ParameterError", "sweep_main", "rerun_main"]

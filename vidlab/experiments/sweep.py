@@ -253,7 +253,8 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
         the default, else none: each point alone). 1: every point alone. Frames are bit-identical.
     weights_hash: part of every point id; default: the model's, read through the backend when
         point_fn is the default, else "" (ids then depend on the config alone).
-    executor: "local" (default), "ray", or an object with `map(fn, items)` (see executors.py).
+    executor: "local" (default), "process", "ray", or an executor object (see executors.py; one made
+        from a name is closed at the end, one passed in is left running for the next sweep).
     baseline_seconds / baseline_points: the slowdown alert's baseline (see monitor.py).
     trace_python_memory: also record the tracemalloc peak of Python allocations (slower).
     regression_ratio: a point is flagged `regression` when its time is over this ratio of the last
@@ -270,16 +271,21 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
     if weights_hash is None:
         weights_hash = default_weights_hash(spec.model) if point_fn is None else ""
     points = expand_grid(spec, weights_hash)
+    owned = executor is None or isinstance(executor, str)  # made here: its workers end with the sweep
     executor = get_executor(executor)
 
     # 2. one sweep at a time per store (a killed one releases the lock with its process)
     store = ResultsStore(store_dir)
     task = _PointTask(point_fn or generate_point, batch_fn if batch_seeds > 1 else None, str(store.root),
                       weights_hash, spec.name, trace_python_memory)
-    with store.exclusive():
-        report = _run_grid(spec, points, store, task, batch_seeds, progress, executor,
-                           SlowdownMonitor(baseline_seconds, baseline_points))
-        compare_with_last_run(report, store.root, regression_ratio, executor=getattr(executor, "name", "custom"))
+    try:
+        with store.exclusive():
+            report = _run_grid(spec, points, store, task, batch_seeds, progress, executor,
+                               SlowdownMonitor(baseline_seconds, baseline_points))
+            compare_with_last_run(report, store.root, regression_ratio, executor=getattr(executor, "name", "custom"))
+    finally:
+        if owned:
+            executor.close()
     return report
 
 

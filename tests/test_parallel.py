@@ -1,0 +1,131 @@
+"""Sweeps on worker processes: a local process pool and a local Ray cluster give the serial
+sweep's results point for point; each worker loads the model once; killing a worker mid-sweep
+loses no finished point and duplicates none."""
+import functools
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweep_helpers import WEIGHTS_HASH, crash_spec, loads_point, read_log, slow_point
+from vidlab.experiments import ProcessExecutor, ResultsStore, SweepSpec, run_sweep
+
+pytestmark = pytest.mark.slow
+TESTS = str(Path(__file__).resolve().parent)
+METRICS_ONLY = ("worker_pid", "model_loads", "wall_time_s", "finished_at")
+
+
+def zoo_spec():
+    return SweepSpec(name="parallel", strategy="frame_chain",
+                     base_request={"prompt": "a red circle in the top left on a white background", "duration": 0.25,
+                                   "fps": 16, "num_inference_steps": 3},
+                     axes={"seed": [0, 1], "options.controlnet_conditioning_scale": [0.8, 1.2]})
+
+
+def same_results(a: Path, b: Path, grid_ids: list[str]) -> None:
+    """Metrics and MP4 bytes equal, point for point."""
+    sa, sb = ResultsStore(a), ResultsStore(b)
+    for pid in grid_ids:
+        ma, mb = sa.read_manifest(pid), sb.read_manifest(pid)
+        assert ma["status"] == mb["status"] == "ok"
+        xa, xb = sa.read_metrics(pid), sb.read_metrics(pid)
+        keep = [k for k in xa if k not in METRICS_ONLY and not k.startswith(("peak_memory", "rss_", "cuda_"))]
+        assert {k: xa[k] for k in keep} == {k: xb[k] for k in keep}, f"point {pid}: metrics differ"
+        assert ma["files"]["video.mp4"] == mb["files"]["video.mp4"], f"point {pid}: videos differ"
+
+
+def loads_per_worker(store: Path) -> dict[int, set]:
+    table = ResultsStore(store).table()
+    out = {}
+    for pid, loads in zip(table["worker_pid"], table["model_loads"]):
+        out.setdefault(int(pid), set()).add(int(loads))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'vidlab[ray]')")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, old) if p)  # workers import sweep_helpers
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
+
+
+def test_a_ray_sweep_equals_the_serial_sweep_and_loads_the_model_once_a_worker(tmp_path, ray_cluster):
+    from vidlab.experiments import RayExecutor
+
+    threads = torch.get_num_threads()  # the same torch threads as the serial run: same last bits
+    serial = run_sweep(zoo_spec(), tmp_path / "serial", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
+                       progress=False)
+    executor = RayExecutor(num_workers=2, threads=threads)
+    try:
+        on_ray = run_sweep(zoo_spec(), tmp_path / "ray", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
+                           progress=False, executor=executor)
+        worker_pids = set(executor.worker_pids())
+    finally:
+        executor.close()
+    assert (serial.computed, on_ray.computed, on_ray.failed) == (4, 4, 0)
+    same_results(tmp_path / "serial", tmp_path / "ray", list(serial.table["point_id"]))
+    loads = loads_per_worker(tmp_path / "ray")
+    assert set(loads) <= worker_pids and os.getpid() not in loads, "the points ran on the Ray workers"
+    assert all(v == {1} for v in loads.values()), f"model loads per worker process: {loads}"
+
+
+def test_killing_a_ray_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path, ray_cluster):
+    from vidlab.experiments import RayExecutor
+
+    store, log = tmp_path / "store", tmp_path / "log.txt"
+    spec = crash_spec(seeds=4)  # 8 points of ~0.6 s on 2 workers
+    point_fn = functools.partial(slow_point, log_path=str(log), sleep_s=0.6)
+    executor = RayExecutor(num_workers=2)
+    pids = executor.worker_pids()
+    before = {}
+
+    def kill_one_worker():
+        while len(read_log(log)) < 2:
+            time.sleep(0.05)
+        time.sleep(0.3)  # mid-point: both workers are busy
+        before.update({m["point_id"]: m for m in ResultsStore(store).manifests() if m["status"] == "ok"})
+        os.kill(pids[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    try:
+        report = run_sweep(spec, store, point_fn=point_fn, weights_hash=WEIGHTS_HASH, progress=False,
+                           executor=executor)
+    finally:
+        killer.join()
+        executor.close()
+    manifests = ResultsStore(store).manifests()
+    ids = [m["point_id"] for m in manifests]
+    assert len(ids) == len(set(ids)) == 8 and all(m["status"] == "ok" for m in manifests)
+    assert report.failed == 0 and report.done == 8
+    assert report.failed_attempts >= 1, "the killed worker's point failed once, then was retried"
+    assert before, "points finished before the kill"
+    for pid, m in before.items():  # finished before the kill: kept, not computed again
+        after = ResultsStore(store).read_manifest(pid)
+        assert after["finished_at"] == m["finished_at"] and after["attempts"] == 1
+    completed = [point for _, point in read_log(log)]
+    assert sorted(set(completed)) == sorted(ids) and len(completed) == 8, "each point computed to the end once"
+
+
+def test_a_process_pool_sweep_equals_the_serial_sweep(tmp_path):
+    threads = torch.get_num_threads()
+    serial = run_sweep(zoo_spec(), tmp_path / "serial", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
+                       progress=False)
+    executor = ProcessExecutor(workers=2, threads=threads)
+    try:
+        pooled = run_sweep(zoo_spec(), tmp_path / "pool", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
+                           progress=False, executor=executor)
+    finally:
+        executor.close()
+    assert (pooled.computed, pooled.failed) == (4, 0)
+    same_results(tmp_path / "serial", tmp_path / "pool", list(serial.table["point_id"]))
+    loads = loads_per_worker(tmp_path / "pool")
+    assert os.getpid() not in loads and all(v == {1} for v in loads.values()), loads
