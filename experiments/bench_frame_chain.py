@@ -21,24 +21,27 @@ from PIL import Image
 
 from vidlab.backends import load_backend
 from vidlab.config import GenerationRequest
+from vidlab.seeds import sub_seed
 from vidlab.strategies import STRATEGIES
 from vidlab.strategies.effects import CANNY_THRESHOLDS
 
 
-def seed_loop(backend, request, scale):
-    """The article's loop, on the same pipelines (PIL in, PIL out)."""
+def seed_loop(backend, request, scale, seeds=None):
+    """The article's loop, on the same pipelines (PIL in, PIL out); seeds: frame i's seed (default
+    the article's 42 + i; `bench_speed.py` gives vidlab's sub-seeds, so the frames can be compared)."""
+    seeds = seeds or [request.seed + i for i in range(request.num_frames)]
     t2i, cn = backend.pipeline("text2img"), backend.pipeline("controlnet")
     common = dict(num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
                   height=request.height, width=request.width)
     prompts = request.prompt_schedule()
-    frame = t2i(prompts[0], generator=torch.Generator().manual_seed(request.seed), **common).images[0]
+    frame = t2i(prompts[0], generator=torch.Generator().manual_seed(seeds[0]), **common).images[0]
     frames = [frame]
     for i in range(1, request.num_frames):
         gray = cv2.cvtColor(np.array(frames[-1]), cv2.COLOR_RGB2GRAY)
         edges = cv2.Canny(gray, *CANNY_THRESHOLDS)
         control = Image.fromarray(np.stack([edges] * 3, axis=-1))
         frame = cn(prompts[i], image=control, controlnet_conditioning_scale=scale,
-                   generator=torch.Generator().manual_seed(request.seed + i), **common).images[0]
+                   generator=torch.Generator().manual_seed(seeds[i]), **common).images[0]
         frames.append(frame)
     return torch.stack([torch.from_numpy(np.array(f)).permute(2, 0, 1).float() / 255 for f in frames])
 
@@ -57,7 +60,8 @@ def main():
     options = {"controlnet_conditioning_scale": args.scale, "color_coherence": 0.0}
     seed_loop(backend, request, args.scale)                       # warm-up both paths
     STRATEGIES["frame_chain"](backend, request, options)
-    runs = {"seed-002 loop": lambda: seed_loop(backend, request, args.scale),
+    seeds = [sub_seed(request.seed, "frame", i) for i in range(request.num_frames)]  # vidlab's: comparable frames
+    runs = {"seed-002 loop": lambda: seed_loop(backend, request, args.scale, seeds),
             "vidlab": lambda: STRATEGIES["frame_chain"](backend, request, options)[0]}
     wall, cpu, frames = {name: [] for name in runs}, {name: [] for name in runs}, {}
     for _ in range(args.repeats):                                  # alternate, so load drifts hit both

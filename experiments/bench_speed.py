@@ -1,0 +1,128 @@
+"""The speed goals of a sweep, each a ratio measured in this one run, on the zoo, uncontended or not:
+
+1. frame_chain against seed 002's loop (`bench_frame_chain.seed_loop`, given vidlab's seeds so the
+   frames must agree): goal >= 1.3x, frames within 1/255 mean and 2/255 max;
+2. workbench overhead: `vidlab.generate(strategy="native")` against the diffusers pipeline call it
+   makes, replayed raw with the very same arguments: goal <= 3%;
+3. model loads: a sweep of N points (each point alone) loads the model once per process.
+
+Both sides of a ratio alternate (A, B, A, B) so that load from other processes hits both; times
+are CPU seconds of this process (wall seconds too). python experiments/bench_speed.py [--repeats 3]
+"""
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_frame_chain import seed_loop  # noqa: E402
+
+import vidlab  # noqa: E402
+from vidlab.backends import cache_info, clear_cache, load_backend  # noqa: E402
+from vidlab.config import GenerationRequest  # noqa: E402
+from vidlab.experiments import SweepSpec, run_sweep  # noqa: E402
+from vidlab.seeds import sub_seed  # noqa: E402
+from vidlab.strategies import STRATEGIES  # noqa: E402
+
+PROMPT = "a red circle in the top left on a white background"
+
+
+def alternate(runs: dict, repeats: int) -> tuple[dict, dict, dict]:
+    """Each run `repeats` times, in turn: (cpu seconds, wall seconds, last output) by name."""
+    cpu, wall, out = ({name: [] for name in runs} for _ in range(3))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            out[name] = run()
+            cpu[name].append(time.process_time() - c0)
+            wall[name].append(time.perf_counter() - w0)
+    return cpu, wall, out
+
+
+def frame_chain_vs_seed_loop(backend, repeats: int, frames: int, steps: int) -> None:
+    request = GenerationRequest(prompt=PROMPT, fps=16, duration=frames / 16, num_inference_steps=steps, seed=42)
+    options = {"controlnet_conditioning_scale": 1.0, "color_coherence": 0.0}
+    seeds = [sub_seed(request.seed, "frame", i) for i in range(request.num_frames)]
+    runs = {"seed-002 loop": lambda: seed_loop(backend, request, 1.0, seeds=seeds),
+            "frame_chain": lambda: STRATEGIES["frame_chain"](backend, request, options)[0]}
+    alternate(runs, 1)  # warm-up
+    cpu, wall, out = alternate(runs, repeats)
+    diff = np.abs(np.round(out["frame_chain"].numpy() * 255) - np.round(out["seed-002 loop"].numpy() * 255))
+    ratio = statistics.median(cpu["seed-002 loop"]) / statistics.median(cpu["frame_chain"])
+    print(f"1. frame_chain vs seed 002 loop ({frames} frames, {steps} steps): "
+          f"{statistics.median(cpu['seed-002 loop']) / frames:.3f} vs {statistics.median(cpu['frame_chain']) / frames:.3f}"
+          f" cpu s/frame -> {ratio:.2f}x (goal >= 1.3x; wall "
+          f"{statistics.median(wall['seed-002 loop']) / statistics.median(wall['frame_chain']):.2f}x); "
+          f"frames agree: uint8 mean |diff| {diff.mean():.3f}, max {diff.max():.0f} "
+          f"({'within' if diff.mean() <= 1 and diff.max() <= 2 else 'OUTSIDE'} 1/255 mean, 2/255 max)")
+
+
+def overhead_over_raw_pipeline(backend, repeats: int, frames: int, steps: int) -> None:
+    request = GenerationRequest(prompt=PROMPT, fps=16, duration=frames / 16, num_inference_steps=steps, seed=3)
+    pipe = backend.pipeline("animatediff")
+    cls = type(pipe)
+    captured = {}
+    original = cls.__call__
+
+    def spy(self, *args, **kwargs):
+        captured.update(args=args, kwargs=dict(kwargs))
+        return original(self, *args, **kwargs)
+
+    cls.__call__ = spy
+    try:
+        vidlab.generate(request, strategy="native", model=backend)
+    finally:
+        cls.__call__ = original
+    kwargs = captured["kwargs"]
+    latents = kwargs.get("latents")
+
+    def raw():
+        call = dict(kwargs, latents=latents.clone() if latents is not None else None)
+        return pipe(*captured["args"], **call).frames
+
+    runs = {"raw pipeline call": raw, "vidlab.generate": lambda: vidlab.generate(request, strategy="native",
+                                                                                model=backend).frames}
+    alternate(runs, 1)
+    cpu, wall, out = alternate(runs, repeats)
+    raw_s, ours_s = statistics.median(cpu["raw pipeline call"]), statistics.median(cpu["vidlab.generate"])
+    print(f"2. workbench overhead, native ({frames} frames, {steps} steps): generate {ours_s:.3f} s vs raw "
+          f"pipeline {raw_s:.3f} s cpu -> {100 * (ours_s / raw_s - 1):+.1f}% (goal <= 3%; wall "
+          f"{100 * (statistics.median(wall['vidlab.generate']) / statistics.median(wall['raw pipeline call']) - 1):+.1f}%)")
+
+
+def loads_per_sweep(points_per_axis: int = 3) -> None:
+    clear_cache()
+    spec = SweepSpec(name="loads", strategy="frame_chain",
+                     base_request={"prompt": PROMPT, "duration": 0.25, "fps": 16, "num_inference_steps": 2},
+                     axes={"seed": list(range(points_per_axis)), "options.controlnet_conditioning_scale": [0.8, 1.2]})
+    with tempfile.TemporaryDirectory() as store:
+        report = run_sweep(spec, store, progress=False, batch_seeds=1)
+    info = cache_info()
+    print(f"3. a sweep of {report.computed} points (each alone) in one process: {info['misses']} model load(s), "
+          f"{info['hits']} cache hits -> {info['misses']} load(s) per process (goal 1)")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(args.threads)
+    backend = load_backend("shapes-tiny", device="cpu")
+    print(f"threads={args.threads} repeats={args.repeats} (medians)")
+    frame_chain_vs_seed_loop(backend, args.repeats, args.frames, args.steps)
+    overhead_over_raw_pipeline(backend, args.repeats, 16, args.steps)
+    loads_per_sweep()
+
+
+if __name__ == "__main__":
+    main()
