@@ -57,21 +57,34 @@ def ray_cluster():
     os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
 
 
-def test_a_ray_sweep_equals_the_serial_sweep_and_loads_the_model_once_a_worker(tmp_path, ray_cluster):
+@pytest.fixture(scope="module")
+def serial_store(tmp_path_factory):
+    """The zoo sweep run serially in this process, once for the module's comparisons."""
+    store = tmp_path_factory.mktemp("serial")
+    report = run_sweep(zoo_spec(), store, point_fn=loads_point, weights_hash=WEIGHTS_HASH, progress=False)
+    assert report.computed == 4
+    return store, list(report.table["point_id"])
+
+
+def run_on(executor, store: Path):
+    """The zoo sweep on `executor`, closed after; its report and the workers' process ids."""
+    try:
+        report = run_sweep(zoo_spec(), store, point_fn=loads_point, weights_hash=WEIGHTS_HASH, progress=False,
+                           executor=executor)
+        pids = set(executor.worker_pids()) if hasattr(executor, "worker_pids") else None
+    finally:
+        executor.close()
+    assert (report.computed, report.failed) == (4, 0)
+    return report, pids
+
+
+def test_a_ray_sweep_equals_the_serial_sweep_and_loads_the_model_once_a_worker(tmp_path, ray_cluster,
+                                                                                 serial_store):
     from vidlab.experiments import RayExecutor
 
     threads = torch.get_num_threads()  # the same torch threads as the serial run: same last bits
-    serial = run_sweep(zoo_spec(), tmp_path / "serial", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
-                       progress=False)
-    executor = RayExecutor(num_workers=2, threads=threads)
-    try:
-        on_ray = run_sweep(zoo_spec(), tmp_path / "ray", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
-                           progress=False, executor=executor)
-        worker_pids = set(executor.worker_pids())
-    finally:
-        executor.close()
-    assert (serial.computed, on_ray.computed, on_ray.failed) == (4, 4, 0)
-    same_results(tmp_path / "serial", tmp_path / "ray", list(serial.table["point_id"]))
+    _, worker_pids = run_on(RayExecutor(num_workers=2, threads=threads), tmp_path / "ray")
+    same_results(serial_store[0], tmp_path / "ray", serial_store[1])
     loads = loads_per_worker(tmp_path / "ray")
     assert set(loads) <= worker_pids and os.getpid() not in loads, "the points ran on the Ray workers"
     assert all(v == {1} for v in loads.values()), f"model loads per worker process: {loads}"
@@ -115,17 +128,8 @@ def test_killing_a_ray_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path, r
     assert sorted(set(completed)) == sorted(ids) and len(completed) == 8, "each point computed to the end once"
 
 
-def test_a_process_pool_sweep_equals_the_serial_sweep(tmp_path):
-    threads = torch.get_num_threads()
-    serial = run_sweep(zoo_spec(), tmp_path / "serial", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
-                       progress=False)
-    executor = ProcessExecutor(workers=2, threads=threads)
-    try:
-        pooled = run_sweep(zoo_spec(), tmp_path / "pool", point_fn=loads_point, weights_hash=WEIGHTS_HASH,
-                           progress=False, executor=executor)
-    finally:
-        executor.close()
-    assert (pooled.computed, pooled.failed) == (4, 0)
-    same_results(tmp_path / "serial", tmp_path / "pool", list(serial.table["point_id"]))
+def test_a_process_pool_sweep_equals_the_serial_sweep(tmp_path, serial_store):
+    run_on(ProcessExecutor(workers=2, threads=torch.get_num_threads()), tmp_path / "pool")
+    same_results(serial_store[0], tmp_path / "pool", serial_store[1])
     loads = loads_per_worker(tmp_path / "pool")
     assert os.getpid() not in loads and all(v == {1} for v in loads.values()), loads
