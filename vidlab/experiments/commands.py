@@ -24,7 +24,12 @@ def sweep_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidlab sweep", description="run a sweep spec (YAML); resumable")
     parser.add_argument("spec", help="the sweep spec YAML")
     parser.add_argument("--store", default=None, help="results folder (default: results/sweeps/<name>)")
-    parser.add_argument("--executor", default="local", choices=["local", "ray"])
+    parser.add_argument("--executor", default="local", choices=["local", "process", "ray"],
+                        help="where points run: this process, local worker processes, or Ray")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --executor ray: an existing cluster ('auto', 'ray://head:10001'); default a local one")
+    parser.add_argument("--batch-seeds", type=int, default=16,
+                        help="points differing only in seed made in one batched call, at most this many (1: off)")
     parser.add_argument("--weights-hash", default=None, help="skip loading the model to read its weights hash")
     parser.add_argument("--baseline-seconds", type=float, default=None,
                         help="the slowdown alert's baseline (default: median of the first 3 ok points)")
@@ -36,12 +41,21 @@ def sweep_main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     store = args.store or Path("results") / "sweeps" / spec.name
+    executor = args.executor
     try:
+        if args.ray_address is not None:
+            if executor != "ray":
+                raise ValueError(f"--ray-address={args.ray_address!r} needs --executor ray, not {executor!r}")
+            from .executors import RayExecutor
+            executor = RayExecutor(address=args.ray_address)
         report = run_sweep(spec, store, weights_hash=args.weights_hash, progress=not args.no_progress,
-                           executor=args.executor, baseline_seconds=args.baseline_seconds)
-    except (ValueError, RuntimeError) as err:  # bad axis value, strategy or model; a locked store: nothing ran
+                           executor=executor, baseline_seconds=args.baseline_seconds, batch_seeds=args.batch_seeds)
+    except (ValueError, RuntimeError, ImportError) as err:  # bad value, strategy or model; a locked store; no ray
         print(err, file=sys.stderr)
         return 2
+    finally:
+        if not isinstance(executor, str):
+            executor.close()
     print(report.summary())
     return 1 if report.failed else 0
 
