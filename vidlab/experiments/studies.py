@@ -29,6 +29,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from .batching import generate_points
 from .spec import SweepSpec
 from .sweep import SweepReport, check_strategy, default_weights_hash, generate_point, run_sweep
 
@@ -41,9 +42,18 @@ SEGMENTS_AXIS = "options.num_segments"
 # ---- the point function -------------------------------------------------------------------------
 def measure_point(config: dict) -> tuple[dict, object]:
     """`generate_point` (vidlab.generate + video_metrics), plus schedule, steady-pair and per-segment metrics."""
+    return _study_metrics(config, *generate_point(config))
+
+
+def measure_points(configs: list[dict]) -> list[tuple[dict, object]]:
+    """`measure_point` of configs that differ only in seed, generated as one batch (`generate_points`)."""
+    outputs = generate_points(configs)
+    return [_study_metrics(config, metrics, video) for config, (metrics, video) in zip(configs, outputs)]
+
+
+def _study_metrics(config: dict, metrics: dict, video) -> tuple[dict, object]:
     from ..config import parse_request
 
-    metrics, video = generate_point(config)
     shapes_world = metrics["shapes_world_metrics"] == "applicable"
     record = video.record.get("strategy_record") or {}
     prompts = record.get("per_frame_prompts") or parse_request(config["request"]).prompt_schedule()
@@ -211,7 +221,8 @@ class StudyRun:
 
 
 def run_study(specs: SweepSpec | Sequence[SweepSpec], store_dir: str | Path, progress: bool = False) -> StudyRun:
-    """Run every spec's missing points into one store with `measure_point`; resumable.
+    """Run every spec's missing points into one store with `measure_point`; resumable. Points that
+    differ only in seed run as one batch (`measure_points`), frames bit-identical to one at a time.
 
     The table has one row per point of these specs, with `strategy` and `sweep` columns beside the
     axis values, metrics, wall time and error (see `ResultsStore.table`).
@@ -221,7 +232,7 @@ def run_study(specs: SweepSpec | Sequence[SweepSpec], store_dir: str | Path, pro
         check_strategy(spec.strategy)
     reports = []
     for spec in specs:
-        reports.append(run_sweep(spec, store_dir, point_fn=measure_point,
+        reports.append(run_sweep(spec, store_dir, point_fn=measure_point, batch_fn=measure_points,
                                  weights_hash=default_weights_hash(spec.model), progress=progress))
     tables = [r.table.assign(sweep=s.name, strategy=s.strategy) for r, s in zip(reports, specs) if len(r.table)]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
