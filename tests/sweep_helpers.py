@@ -28,8 +28,12 @@ def crash_spec(seeds: int = 4) -> SweepSpec:
                      strategy="segment_chain", axes={"seed": list(range(seeds)), "options.strength": [0.3, 0.6]})
 
 
-def slow_point(config: dict, log_path: str, sleep_s: float = SLEEP_S):
-    """Sleep, log the completed point, return metrics that depend on the config (no video)."""
+def slow_point(config: dict, log_path: str, sleep_s: float = SLEEP_S, start_log: str | None = None):
+    """Sleep, log the completed point, return metrics that depend on the config (no video).
+    start_log: also log "<pid> <point_id>" there when the point starts."""
+    if start_log is not None:
+        with open(start_log, "a") as fh:
+            fh.write(f"{os.getpid()} {point_id(config, WEIGHTS_HASH)}\n")
     time.sleep(sleep_s)
     with open(log_path, "a") as fh:  # one short O_APPEND write per completed point
         fh.write(f"{os.getpid()} {point_id(config, WEIGHTS_HASH)}\n")

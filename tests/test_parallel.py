@@ -97,19 +97,23 @@ def test_a_ray_sweep_equals_the_serial_sweep_and_loads_the_model_once_a_worker(t
 def test_killing_a_ray_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path, ray_cluster):
     from vidlab.experiments import RayExecutor
 
-    store, log = tmp_path / "store", tmp_path / "log.txt"
-    spec = crash_spec(seeds=4)  # 8 points of ~0.6 s on 2 workers
-    point_fn = functools.partial(slow_point, log_path=str(log), sleep_s=0.6)
+    store, log, starts = tmp_path / "store", tmp_path / "log.txt", tmp_path / "starts.txt"
+    spec = crash_spec(seeds=4)  # 8 points of ~0.8 s on 2 workers
+    point_fn = functools.partial(slow_point, log_path=str(log), sleep_s=0.8, start_log=str(starts))
     executor = RayExecutor(num_workers=2)
     pids = executor.worker_pids()
-    before = {}
+    before, killed = {}, []
 
     def kill_one_worker():
-        while len(read_log(log)) < 2:
+        while True:  # a worker in the middle of a point, after two points are done
+            done = {point for _, point in read_log(log)}
+            busy = [(pid, point) for pid, point in read_log(starts) if point not in done and pid in pids]
+            if len(done) >= 2 and busy:
+                break
             time.sleep(0.05)
-        time.sleep(0.3)  # mid-point: both workers are busy
         before.update({m["point_id"]: m for m in ResultsStore(store).manifests() if m["status"] == "ok"})
-        os.kill(pids[0], signal.SIGKILL)
+        killed.append(busy[-1])
+        os.kill(busy[-1][0], signal.SIGKILL)
 
     killer = threading.Thread(target=kill_one_worker)
     killer.start()
@@ -123,7 +127,8 @@ def test_killing_a_ray_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path, r
     ids = [m["point_id"] for m in manifests]
     assert len(ids) == len(set(ids)) == 8 and all(m["status"] == "ok" for m in manifests)
     assert report.failed == 0 and report.done == 8
-    assert report.failed_attempts >= 1, "the killed worker's point failed once, then was retried"
+    assert killed and report.failed_attempts >= 1, "the killed worker's point failed once, then was retried"
+    assert ResultsStore(store).read_manifest(killed[0][1])["attempts"] == 2
     assert before, "points finished before the kill"
     for pid, m in before.items():  # finished before the kill: kept, not computed again
         after = ResultsStore(store).read_manifest(pid)
