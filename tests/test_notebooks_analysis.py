@@ -5,7 +5,6 @@ parameters, then reads back what it wrote under `out_dir` and checks measured pr
 bounds come from measurements on shapes-tiny, see the report in the commit). The second part
 tests the helpers on rendered shapes-world clips and fake stores, without a model.
 """
-import json
 import math
 import os
 from pathlib import Path

@@ -284,7 +284,6 @@ def test_repeated_sigkills_lose_no_finished_point_and_duplicate_none(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import sweep_helpers

@@ -1,5 +1,4 @@
 """Strategies on tiny real-format components: determinism, frame counts, replay, transitions, retries."""
-import numpy as np
 import pytest
 import torch
 

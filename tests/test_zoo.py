@@ -1,6 +1,5 @@
 """The shipped offline zoo: diffusers format, safetensors only, loads offline, and its measured quality."""
 import json
-import os
 
 import pytest
 import torch
