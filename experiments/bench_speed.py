@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,28 +69,37 @@ def frame_chain_vs_seed_loop(backend, repeats: int, frames: int, steps: int, clo
           f"({'within' if diff.mean() <= 1 and diff.max() <= 2 else 'OUTSIDE'} 1/255 mean, 2/255 max)")
 
 
+@contextmanager
+def watching(cls, seen: list):
+    """Within the block, every call of `cls` appends (args, kwargs, cpu seconds) to `seen`."""
+    original = cls.__call__
+
+    def watched(self, *args, **kwargs):
+        c0 = time.process_time()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            seen.append((args, dict(kwargs), time.process_time() - c0))
+
+    cls.__call__ = watched
+    try:
+        yield
+    finally:
+        cls.__call__ = original
+
+
 def overhead_over_raw_pipeline(backend, repeats: int, frames: int, steps: int, clock=None) -> None:
     request = GenerationRequest(prompt=PROMPT, fps=16, duration=frames / 16, num_inference_steps=steps, seed=3)
     pipe = backend.pipeline("animatediff")
-    cls = type(pipe)
-    captured = {}
-    original = cls.__call__
-
-    def spy(self, *args, **kwargs):
-        captured.update(args=args, kwargs=dict(kwargs))
-        return original(self, *args, **kwargs)
-
-    cls.__call__ = spy
-    try:
+    captured = []
+    with watching(type(pipe), captured):  # the call generate makes, to replay it raw
         vidlab.generate(request, strategy="native", model=backend)
-    finally:
-        cls.__call__ = original
-    kwargs = captured["kwargs"]
+    args, kwargs, _ = captured[0]
     latents = kwargs.get("latents")
 
     def raw():
         call = dict(kwargs, latents=latents.clone() if latents is not None else None)
-        return pipe(*captured["args"], **call).frames
+        return pipe(*args, **call).frames
 
     runs = {"raw pipeline call": raw, "vidlab.generate": lambda: vidlab.generate(request, strategy="native",
                                                                                 model=backend).frames}
@@ -100,31 +110,17 @@ def overhead_over_raw_pipeline(backend, repeats: int, frames: int, steps: int, c
         cpu, unit = wall, "wall"
     raw_s, ours_s = statistics.median(cpu["raw pipeline call"]), statistics.median(cpu["vidlab.generate"])
     inside = []  # the A/B medians carry run-to-run noise of a few %: also time the pipeline call inside generate
-
-    def timed(self, *args, **kwargs):
-        c0 = time.process_time()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            inside.append(time.process_time() - c0)
-
-    cls.__call__ = timed
-    try:
+    with watching(type(pipe), inside):
         c0 = time.process_time()
         vidlab.generate(request, strategy="native", model=backend)
         total = time.process_time() - c0
-    finally:
-        cls.__call__ = original
+    in_pipeline = sum(seconds for _, _, seconds in inside)
+    same = torch.equal(torch.as_tensor(out["raw pipeline call"]).flatten(), out["vidlab.generate"].flatten())
     print(f"2. workbench overhead, native ({frames} frames, {steps} steps): generate {ours_s:.3f} s vs raw "
           f"pipeline {raw_s:.3f} s {unit} -> {100 * (ours_s / raw_s - 1):+.1f}% (goal <= 3%; wall "
           f"{100 * (statistics.median(wall['vidlab.generate']) / statistics.median(wall['raw pipeline call']) - 1):+.1f}%)"
-          f"; time outside the pipeline call within one generate: {total - sum(inside):.3f} s of {total:.3f} s = "
-          f"{100 * (total - sum(inside)) / sum(inside):.2f}% (cpu); frames equal to the raw call's: "
-          f"{torch.equal(torch.as_tensor(out['raw pipeline call']).flatten(), _pipeline_frames(out['vidlab.generate']))}")
-
-
-def _pipeline_frames(frames: torch.Tensor) -> torch.Tensor:
-    return frames.flatten()
+          f"; time outside the pipeline call within one generate: {total - in_pipeline:.3f} s of {total:.3f} s = "
+          f"{100 * (total - in_pipeline) / in_pipeline:.2f}% (cpu); frames equal to the raw call's: {same}")
 
 
 def loads_per_sweep(points_per_axis: int = 3) -> None:

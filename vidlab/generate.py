@@ -57,13 +57,15 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
     if strategy in BATCHED_STRATEGIES and len(requests) > 1:
         with measured(backend.device) as cost:
             outputs = BATCHED_STRATEGIES[strategy](backend, requests, options, callback)
-        costs = [dict(cost, seconds=round(cost["seconds"] / len(requests), 4), batch_size=len(requests))] * len(requests)
+        costs = [dict(cost, seconds=round(cost["seconds"] / len(requests), 4), batch_size=len(requests))
+                 for _ in requests]  # one dict a record: a record's timing is its own
     else:
         for r in requests:
             with measured(backend.device) as cost:
                 outputs.append(STRATEGIES[strategy](backend, r, options, callback))
             costs.append(dict(cost, batch_size=1))
     # 3. one colour grade for every frame, after the strategy (so it never compounds along a chain)
+    shared = {"backend": backend.record(), "versions": library_versions(), "git_commit": git_commit()}
     videos = []
     for r, (frames, strategy_record), cost in zip(requests, outputs, costs):
         frames = color_grade(frames, r.color_palette)
@@ -76,9 +78,7 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
             "options": options,
             "strategy_record": strategy_record,
             "unseen_words": unseen,
-            "backend": backend.record(),
-            "versions": library_versions(),
-            "git_commit": git_commit(),
+            **shared,
             "timing": cost,
             "num_frames": int(frames.shape[0]),
             "fps": r.fps,
