@@ -6,19 +6,22 @@ written out so a strategy can (a) encode each prompt once per video, (b) hand in
 noise (style lock: a fixed noise plus a small per-segment perturbation), (c) keep frames as
 tensors on the device, and (d) compute the ControlNet's conditioning embedding once per frame
 rather than once per step (it does not depend on the timestep), and (e) call plain attention
-directly (`direct_attention`). With the same noise it gives the pipeline's frames to within
+directly (`direct_attention`), and (f) replay each step from a recorded graph, checked
+bit-equal to eager (`step_graph`). With the same noise it gives the pipeline's frames to within
 float rounding (see `experiments/bench_frame_chain.py`).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from contextlib import contextmanager, nullcontext
 
 import torch
-
-from ..seeds import step_kwargs
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from ..seeds import step_kwargs
+from .step_graph import StepRunner
 
 
 @dataclasses.dataclass
@@ -130,10 +133,10 @@ def batch_invariant(models, chunk: int = 2):
 
 
 @contextmanager
-def cached_control_embedding(controlnet, control: torch.Tensor):
-    """Run the ControlNet's conditioning embedding once; every step reuses the result."""
+def control_embedding_is(controlnet, embedding: torch.Tensor):
+    """Within the block, the ControlNet's conditioning embedding returns `embedding`: it does not
+    depend on the timestep, so a loop computes it once."""
     module = controlnet.controlnet_cond_embedding
-    embedding = module(control)
     own_forward = vars(module).get("forward")  # an instance-level forward someone else set, if any
     module.forward = lambda cond: embedding
     try:
@@ -207,6 +210,28 @@ def direct_attention(models, text: torch.Tensor):
             del m.forward
 
 
+@contextmanager
+def exact_savings(unet, controlnet, chunk: int, embeds: torch.Tensor, cond_embedding: torch.Tensor | None = None):
+    """The loop's savings that change no bit: the ControlNet's conditioning embedding given,
+    plain attention called directly, every sample computed as it would be alone."""
+    with (control_embedding_is(controlnet, cond_embedding) if controlnet is not None else nullcontext()), \
+            direct_attention([unet, controlnet], embeds), batch_invariant([unet, controlnet], chunk):
+        yield
+
+
+def model_step(unet, controlnet, control_scale: float, chunk: int, model_in: torch.Tensor, t: torch.Tensor,
+               embeds: torch.Tensor, cond_embedding: torch.Tensor | None = None, *, fresh: bool) -> torch.Tensor:
+    """eps of one step (B, C, h, w): the ControlNet's residuals, then the UNet. fresh: inside
+    `exact_savings` of its own (what a trace records), else inside the caller's."""
+    with exact_savings(unet, controlnet, chunk, embeds, cond_embedding) if fresh else nullcontext():
+        extra = {}
+        if controlnet is not None:
+            down, mid = controlnet(model_in, t, encoder_hidden_states=embeds, controlnet_cond=cond_embedding,
+                                   conditioning_scale=control_scale, guess_mode=False, return_dict=False)
+            extra = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        return unet(model_in, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
+
+
 @torch.no_grad()
 def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tensor, *,
             num_inference_steps: int, guidance_scale: float, init_latents: torch.Tensor | None = None,
@@ -242,27 +267,28 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
     b = noise.shape[0]
     embeds = torch.cat([uncond.expand(b, -1, -1), cond.expand(b, -1, -1)]) if do_cfg else cond.expand(b, -1, -1)
     controlnet = backend.components.get("controlnet") if control is not None else None
-    control_in = None
+    tensors, chunk = (embeds,), 2 if do_cfg else 1
     if controlnet is not None:
         control_in = control.to(device, dtype)
         control_in = torch.cat([control_in] * 2) if do_cfg else control_in
+        tensors += (controlnet.controlnet_cond_embedding(control_in),)        # once, not once a step
+    step = functools.partial(model_step, unet, controlnet, control_scale, chunk)
+    key = (tuple((x.shape, x.dtype, x.device) for x in tensors), control_scale, chunk)
+    runner = StepRunner(step, lambda: exact_savings(unet, controlnet, chunk, *tensors), [unet, controlnet], key,
+                        tensors, _is_plain)
     # 3. denoising loop
-    with (cached_control_embedding(controlnet, control_in) if controlnet is not None else nullcontext()), \
-            direct_attention([unet, controlnet], embeds), batch_invariant([unet, controlnet], 2 if do_cfg else 1):
+    try:
         for i, t in enumerate(timesteps):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = scheduler.scale_model_input(model_in, t)
-            extra = {}
-            if controlnet is not None:
-                down, mid = controlnet(model_in, t, encoder_hidden_states=embeds, controlnet_cond=control_in,
-                                       conditioning_scale=control_scale, guess_mode=False, return_dict=False)
-                extra = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-            eps = unet(model_in, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
+            eps = runner(model_in, t)
             if do_cfg:
                 eps_uncond, eps_text = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_text - eps_uncond)
             latents = scheduler.step(eps, t, latents, return_dict=False, **step_kwargs(scheduler, generator))[0]
             if callback is not None:
                 callback({"i": i, "t": int(t), "latents": latents})
+    finally:
+        runner.close()
     # 4. decode
     return decode_latents(backend, latents)
