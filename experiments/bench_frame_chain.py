@@ -4,7 +4,8 @@ The seed loop: frame 0 from the text-to-image pipeline; for each next frame, the
 -> numpy -> grayscale -> canny -> PIL control image -> a ControlNet pipeline call with seed 42+i.
 vidlab: the same model and seeds through `frame_chain` (prompt encoded once, tensors stay tensors,
 the ControlNet's conditioning embedding computed once per frame instead of once per step, plain
-attention called directly with the text's keys and values computed once per frame; see sd_loop).
+attention called directly with the text's keys and values computed once per frame, every step
+after the first two replayed from a recorded graph; see sd_loop and step_graph).
 
 Both run on one thread, alternating (A, B, A, B) so that load from other processes hits both.
 Prints wall and CPU seconds per frame, their ratios (goal >= 1.3x) and how far the frames are

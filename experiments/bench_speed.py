@@ -1,7 +1,8 @@
 """The speed goals of a sweep, each a ratio measured in this one run, on the zoo, uncontended or not:
 
 1. frame_chain against seed 002's loop (`bench_frame_chain.seed_loop`, given vidlab's seeds so the
-   frames must agree): goal >= 1.3x, frames within 1/255 mean and 2/255 max;
+   frames must agree): goal >= 1.3x, frames within 1/255 mean and 2/255 max; frame_chain also with
+   its steps eager (VIDLAB_STEP_GRAPHS=0), to show what the recorded graphs give;
 2. workbench overhead: `vidlab.generate(strategy="native")` against the diffusers pipeline call it
    makes, replayed raw with the very same arguments: goal <= 3%;
 3. model loads: a sweep of N points (each point alone) loads the model once per process.
@@ -10,6 +11,7 @@ Both sides of a ratio alternate (A, B, A, B) so that load from other processes h
 are CPU seconds of this process (wall seconds too). python experiments/bench_speed.py [--repeats 3]
 """
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +31,7 @@ from vidlab.backends import cache_info, clear_cache, load_backend  # noqa: E402
 from vidlab.config import GenerationRequest  # noqa: E402
 from vidlab.experiments import SweepSpec, run_sweep  # noqa: E402
 from vidlab.seeds import sub_seed  # noqa: E402
-from vidlab.strategies import STRATEGIES  # noqa: E402
+from vidlab.strategies import STRATEGIES, step_graph  # noqa: E402
 
 PROMPT = "a red circle in the top left on a white background"
 
@@ -48,25 +50,53 @@ def alternate(runs: dict, repeats: int, clock=time.perf_counter) -> tuple[dict, 
 
 
 def frame_chain_vs_seed_loop(backend, repeats: int, frames: int, steps: int, clock=None) -> None:
-    """Ratio of CPU seconds on the CPU; of wall seconds when given a device `clock`."""
+    """Ratio of CPU seconds on the CPU; of wall seconds when given a device `clock`. frame_chain runs
+    twice: as it does (steps replayed from recorded graphs) and with VIDLAB_STEP_GRAPHS=0 (eager)."""
     request = GenerationRequest(prompt=PROMPT, fps=16, duration=frames / 16, num_inference_steps=steps, seed=42)
     options = {"controlnet_conditioning_scale": 1.0, "color_coherence": 0.0}
     seeds = [sub_seed(request.seed, "frame", i) for i in range(request.num_frames)]
+
+    def frame_chain(graphs: bool):
+        with step_graphs(graphs):
+            return STRATEGIES["frame_chain"](backend, request, options)[0]
+
     runs = {"seed-002 loop": lambda: seed_loop(backend, request, 1.0, seeds=seeds),
-            "frame_chain": lambda: STRATEGIES["frame_chain"](backend, request, options)[0]}
-    alternate(runs, 1)  # warm-up
+            "frame_chain": lambda: frame_chain(True), "frame_chain, eager steps": lambda: frame_chain(False)}
+    step_graph.clear()
+    cold, _, _ = alternate(runs, 1)  # warm-up; frame_chain records its graphs here
     cpu, wall, out = alternate(runs, repeats, clock or time.perf_counter)
     unit = "cpu"
     if clock is not None:  # on a device, CPU seconds say little: device-synchronized wall seconds
         cpu, unit = wall, "wall"
     diff = np.abs(np.round(out["frame_chain"].numpy() * 255) - np.round(out["seed-002 loop"].numpy() * 255))
-    ratio = statistics.median(cpu["seed-002 loop"]) / statistics.median(cpu["frame_chain"])
+    median = {name: statistics.median(seconds) for name, seconds in cpu.items()}
+    ratio = median["seed-002 loop"] / median["frame_chain"]
     print(f"1. frame_chain vs seed 002 loop ({frames} frames, {steps} steps): "
-          f"{statistics.median(cpu['seed-002 loop']) / frames:.3f} vs {statistics.median(cpu['frame_chain']) / frames:.3f}"
+          f"{median['seed-002 loop'] / frames:.3f} vs {median['frame_chain'] / frames:.3f}"
           f" {unit} s/frame -> {ratio:.2f}x (goal >= 1.3x; wall "
           f"{statistics.median(wall['seed-002 loop']) / statistics.median(wall['frame_chain']):.2f}x); "
           f"frames agree: uint8 mean |diff| {diff.mean():.3f}, max {diff.max():.0f} "
           f"({'within' if diff.mean() <= 1 and diff.max() <= 2 else 'OUTSIDE'} 1/255 mean, 2/255 max)")
+    print(f"   steps eager (VIDLAB_STEP_GRAPHS=0): {median['frame_chain, eager steps'] / frames:.3f} {unit} s/frame -> "
+          f"{median['seed-002 loop'] / median['frame_chain, eager steps']:.2f}x; recorded graphs "
+          f"{median['frame_chain, eager steps'] / median['frame_chain']:.2f}x over eager steps, same frames: "
+          f"{torch.equal(out['frame_chain'], out['frame_chain, eager steps'])}; {step_graph.graph_stats()}")
+    print(f"   first run (cold: frame_chain records its graphs): seed loop {cold['seed-002 loop'][0]:.2f} s, "
+          f"frame_chain {cold['frame_chain'][0]:.2f} s cpu")
+
+
+@contextmanager
+def step_graphs(on: bool):
+    """Within the block, the SD loop replays recorded steps (on) or runs every step eager (off)."""
+    before = os.environ.get("VIDLAB_STEP_GRAPHS")
+    os.environ["VIDLAB_STEP_GRAPHS"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["VIDLAB_STEP_GRAPHS"]
+        else:
+            os.environ["VIDLAB_STEP_GRAPHS"] = before
 
 
 @contextmanager

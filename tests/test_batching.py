@@ -113,3 +113,22 @@ def test_the_report_flags_points_slower_than_the_last_run(tmp_path):
     third = run_sweep(spec([0, 1, 2, 3, 4]), tmp_path, point_fn=point_fn, progress=False)
     assert third.regressions == [], "as slow as the last run: no regression"
     assert set(third.points.columns) >= {"wall_time_s", "peak_memory_bytes", "batch_size", "regression"}
+
+
+def test_a_torn_history_line_costs_only_itself(tmp_path):
+    """A run killed while appending leaves a torn last line: it is skipped, and the next run's line
+    starts on a line of its own instead of being glued to it (and lost with it)."""
+    def point_fn(config):
+        return {"seed": float(config["request"]["seed"])}, None
+
+    spec = SweepSpec(name="torn", base_request=BASE, strategy="frame_chain", axes={"seed": [0]})
+    run_sweep(spec, tmp_path, point_fn=point_fn, progress=False)
+    history = tmp_path / "history.jsonl"
+    with history.open("a") as fh:
+        fh.write('{"sweep": "torn", "points": {"x": 1')  # torn mid-write
+    spec = SweepSpec(name="torn", base_request=BASE, strategy="frame_chain", axes={"seed": [0, 1]})
+    second = run_sweep(spec, tmp_path, point_fn=point_fn, progress=False)
+    assert second.last_run["computed"] == 1
+    third = run_sweep(spec.model_copy(update={"axes": {"seed": [0, 1, 2]}}), tmp_path, point_fn=point_fn,
+                      progress=False)
+    assert third.last_run["computed"] == 1 and len(history.read_text().splitlines()) == 4

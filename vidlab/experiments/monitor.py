@@ -128,8 +128,9 @@ def compare_with_last_run(report, root: str | Path, ratio: float = 1.5, executor
              "executor": executor, "computed": report.computed, "failed": report.failed,
              "median_wall_time_s": float(ok["wall_time_s"].median()) if len(ok) else None,
              "points": {pid: float(w) for pid, w in zip(ok["point_id"], ok["wall_time_s"])}}
-    with path.open("a") as fh:  # one line a run; a torn last line is skipped when read
-        fh.write(json.dumps(entry) + "\n")
+    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as fh:  # one line a run; a torn last line is skipped when read, and ended here
+        fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")
 
 
 def _read_history(path: Path, sweep: str) -> list[dict]:

@@ -9,12 +9,13 @@ on the same shapes, with the graph executor's optimizations (and with them its f
 What a trace cannot see is Python's control flow, so a graph is only used where that flow is
 fixed by what the key holds:
 - the key: the models, the storage of every weight, input shapes and dtypes, the ControlNet
-  scale, the CFG chunk, and whether the unconditional and conditional text are equal (that
-  decides which attention layers see equal CFG halves);
+  scale, the CFG chunk, and whether each input's two batch halves are equal (latents, text,
+  control: that decides which attention layers compute one CFG half for both);
 - a graph is traced on a step's inputs, then checked against eager on the next step's (other
   latents, other timestep): bit-equal or it is dropped, with a warning, and that key runs eager;
-- models with hooks, training mode, or any attention processor other than the plain one (an
-  attention capture, say) are never traced: they run eager as before.
+- models with hooks, in training mode, with weights that require grad, or with any attention
+  processor other than the plain one (an attention capture, say) are never traced: they run
+  eager as before.
 
 `torch.jit.trace` is deprecated in torch 2.13 (it still works). Where it fails or is gone, the
 loop runs eager, with the same frames, slower. VIDLAB_STEP_GRAPHS=0 turns graphs off.
