@@ -32,7 +32,7 @@ import torch
 from diffusers.models.attention_processor import Attention
 
 MAX_GRAPHS_PER_MODEL = 8
-_GRAPHS: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
+_GRAPHS: weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
 _UNUSABLE = "unusable"  # a key whose trace did not replay eager's bits
 
 
