@@ -238,17 +238,15 @@ def exact_savings(unet, controlnet, chunk: int, embeds: torch.Tensor, cond_embed
         yield
 
 
-def model_step(unet, controlnet, control_scale: float, chunk: int, model_in: torch.Tensor, t: torch.Tensor,
-               embeds: torch.Tensor, cond_embedding: torch.Tensor | None = None, *, fresh: bool) -> torch.Tensor:
-    """eps of one step (B, C, h, w): the ControlNet's residuals, then the UNet. fresh: inside
-    `exact_savings` of its own (what a trace records), else inside the caller's."""
-    with exact_savings(unet, controlnet, chunk, embeds, cond_embedding) if fresh else nullcontext():
-        extra = {}
-        if controlnet is not None:
-            down, mid = controlnet(model_in, t, encoder_hidden_states=embeds, controlnet_cond=cond_embedding,
-                                   conditioning_scale=control_scale, guess_mode=False, return_dict=False)
-            extra = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-        return unet(model_in, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
+def model_step(unet, controlnet, control_scale: float, model_in: torch.Tensor, t: torch.Tensor,
+               embeds: torch.Tensor, cond_embedding: torch.Tensor | None = None) -> torch.Tensor:
+    """eps of one step (B, C, h, w): the ControlNet's residuals, then the UNet (inside `exact_savings`)."""
+    extra = {}
+    if controlnet is not None:
+        down, mid = controlnet(model_in, t, encoder_hidden_states=embeds, controlnet_cond=cond_embedding,
+                               conditioning_scale=control_scale, guess_mode=False, return_dict=False)
+        extra = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+    return unet(model_in, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
 
 
 @torch.no_grad()
@@ -291,10 +289,9 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
         control_in = control.to(device, dtype)
         control_in = torch.cat([control_in] * 2) if do_cfg else control_in
         tensors += (controlnet.controlnet_cond_embedding(control_in),)        # once, not once a step
-    step = functools.partial(model_step, unet, controlnet, control_scale, chunk)
-    key = (tuple((x.shape, x.dtype, x.device) for x in tensors), control_scale, chunk)
-    runner = StepRunner(step, lambda: exact_savings(unet, controlnet, chunk, *tensors), [unet, controlnet], key,
-                        tensors, _is_plain)
+    runner = StepRunner(functools.partial(model_step, unet, controlnet, control_scale),
+                        functools.partial(exact_savings, unet, controlnet, chunk), [unet, controlnet],
+                        (control_scale, chunk), tensors, _is_plain)
     # 3. denoising loop
     try:
         for i, t in enumerate(timesteps):

@@ -97,26 +97,32 @@ class _Graph:
 class StepRunner:
     """eps = runner(model_in, t): replayed from a verified graph where there is one, eager otherwise.
 
-    eager_step(model_in, t, *tensors, fresh) -> eps: one step; fresh=True runs it inside fresh
-    exact-savings contexts (what a trace records), fresh=False inside the loop's long-lived ones,
-    `loop_contexts()`, which keep the text K/V across steps. `tensors`: the step's other inputs
-    (text states, the ControlNet's conditioning embedding). Every eps returned is eager's, or a
-    graph's whose first replay was bit-equal to eager's.
+    step(model_in, t, *tensors) -> eps: one step, to run inside `contexts(*tensors)` (the loop's
+    exact-savings contexts). Eager steps share one long-lived `contexts` (the text K/V cached across
+    steps); a trace records a step inside contexts of its own. `tensors`: the step's other inputs
+    (text states, the ControlNet's conditioning embedding). `key`: what else the step depends on
+    (its scalars). Every eps returned is eager's, or a graph's whose first replay was bit-equal to
+    eager's.
     """
 
-    def __init__(self, eager_step, loop_contexts, models, key: tuple, tensors: tuple, is_plain):
-        self.eager_step, self.loop_contexts, self.tensors = eager_step, loop_contexts, tensors
+    def __init__(self, step, contexts, models, key: tuple, tensors: tuple, is_plain):
+        self.step, self.contexts, self.tensors = step, contexts, tensors
         self.models, self.stack, self.graphs, self.key = [m for m in models if m is not None], None, None, None
         if enabled() and traceable(self.models, is_plain):
             self.graphs = _GRAPHS.setdefault(self.models[0], OrderedDict())
             self.key = (tuple(id(m) for m in self.models), _weights_signature(self.models), *key,
-                        tuple(equal_halves(x) for x in tensors))
+                        tuple((x.shape, x.dtype, x.device, equal_halves(x)) for x in tensors))
 
     def _eager(self, model_in, t):
         if self.stack is None:
             self.stack = ExitStack()
-            self.stack.enter_context(self.loop_contexts())
-        return self.eager_step(model_in, t, *self.tensors, fresh=False)
+            self.stack.enter_context(self.contexts(*self.tensors))
+        return self.step(model_in, t, *self.tensors)
+
+    def _fresh_step(self, model_in, t, *tensors):
+        """One step inside contexts of its own: what a trace records (no cache from another step)."""
+        with self.contexts(*tensors):
+            return self.step(model_in, t, *tensors)
 
     def __call__(self, model_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.key is None:
@@ -149,7 +155,7 @@ class StepRunner:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the deprecation notice and the tracer's bool warnings
-                function = torch.jit.trace(lambda x, s, *tensors: runner().eager_step(x, s, *tensors, fresh=True),
+                function = torch.jit.trace(lambda x, s, *tensors: runner()._fresh_step(x, s, *tensors),
                                            (model_in, t, *self.tensors), check_trace=False)
         except Exception as error:  # noqa: BLE001 - whatever stops a trace, the step runs eager
             warnings.warn(f"the denoising step could not be traced ({type(error).__name__}: {error}); it runs "
