@@ -3,6 +3,8 @@
 - transformers: "`CLIPImageProcessor` requires torchvision (not installed); falling back to ...Pil".
   vidlab does not depend on torchvision (PyPI's build does not import beside the CPU torch), and
   the PIL image processors are what it wants.
+- diffusers: "`num_frames - 1` has to be divisible by 1" from WanPipeline on a VAE that does not
+  compress time: always true, the pipeline then makes num_frames + 1 frames, which vidlab plans for.
 - diffusers: "There are modules in X that should be kept in float32: []" when a pipeline-built
   module is cast: with an empty list there is nothing to keep in float32. A non-empty list still shows.
 """
@@ -13,6 +15,9 @@ import logging
 _MUTED = {
     "transformers.utils.import_utils": lambda msg: "requires torchvision (not installed)" in msg,
     "diffusers.models.modeling_utils": lambda msg: "should be kept in float32: []." in msg,
+    # a Wan VAE without temporal compression (the zoo's): every count is "k*n + 1" for k = 1, and the
+    # pipeline's rounding adds the one frame vidlab asked one fewer for (see strategies.native)
+    "diffusers.pipelines.wan.pipeline_wan": lambda msg: "has to be divisible by 1." in msg,
 }
 
 

@@ -92,6 +92,6 @@ def replay(record: dict, callback=None) -> Video:
     b = record["backend"]
     backend = load_backend(b["model"], device=b["device"], family=b["family"], base=b["base"],
                            controlnet=b["controlnet"], motion_adapter=b["motion_adapter"],
-                           motion_lora=b.get("motion_lora"), video_unet=b.get("video_unet"))
+                           motion_lora=b.get("motion_lora"), video_unet=b.get("video_unet"), wan=b.get("wan"))
     return generate(record["request"], strategy=record["strategy"], model=backend, callback=callback,
                     **record["options"])

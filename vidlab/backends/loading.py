@@ -112,7 +112,7 @@ class Backend:
         """Pipeline kinds this backend can build."""
         if self.preset.family == "wan":
             return ["wan", "wan_i2v"]
-        kinds = ["text2img", "img2img"]
+        kinds = ["text2img", "img2img"] + (["wan"] if WAN in self.components else [])
         if "controlnet" in self.components:
             kinds += ["controlnet", "controlnet_img2img"]
         if self.has_video_model:
@@ -124,7 +124,22 @@ class Backend:
     @property
     def has_video_model(self) -> bool:
         """Whether this backend makes video natively (Wan, or AnimateDiff's motion model)."""
-        return self.preset.family == "wan" or "motion_adapter" in self.components or VIDEO_UNET in self.components
+        return self.video_design is not None
+
+    @property
+    def video_design(self) -> str | None:
+        """'joint' (Wan: one attention over every (t, h, w) patch), 'factorized' (AnimateDiff: spatial
+        layers, then temporal ones) or None (no video model)."""
+        if self.preset.family == "wan" or WAN in self.components:
+            return "joint"
+        if "motion_adapter" in self.components or VIDEO_UNET in self.components:
+            return "factorized"
+        return None
+
+    @property
+    def video_components(self) -> dict:
+        """The components the video pipeline is built from (a Wan preset's own, or an 'sd' preset's wan part)."""
+        return self.components.get(WAN, self.components)
 
     def pipeline(self, kind: str):
         """A diffusers pipeline of `kind` over the shared components (built once, then reused)."""
@@ -144,7 +159,7 @@ class Backend:
         return {"model": self.preset.name, "family": self.preset.family, "base": self.preset.base,
                 "controlnet": self.preset.controlnet, "motion_adapter": self.preset.motion_adapter,
                 "motion_lora": self.preset.motion_lora, "video_unet": self.preset.video_unet,
-                "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
+                "wan": self.preset.wan, "video_design": self.video_design, "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
 
 
 def _place(pipe, device: torch.device, dtype: torch.dtype) -> None:
@@ -162,6 +177,7 @@ def _place(pipe, device: torch.device, dtype: torch.dtype) -> None:
 
 
 WAN_OPTIONS = "wan_pipeline_options"  # components key of Wan's model_index options (not a module)
+WAN = "wan"  # components key of an 'sd' preset's Wan video model: a dict of the WanPipeline's components
 VIDEO_UNET = "video_unet"  # components key of a whole UNetMotionModel (the zoo's fine-tuned video UNet)
 MOTION_LORA = "motion_lora"  # components key of the video LoRA's folder (a path, fused when the pipeline is built)
 
@@ -225,6 +241,7 @@ def _build_pipeline(kind: str, c: dict, video=None):
     # Wan2.2's pipeline options (expand_timesteps for TI2V-5B, boundary_ratio for the two-expert A14B)
     # live in model_index.json, not in a component: carry them to both pipelines
     wan_options = c.get(WAN_OPTIONS, {})
+    c = c.get(WAN, c)
     if kind == "wan":
         return d.WanPipeline(**{k: c[k] for k in ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")},
                              **{k: c.get(k) for k in ("transformer_2",) if k in c}, **wan_options)
@@ -260,7 +277,10 @@ def _load_components(preset: Preset, device, dtype) -> dict:
             components[MOTION_LORA] = preset.motion_lora
     if preset.video_unet:
         components[VIDEO_UNET] = _from_pretrained(d.UNetMotionModel, preset.video_unet, "video_unet", preset, **kw)
-    for v in components.values():
+    if preset.wan and preset.family != "wan":
+        wan = _from_pretrained(d.WanPipeline, preset.wan, "wan", preset, **kw)
+        components[WAN] = {k: v for k, v in wan.components.items() if v is not None}
+    for v in [*components.values(), *components.get(WAN, {}).values()]:
         if isinstance(v, torch.nn.Module):
             v.to(device).eval().requires_grad_(False)
     return components
@@ -292,7 +312,7 @@ def load_backend(model: str | Preset = "shapes-tiny", device: str | None = None,
         _CACHE.misses += 1
     components = _load_components(preset, device, dtype)
     local = [p for p in (preset.base, preset.controlnet, preset.motion_adapter, preset.motion_lora,
-                         preset.video_unet) if p]
+                         preset.video_unet, preset.wan) if p]
     backend = Backend(preset, device, dtype, components, weights_hash(*[_local_folder(p) for p in local]))
     with _CACHE.lock:
         _CACHE.items[key] = backend

@@ -12,7 +12,7 @@ from pathlib import Path
 ZOO_PATH = Path(__file__).resolve().parent.parent / "zoo" / "shapes-tiny"
 
 FAMILIES = ("sd", "animatediff", "wan")
-PARTS = ("base", "controlnet", "motion_adapter", "motion_lora", "video_unet")  # what `resolve(..., **overrides)` may replace
+PARTS = ("base", "controlnet", "motion_adapter", "motion_lora", "video_unet", "wan")  # what `resolve(..., **overrides)` may replace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Preset:
     motion_adapter: str | None = None  # MotionAdapter folder or id (AnimateDiff)
     motion_lora: str | None = None   # LoRA (diffusers format) fused into the video UNet with the adapter
     video_unet: str | None = None    # a whole UNetMotionModel folder (replaces the UNet + motion adapter for video)
+    wan: str | None = None           # a whole WanPipeline folder: the video model of an 'sd' preset (joint attention)
     native_frames: int = 16          # frames the video model makes in one call
     description: str = ""
 
@@ -42,8 +43,15 @@ PRESETS: dict[str, Preset] = {
     "shapes-tiny": Preset(
         "shapes-tiny", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"),
         motion_adapter=_zoo_part("motion_adapter"), motion_lora=_zoo_part("motion_lora"),
+        video_unet=_zoo_part("video_unet"), wan=_zoo_part("wan"), native_frames=16,
+        description="vidlab's offline zoo: 64x64 shapes world, trained on CPU, ships inside the package; its video "
+                    "model is the Wan-style joint spatio-temporal transformer"),
+    "shapes-tiny-animatediff": Preset(
+        "shapes-tiny-animatediff", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"),
+        motion_adapter=_zoo_part("motion_adapter"), motion_lora=_zoo_part("motion_lora"),
         video_unet=_zoo_part("video_unet"), native_frames=16,
-        description="vidlab's offline zoo: 64x64 shapes world, trained on CPU, ships inside the package"),
+        description="the offline zoo with its AnimateDiff video UNet (factorized spatial-then-temporal attention) "
+                    "as the video model instead of the joint Wan-style one"),
     "sd15-canny": Preset(
         "sd15-canny", "sd", "stable-diffusion-v1-5/stable-diffusion-v1-5",
         controlnet="lllyasviel/sd-controlnet-canny",
@@ -61,7 +69,7 @@ PRESETS: dict[str, Preset] = {
 def resolve(model: str | Preset, family: str | None = None, **overrides: str | None) -> Preset:
     """A preset by name, or a preset made for a local folder / hub id.
 
-    `overrides` replace parts (base=, controlnet=, motion_adapter=, motion_lora=, video_unet=) with local paths.
+    `overrides` replace parts (base=, controlnet=, motion_adapter=, motion_lora=, video_unet=, wan=) with local paths.
     >>> resolve("sd15-canny", base="/models/sd15").base
     '/models/sd15'
     """
@@ -76,7 +84,8 @@ def resolve(model: str | Preset, family: str | None = None, **overrides: str | N
             adapter = str(local / "motion_adapter") if (local / "motion_adapter").exists() else None
             lora = str(local / "motion_lora") if adapter and (local / "motion_lora").exists() else None
             video_unet = str(local / "video_unet") if (local / "video_unet").exists() else None
-            preset = Preset(str(model), family or "sd", str(local), controlnet, adapter, lora, video_unet)
+            wan = str(local / "wan") if (local / "wan").exists() else None
+            preset = Preset(str(model), family or "sd", str(local), controlnet, adapter, lora, video_unet, wan)
         elif "/" in model:  # a hub id
             preset = Preset(model, family or "sd", model)
         else:

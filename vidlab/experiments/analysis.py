@@ -131,7 +131,7 @@ def segment_index_curves(table: pd.DataFrame, metrics: Sequence[str] = ("ssim", 
 
 # ---- 04: strategies side by side -----------------------------------------------------------------
 COMPARISON_METRICS = ("attributes_constant", "subject_consistency", "ssim_consecutive", "psnr_consecutive",
-                      "flicker", "warp_error", "ssim_anchor", "adherence", "wall_time_s")
+                      "flicker", "warp_error", "ssim_anchor", "adherence", "motion_adherence", "wall_time_s")
 
 
 def strategy_summary(table: pd.DataFrame, strategies: Sequence[str] | None = None,
@@ -155,6 +155,40 @@ def strategy_summary(table: pd.DataFrame, strategies: Sequence[str] | None = Non
         row.update({m: float(ok[m].mean()) if m in ok and len(ok) else np.nan for m in metrics})
         row["error"] = errors[0] if errors else None
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def strategy_intervals(table: pd.DataFrame, strategies: Sequence[str] | None = None,
+                       metrics: Sequence[str] = COMPARISON_METRICS, level: float = 0.95) -> pd.DataFrame:
+    """Long table (strategy, metric, mean, std, n, ci_low, ci_high): each arm's metric over its ok videos
+    (every seed x prompt), with a Student-t interval."""
+    ok = ok_points(table)
+    strategies = list(strategies) if strategies is not None else list(dict.fromkeys(ok.get("strategy", [])))
+    rows = [{"strategy": name, "metric": m, **t_interval(ok.loc[ok["strategy"] == name, m].astype(float), level)}
+            for name in strategies for m in metrics if m in ok]
+    return pd.DataFrame(rows)
+
+
+def paired_differences(table: pd.DataFrame, baseline: str, metrics: Sequence[str] = COMPARISON_METRICS,
+                       level: float = 0.95) -> pd.DataFrame:
+    """Each arm minus `baseline` on the same request (seed and prompt), with a Student-t interval of the
+    paired differences; `decided`: 'higher' / 'lower' when the interval excludes 0, else 'not decided'."""
+    ok = ok_points(table)
+    keys = [k for k in ("seed", "prompt") if k in ok]
+    base = ok[ok["strategy"] == baseline].set_index(keys)
+    rows = []
+    for name in dict.fromkeys(ok["strategy"]):
+        if name == baseline:
+            continue
+        other = ok[ok["strategy"] == name].set_index(keys)
+        shared = base.index.intersection(other.index)
+        for m in metrics:
+            if m not in ok:
+                continue
+            diff = other.loc[shared, m].astype(float) - base.loc[shared, m].astype(float)
+            ci = t_interval(diff, level)
+            decided = ("higher" if ci["ci_low"] > 0 else "lower" if ci["ci_high"] < 0 else "not decided")
+            rows.append({"strategy": name, "baseline": baseline, "metric": m, **ci, "decided": decided})
     return pd.DataFrame(rows)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -182,20 +183,41 @@ def strategy_specs(strategies: Sequence[str], seeds: Sequence[int], prompt: str 
     """04: the same requests and seeds through each strategy (options per strategy name, default none).
 
     prompt: one prompt, or several (an axis: every strategy gets every prompt with every seed).
+    strategies: names, or 'strategy@model' to run a strategy on another model beside `model`
+    ('native@shapes-tiny-animatediff': the factorized video model next to the joint one); the
+    study table's `strategy` column keeps these labels.
 
     max_retries defaults to 0: a strategy the model cannot run fails the same way every time.
     """
     strategy_options = strategy_options or {}
-    unknown = sorted(set(strategy_options) - set(strategies))
+    arms = [arm(s, model) for s in strategies]
+    unknown = sorted(set(strategy_options) - set(strategies) - {a[0] for a in arms})
     if unknown:
         raise ValueError(f"strategy_options names {unknown}, which are not in strategies={list(strategies)}")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     request = {"prompt": prompts[0], "duration": num_frames / fps, "fps": fps,
                "num_inference_steps": num_inference_steps}
     axes = {"seed": list(seeds), **({"prompt": prompts} if len(prompts) > 1 else {})}
-    return [SweepSpec(name=f"strategy_{s}", base_request=request, strategy=s, model=model,
-                      options=dict(strategy_options.get(s, {})), axes=axes, max_retries=max_retries)
-            for s in strategies]
+    return [SweepSpec(name=re.sub(r"[^A-Za-z0-9._-]", "_", f"strategy_{label}"), base_request=request, strategy=s,
+                      model=m, options=dict(strategy_options.get(label, strategy_options.get(s, {}))), axes=axes,
+                      max_retries=max_retries)
+            for label, (s, m) in zip(strategies, arms)]
+
+
+def arm(label: str, model: str) -> tuple[str, str]:
+    """'native@shapes-tiny-animatediff' -> ('native', 'shapes-tiny-animatediff'); 'native' -> ('native', model).
+
+    An arm of a comparison is a strategy on a model: the same strategy on two models (the joint and
+    the factorized video model, say) are two arms.
+    """
+    strategy, _, other = label.partition("@")
+    return strategy, other or model
+
+
+def arm_label(spec: SweepSpec, specs: Sequence[SweepSpec]) -> str:
+    """The spec's strategy, or 'strategy@model' where an earlier spec runs that strategy on another model."""
+    first = next(s for s in specs if s.strategy == spec.strategy)
+    return spec.strategy if spec.model == first.model else f"{spec.strategy}@{spec.model}"
 
 
 def sliding_decay_spec(seeds: Sequence[int], prompt: str = DEFAULT_PROMPT, num_frames: int = 32, fps: int = 16,
@@ -234,6 +256,7 @@ def run_study(specs: SweepSpec | Sequence[SweepSpec], store_dir: str | Path, pro
     for spec in specs:
         reports.append(run_sweep(spec, store_dir, point_fn=measure_point, batch_fn=measure_points,
                                  weights_hash=default_weights_hash(spec.model), progress=progress))
-    tables = [r.table.assign(sweep=s.name, strategy=s.strategy) for r, s in zip(reports, specs) if len(r.table)]
+    tables = [r.table.assign(sweep=s.name, strategy=arm_label(s, specs), model=s.model)
+              for r, s in zip(reports, specs) if len(r.table)]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return StudyRun(Path(store_dir), reports, table)

@@ -11,8 +11,8 @@ from ._checks import check_video
 from .color import color_drift
 from .image import SSIM_WINDOW, frame_similarity
 from .temporal import flicker, seam_metrics, warp_error
-from .world import (adherence_from_attributes, consistency_from_matches, matches_reference,
-                    consistency_score_1_to_5)
+from .world import (adherence_from_attributes, consistency_from_matches, consistency_score_1_to_5,
+                    matches_reference, motion_adherence_from_attributes)
 
 
 def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_starts: Sequence[int] | None = None,
@@ -30,7 +30,9 @@ def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_start
     shapes world or names no shape); then the shapes-world metrics below are absent, not scored.
     With a shapes-world prompt: adherence_<attribute> for each attribute it names, adherence
     (their mean), subject_consistency (against the anchor frame), subject_consistency_1_to_5 and
-    attributes_constant (1.0 when every frame shows the anchor frame's shape, colour and background).
+    attributes_constant (1.0 when every frame shows the anchor frame's shape, colour and background);
+    where the prompt names a motion ('moves left'), motion_adherence (1.0 when the subject moves that
+    way from the first frame to the last, nearest of the 8 directions).
 
     >>> from vidlab.world import Scene, render_clip
     >>> clip = render_clip(Scene("square", "blue", "white", "left", "medium"), 6, "right")
@@ -78,4 +80,7 @@ def video_metrics(frames: torch.Tensor, prompt: str | None = None, segment_start
         row["subject_consistency"] = consistency
         row["subject_consistency_1_to_5"] = consistency_score_1_to_5(consistency)
         row["attributes_constant"] = float(bool(matched.all()))
+        motion = motion_adherence_from_attributes(attributes, prompt)
+        if motion is not None:
+            row["motion_adherence"] = motion
     return row

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from ..world.analyzer import FrameAttributes, analyze_frames, matches
+from ..world.analyzer import FrameAttributes, analyze_frames, matches, motion_direction
 from ..world.captions import parse_prompt
 from ._checks import check_video
 
@@ -51,6 +51,15 @@ def adherence_from_attributes(attributes: Sequence[FrameAttributes], prompt: str
     scores = {k: sum(h[k] for h in hits) / len(hits) for k in named}
     scores["overall"] = sum(scores.values()) / len(named)
     return scores
+
+
+def motion_adherence_from_attributes(attributes: Sequence[FrameAttributes], prompt: str) -> float | None:
+    """1.0 when the subject moves from the first frame to the last (>= 2 px) in the direction the
+    prompt names ('moves up left'), nearest of the 8; 0.0 otherwise; None when it names no motion."""
+    wanted = parse_prompt(prompt)["direction"]
+    if wanted is None:
+        return None
+    return float(motion_direction(attributes) == wanted)
 
 
 def adherence(frames: torch.Tensor, prompt: str) -> dict[str, float]:

@@ -46,10 +46,10 @@ def generate_clip(backend, request: GenerationRequest, prompt: str | dict[int, s
     noise: the initial noise's share common to all frames (text-to-video calls only; an
     anchored call starts from its anchor).
     """
-    family = backend.preset.family
+    family = "wan" if backend.video_design == "joint" else "animatediff"
     if not backend.has_video_model:
-        raise ValueError(f"model {backend.preset.name!r} has no video model (motion adapter or video UNet): native "
-                         "video needs one (preset 'animatediff', 'wan2.2-ti2v-5b' or 'shapes-tiny')")
+        raise ValueError(f"model {backend.preset.name!r} has no video model (Wan, motion adapter or video UNet): "
+                         "native video needs one (preset 'animatediff', 'wan2.2-ti2v-5b' or 'shapes-tiny')")
     if isinstance(prompt, dict) and (family == "wan" or image is not None):
         raise FieldNotSupportedError("keyframes", prompt, "per-frame prompts need AnimateDiff text-to-video; "
                                      "use sliding_window or segment_chain for keyframes on this model")
@@ -58,18 +58,7 @@ def generate_clip(backend, request: GenerationRequest, prompt: str | dict[int, s
                   width=request.width, num_inference_steps=request.num_inference_steps,
                   guidance_scale=request.guidance_scale, generator=generator, output_type="pt")
     if family == "wan":
-        # Wan makes k*n + 1 frames (its VAE compresses time k = 4x): ask for the next such count, keep num_frames
-        k = backend.components["vae"].config.scale_factor_temporal
-        wan_frames = k * math.ceil((num_frames - 1) / k) + 1
-        if image is None:
-            pipe = backend.pipeline("wan")
-            latents = noise.latents(pipe, family, wan_frames, request.height, request.width, seed)
-            return _frames_from_output(pipe(num_frames=wan_frames, latents=latents, **common))[:num_frames]
-        from PIL import Image
-
-        from .effects import to_uint8
-        return _frames_from_output(backend.pipeline("wan_i2v")(image=Image.fromarray(to_uint8(image)),
-                                                               num_frames=wan_frames, **common))[:num_frames]
+        return _wan_clip(backend, common, num_frames, seed, image, noise)
     if image is not None:
         if int(request.num_inference_steps * strength) < 1:  # diffusers would run no step and fail on an empty video
             raise ValueError(f"num_inference_steps={request.num_inference_steps} x strength={strength:.4g} leaves no "
@@ -97,6 +86,79 @@ def generate_clip(backend, request: GenerationRequest, prompt: str | dict[int, s
             pipe.disable_free_noise()
 
 
+def wan_frames_to_ask(pipe, num_frames: int) -> int:
+    """The `num_frames` to give WanPipeline so that it makes at least num_frames frames, no more than needed.
+
+    Wan makes k*n + 1 frames (its VAE compresses time k = 4x) and rounds any other count to
+    count // k * k + 1. With no temporal compression (k = 1, the zoo's VAE) that rounding always
+    adds one frame: ask for one fewer.
+    """
+    k = pipe.vae_scale_factor_temporal
+    if k == 1:
+        return max(1, num_frames - 1)
+    return frames_made(pipe, num_frames)
+
+
+def frames_made(pipe, num_frames: int) -> int:
+    """How many frames WanPipeline makes when vidlab asks it for num_frames: the next k*n + 1."""
+    k = pipe.vae_scale_factor_temporal
+    return k * math.ceil((num_frames - 1) / k) + 1
+
+
+def text_length(pipe) -> int:
+    """max_sequence_length for a Wan pipeline: its tokenizer's own limit where that is below Wan's 512."""
+    limit = getattr(pipe.tokenizer, "model_max_length", 512) or 512
+    return int(min(512, limit))
+
+
+def _wan_clip(backend, common: dict, num_frames: int, seed: int, image, noise: NoisePrior) -> torch.Tensor:
+    """A Wan clip: text-to-video, or anchored on `image` as its first frame.
+
+    A Wan model with an image-to-video pipeline (Wan2.2) takes the anchor as its image
+    condition. The zoo's joint model is text-to-video only: its first frame is held to the anchor
+    by replacement, the anchor's latent noised to each step's level after every step.
+    """
+    pipe = backend.pipeline("wan")
+    common = dict(common, num_frames=wan_frames_to_ask(pipe, num_frames), max_sequence_length=text_length(pipe))
+    if image is None:
+        latents = noise.latents(pipe, "wan", frames_made(pipe, num_frames), common["height"], common["width"], seed)
+        return _frames_from_output(pipe(latents=latents, **common))[:num_frames]
+    if "wan_i2v" in backend.kinds:
+        from PIL import Image
+
+        from .effects import to_uint8
+        return _frames_from_output(backend.pipeline("wan_i2v")(image=Image.fromarray(to_uint8(image)),
+                                                               **common))[:num_frames]
+    replace = AnchorReplacement(pipe, image, seed)
+    return _frames_from_output(pipe(callback_on_step_end=replace, callback_on_step_end_tensor_inputs=["latents"],
+                                    **common))[:num_frames]
+
+
+class AnchorReplacement:
+    """callback_on_step_end that holds a Wan clip's first latent frame to an anchor image.
+
+    After step i the latents sit at noise level sigmas[i + 1]; frame 0 is set to the anchor's
+    latent at that level, (1 - s) x anchor + s x e, with one fixed noise draw e (deterministic in seed).
+    """
+
+    def __init__(self, pipe, image: torch.Tensor, seed: int):
+        vae = pipe.vae
+        pixels = (image.clamp(0, 1) * 2 - 1)[None, :, None].to(vae.device, vae.dtype)  # (1, 3, 1, H, W)
+        with torch.no_grad():
+            z = vae.encode(pixels).latent_dist.mean
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(z)
+        std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(z)
+        self.anchor = (z - mean) / std  # the pipeline's normalised latent space
+        self.noise = torch.randn(self.anchor.shape, generator=torch.Generator().manual_seed(int(seed))).to(z)
+
+    def __call__(self, pipe, i: int, t, kwargs: dict) -> dict:
+        latents = kwargs["latents"]
+        sigma = float(pipe.scheduler.sigmas[i + 1])
+        first = (1 - sigma) * self.anchor + sigma * self.noise
+        latents = torch.cat([first.to(latents), latents[:, :, 1:]], dim=2)
+        return {"latents": latents}
+
+
 class NativeOptions(Strict):
     pass
 
@@ -105,7 +167,7 @@ def native(backend, request: GenerationRequest, options: dict, callback=None):
     """The whole clip in one call of the video model; request fields mapped as `video_fields` says."""
     NativeOptions.model_validate(options)
     prompts = keyframe_prompts(backend, request)
-    if len(prompts) > 1 and backend.preset.family == "wan":
+    if len(prompts) > 1 and backend.video_design == "joint":
         raise FieldNotSupportedError("keyframes", [k.model_dump() for k in request.keyframes],
                                      "Wan takes one prompt per call; use sliding_window or segment_chain for keyframes")
     noise = NoisePrior(shared_noise_share(request.temporal_consistency))
@@ -168,7 +230,7 @@ def sliding_window(backend, request: GenerationRequest, options: dict, callback=
     window = opts.window or backend.preset.native_frames
     noise = NoisePrior(shared_noise_share(request.temporal_consistency))
     if opts.free_noise:
-        if backend.preset.family == "wan" or not backend.has_video_model:
+        if backend.video_design != "factorized":
             raise ValueError("free_noise=True needs an AnimateDiff model (diffusers' FreeNoise is AnimateDiff-only)")
         if total <= window:
             raise ValueError(f"free_noise needs more frames ({total}) than its context length (window={window})")

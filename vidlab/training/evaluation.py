@@ -16,7 +16,7 @@ import torch
 
 from ..strategies.effects import canny_control
 from ..strategies.sd_loop import denoise, embed_prompts, encode_image, latent_shape, noise_batch
-from ..world.analyzer import analyze
+from ..world.analyzer import analyze, direction_of
 from ..world.captions import captioned_scenes
 from ..world.shapes import random_scene, render_batch
 from .common import add_noise
@@ -157,15 +157,6 @@ def motion_clips(n: int, seed: int, num_frames: int = 8, heldout_fraction: float
     n_held = int(round(n * heldout_fraction))
     splits = ["train"] * (n - n_held) + ["heldout"] * n_held
     return [random_clip(rng, num_frames, split, p_still=0.0, p_growth=0.0, p_camera=0.0) for split in splits], splits
-
-
-def direction_of(displacement: np.ndarray, still_px: float = 2.0) -> str | None:
-    """The nearest of the 8 named directions to a displacement (x, y); None below `still_px`."""
-    from ..world.shapes import DIRECTIONS
-    if np.hypot(*displacement) < still_px:
-        return None
-    unit = {k: np.array(v, float) / np.hypot(*v) for k, v in DIRECTIONS.items()}
-    return max(unit, key=lambda k: float(unit[k] @ displacement))
 
 
 def clip_report(frames: torch.Tensor, wanted: dict) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..io.video import to_uint8
-from .shapes import BACKGROUNDS, COLORS, SHAPES, SIZES, cell_of, shape_mask
+from .shapes import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES, cell_of, shape_mask
 
 _FG = np.array(list(COLORS.values()), np.float32)
 _BG = np.array(list(BACKGROUNDS.values()), np.float32)
@@ -150,3 +150,23 @@ def matches(attrs: FrameAttributes, wanted: dict[str, str | None],
             keys: tuple[str, ...] = ("shape", "color", "background", "position")) -> dict[str, bool]:
     """Per attribute: does the frame show what was asked? Attributes not asked are skipped."""
     return {k: getattr(attrs, k) == wanted[k] for k in keys if wanted.get(k) is not None}
+
+
+def direction_of(displacement, still_px: float = 2.0) -> str | None:
+    """The nearest of the 8 named directions to a displacement (x, y) in pixels; None below `still_px`.
+
+    >>> direction_of((5.0, -4.0)), direction_of((1.0, 0.0))
+    ('up right', None)
+    """
+    if float(np.hypot(*displacement)) < still_px:
+        return None
+    unit = {k: np.array(v, float) / np.hypot(*v) for k, v in DIRECTIONS.items()}
+    return max(unit, key=lambda k: float(unit[k] @ np.asarray(displacement, float)))
+
+
+def motion_direction(attributes) -> str | None:
+    """The direction the subject moves from the first frame to the last (both must show it), or None."""
+    first, last = attributes[0].centroid, attributes[-1].centroid
+    if first is None or last is None:
+        return None
+    return direction_of(np.subtract(last, first))

@@ -1,0 +1,125 @@
+"""The zoo's Wan-style video model (joint spatio-temporal attention), built untrained in the test with
+the zoo's own configs and loaded through `WanPipeline.from_pretrained` as the video part of an 'sd'
+preset: shapes, frame counts, device/dtype placement, determinism, the anchored windows, and that the
+factorized (AnimateDiff) design stays selectable."""
+import pytest
+import torch
+
+from vidlab.backends import load_backend
+from vidlab.backends.presets import PRESETS, resolve
+from vidlab.config import GenerationRequest
+from vidlab.strategies import STRATEGIES
+from vidlab.strategies.native import frames_made, generate_clip, wan_frames_to_ask
+from vidlab.training.wan_parts import is_framewise, make_framewise, transformer_config, vae_config
+
+PROMPT = "a red circle moves right slowly on a white background"
+
+
+def build_zoo_wan(root) -> str:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    from vidlab.training.wan import build_text_encoder
+    from vidlab.training.wan_ladder import make_pipeline
+    from vidlab.world.tokenizer import build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    vae = AutoencoderKLWan(**vae_config())
+    make_framewise(vae)
+    pipe = make_pipeline(WanTransformer3DModel(**transformer_config()), tokenizer, build_text_encoder(tokenizer),
+                         torch.zeros(4), torch.ones(4), vae)
+    pipe.save_pretrained(root / "wan", safe_serialization=True)
+    return str(root / "wan")
+
+
+@pytest.fixture(scope="module")
+def zoo_wan(tmp_path_factory):
+    return build_zoo_wan(tmp_path_factory.mktemp("zoo_wan"))
+
+
+@pytest.fixture
+def backend(tiny_sd, zoo_wan):
+    return load_backend(tiny_sd["base"], wan=zoo_wan)
+
+
+def request(frames=6, **kw):
+    base = dict(prompt=PROMPT, duration=frames / 15, fps=15, resolution="64x64", num_inference_steps=2, seed=3)
+    return GenerationRequest(**{**base, **kw})
+
+
+def test_framewise_vae_keeps_every_frame_and_encodes_each_alone():
+    from diffusers import AutoencoderKLWan
+    torch.manual_seed(1)
+    vae = AutoencoderKLWan(**vae_config()).eval()
+    make_framewise(vae)
+    assert is_framewise(vae)
+    video = torch.rand(1, 3, 5, 64, 64) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(video).latent_dist.mean
+        alone = torch.cat([vae.encode(video[:, :, i:i + 1]).latent_dist.mean for i in range(5)], dim=2)
+        out = vae.decode(z).sample
+    assert z.shape == (1, 4, 5, 32, 32)                 # no temporal compression, 2x2 pixels a cell
+    assert torch.allclose(z, alone, atol=1e-5)          # a frame's latent depends on that frame alone
+    assert out.shape == (1, 3, 5, 64, 64)
+
+
+def test_frames_asked_of_wan_give_exactly_the_frames_wanted(backend):
+    pipe = backend.pipeline("wan")
+    assert pipe.vae_scale_factor_temporal == 1
+    assert (wan_frames_to_ask(pipe, 8), frames_made(pipe, 8)) == (7, 8)   # the pipeline adds one when k = 1
+    out = pipe(PROMPT, num_frames=wan_frames_to_ask(pipe, 8), height=64, width=64, num_inference_steps=1,
+               output_type="pt", max_sequence_length=24).frames
+    assert out.shape[1] == 8
+
+
+def test_native_on_the_joint_model(backend):
+    assert backend.video_design == "joint" and "wan" in backend.kinds
+    frames, rec = STRATEGIES["native"](backend, request(), {})
+    assert frames.shape == (6, 3, 64, 64) and frames.dtype == torch.float32
+    assert 0 <= frames.min() and frames.max() <= 1
+    again, _ = STRATEGIES["native"](backend, request(), {})
+    other, _ = STRATEGIES["native"](backend, request(seed=4), {})
+    assert torch.equal(frames, again) and not torch.equal(frames, other)
+    assert backend.record()["video_design"] == "joint"
+
+
+def test_joint_model_placed_on_backends_dtype(tiny_sd, zoo_wan):
+    bf16 = load_backend(tiny_sd["base"], wan=zoo_wan, dtype="bf16")
+    pipe = bf16.pipeline("wan")
+    for name in ("transformer", "vae", "text_encoder"):
+        module = getattr(pipe, name)
+        assert {p.dtype for p in module.parameters()} == {torch.bfloat16}, name
+        assert {p.device.type for p in module.parameters()} == {"cpu"}, name
+    frames, _ = STRATEGIES["native"](bf16, request(frames=3), {})
+    assert frames.shape == (3, 3, 64, 64) and torch.isfinite(frames).all()
+
+
+def test_an_anchored_clip_starts_from_its_anchor(backend):
+    pipe = backend.pipeline("wan")
+    anchor = torch.rand(3, 64, 64)
+    clip = generate_clip(backend, request(), PROMPT, 5, seed=9, image=anchor)
+    with torch.no_grad():   # frame 0 is held to the anchor's latent, so it decodes as the anchor's round trip
+        z = pipe.vae.encode((anchor * 2 - 1)[None, :, None]).latent_dist.mean
+        round_trip = (pipe.vae.decode(z).sample[0, :, 0] / 2 + 0.5).clamp(0, 1)
+    assert clip.shape == (5, 3, 64, 64)
+    assert torch.allclose(clip[0], round_trip, atol=1e-4)
+    free = generate_clip(backend, request(), PROMPT, 5, seed=9)
+    assert not torch.allclose(free[0], round_trip, atol=1e-2)
+
+
+def test_sliding_window_over_the_joint_model(backend):
+    frames, rec = STRATEGIES["sliding_window"](backend, request(frames=10), {"window": 6, "overlap": 2})
+    assert frames.shape == (10, 3, 64, 64) and rec["window_starts"] == [0, 4]
+    again, _ = STRATEGIES["sliding_window"](backend, request(frames=10), {"window": 6, "overlap": 2})
+    assert torch.equal(frames, again)
+    with pytest.raises(ValueError, match="free_noise=True needs an AnimateDiff model"):
+        STRATEGIES["sliding_window"](backend, request(frames=10), {"window": 6, "free_noise": True})
+
+
+def test_factorized_design_stays_selectable(tiny_sd):
+    assert PRESETS["shapes-tiny-animatediff"].wan is None
+    assert resolve("shapes-tiny-animatediff").video_unet == PRESETS["shapes-tiny"].video_unet
+    factorized = load_backend(tiny_sd["base"], motion_adapter=tiny_sd["motion_adapter"])
+    assert factorized.video_design == "factorized" and "wan" not in factorized.kinds
+    image_only = load_backend(tiny_sd["base"], controlnet=tiny_sd["controlnet"])
+    assert image_only.video_design is None

@@ -1,0 +1,280 @@
+"""Train the zoo's Wan-style joint spatio-temporal video model from scratch, in three stages.
+
+1. `vae`: the frame-wise `AutoencoderKLWan` (see `wan_parts`) on single shapes-world frames,
+   subject pixels weighted x10 (a small shape is ~6% of a frame).
+2. `pool`: clips of 9 frames (8 directions x 2 speeds, a tenth still, a fifth growing or
+   shrinking) rendered and encoded once into `pool.safetensors`; a clip read backwards is a clip
+   of the opposite motion, so the pool counts twice.
+3. `wan-label` / `wan-text`: the transformer by flow matching (x_t = (1 - s) x_0 + s e, target
+   e - x_0, s drawn with the sampler's shift), conditioned on the motion class (the ladder's
+   first rung) or on the caption through a UMT5 encoder trained with it (10% captions dropped
+   for classifier-free guidance). Every `monitor_every` steps the run samples clips with the
+   same `WanPipeline` the workbench uses and writes direction accuracy and caption sensitivity
+   to `monitor.jsonl`: the ladder's numbers, as the run goes.
+
+python -m vidlab.training.wan vae --steps 500; ... pool --clips 5000; ... train --conditioning text --steps 3000;
+... export --out vidlab/zoo/shapes-tiny. Every stage resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..world.captions import clip_caption
+from ..world.clips import random_clip
+from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES, SPEEDS, Scene
+from .common import Stage, render_training_batch, rng_for, subject_pixel_weights, train_stage
+from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, make_framewise, motion_class, text_encoder_config,
+                        transformer_config, vae_config)
+
+POOL_FRAMES = 9  # WanPipeline with no temporal compression makes num_frames + 1 frames: 8 asked -> 9
+GROWTHS = (None, "grows", "shrinks")
+OPPOSITE = {d: next(k for k, v in DIRECTIONS.items() if v == (-x, -y)) for d, (x, y) in DIRECTIONS.items()}
+
+
+# ---- stage 1: the VAE -------------------------------------------------------------------------
+
+def vae_stage(seed: int = 0, batch: int = 32, lr: float = 1e-3, kl_weight: float = 1e-6) -> Stage:
+    from diffusers import AutoencoderKLWan
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(**vae_config())
+    make_framewise(vae)
+
+    def loss_fn(step):
+        torch.manual_seed(seed * 100003 + step)
+        images, masks, _ = render_training_batch(rng_for(seed, step), batch)
+        x = images[:, :, None]  # (B, 3, 1, 64, 64): frames as one-frame videos
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        w = subject_pixel_weights(masks)[:, :, None]
+        err = rec - x
+        return (w * (err.abs() + err ** 2)).mean() + kl_weight * post.kl().mean()
+
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    return Stage("wan-vae", vae, opt, loss_fn, lr, warmup=50, save_every=50)
+
+
+def load_vae(run_dir):
+    from diffusers import AutoencoderKLWan
+    vae = AutoencoderKLWan(**vae_config())
+    vae.load_state_dict(load_file(Path(run_dir) / "wan-vae" / "state.safetensors"))
+    return vae.eval().requires_grad_(False)
+
+
+# ---- stage 2: the latent pool -------------------------------------------------------------------
+
+def clip_labels(clip) -> list[int]:
+    s = clip.scene
+    return [SHAPES.index(s.shape), list(COLORS).index(s.color), list(BACKGROUNDS).index(s.background),
+            list(SIZES).index(s.size), list(DIRECTIONS).index(clip.direction) if clip.direction else -1,
+            list(SPEEDS).index(clip.speed), GROWTHS.index(clip.growth)]
+
+
+def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 288) -> Path:
+    """Render and encode `clips` training clips (resumable in chunks); returns pool.safetensors."""
+    vae = load_vae(run_dir)
+    out = Path(run_dir) / "pool.safetensors"
+    parts = Path(run_dir) / "pool_parts"
+    parts.mkdir(exist_ok=True)
+    per_chunk = batch_frames // POOL_FRAMES
+    for c, start in enumerate(range(0, clips, per_chunk)):
+        part = parts / f"{c:05d}.safetensors"
+        if part.exists():
+            continue
+        rng = rng_for(seed, start)
+        chunk = [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=0.2, p_camera=0.0)
+                 for _ in range(min(per_chunk, clips - start))]
+        pixels = torch.cat([c_.render() for c_ in chunk]) * 2 - 1  # (n*F, 3, 64, 64)
+        with torch.no_grad():
+            post = vae.encode(pixels[:, :, None]).latent_dist
+        shape = (len(chunk), POOL_FRAMES, *post.mean.shape[1:2], *post.mean.shape[3:])
+        save_file({"mean": post.mean[:, :, 0].reshape(shape).contiguous(),
+                   "std": post.std[:, :, 0].reshape(shape).contiguous(),
+                   "labels": torch.tensor([clip_labels(c_) for c_ in chunk])}, part)
+    tensors = [load_file(p) for p in sorted(parts.glob("*.safetensors"))]
+    pool = {k: torch.cat([t[k] for t in tensors]) for k in ("mean", "std", "labels")}
+    save_file(pool, out)
+    return out
+
+
+def load_pool(run_dir) -> dict:
+    pool = load_file(Path(run_dir) / "pool.safetensors")
+    pool["channel_mean"] = pool["mean"].mean(dim=(0, 1, 3, 4))
+    pool["channel_std"] = pool["mean"].std(dim=(0, 1, 3, 4))
+    return pool
+
+
+def caption_of(labels: list[int], reverse: bool = False) -> tuple[str, int]:
+    """The caption and motion class of a pool clip (read backwards when `reverse`)."""
+    shape, color, background, size, direction, speed, growth = labels
+    direction = list(DIRECTIONS)[direction] if direction >= 0 else None
+    speed, growth = list(SPEEDS)[speed], GROWTHS[growth]
+    if reverse:
+        direction = OPPOSITE[direction] if direction else None
+        growth = {"grows": "shrinks", "shrinks": "grows"}.get(growth)
+    scene = Scene(SHAPES[shape], list(COLORS)[color], list(BACKGROUNDS)[background], "center", list(SIZES)[size])
+    return clip_caption(scene, direction, speed, growth), motion_class(direction, speed)
+
+
+# ---- stage 3: the transformer -------------------------------------------------------------------
+
+def encode_captions(tokenizer, text_encoder, texts: list[str]) -> torch.Tensor:
+    """(B, TEXT_TOKENS, D) states as WanPipeline makes them: padding positions set to zero."""
+    tok = tokenizer(texts, padding="max_length", max_length=TEXT_TOKENS, truncation=True,
+                    add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    states = text_encoder(tok.input_ids, tok.attention_mask).last_hidden_state
+    return states * tok.attention_mask[..., None].to(states.dtype)
+
+
+def build_text_encoder(tokenizer):
+    from transformers import UMT5Config, UMT5EncoderModel
+    return UMT5EncoderModel(UMT5Config(**text_encoder_config(len(tokenizer))))
+
+
+class WanTrainee(torch.nn.Module):
+    """What the stage trains: the transformer and its condition encoder (text or label)."""
+
+    def __init__(self, transformer, encoder):
+        super().__init__()
+        self.transformer = transformer
+        self.encoder = encoder
+
+
+def flow_sigmas(u: torch.Tensor, shift: float = FLOW_SHIFT) -> torch.Tensor:
+    """Uniform draws -> noise levels with the sampler's shift (more time at high noise, where motion is set)."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def wan_stage(run_dir, conditioning: str = "text", seed: int = 0, batch: int = 24, lr: float = 5e-4,
+              caption_dropout: float = 0.1, monitor_every: int = 250) -> Stage:
+    if conditioning not in ("text", "label"):
+        raise ValueError(f"conditioning={conditioning!r} is not one of ['text', 'label']")
+    from diffusers import WanTransformer3DModel
+
+    from ..world.tokenizer import build_tokenizer
+    torch.manual_seed(seed)
+    pool = load_pool(run_dir)
+    tokenizer = build_tokenizer()
+    encoder = build_text_encoder(tokenizer) if conditioning == "text" else LabelEncoder()
+    model = WanTrainee(WanTransformer3DModel(**transformer_config()), encoder)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    ema = {n: p.detach().clone() for n, p in model.named_parameters()}
+    mu, sd = pool["channel_mean"].view(1, -1, 1, 1, 1), pool["channel_std"].view(1, -1, 1, 1, 1)
+    name = f"wan-{conditioning}"
+    monitor = Monitor(run_dir, name, conditioning, tokenizer, pool, every=monitor_every)
+
+    def condition(texts_or_labels):
+        if conditioning == "text":
+            return encode_captions(tokenizer, model.encoder, texts_or_labels)
+        return model.encoder(torch.tensor(texts_or_labels))
+
+    def loss_fn(step):
+        monitor.maybe_run(step, model, ema)
+        rng = rng_for(seed, step)
+        torch.manual_seed(seed * 100003 + step)
+        idx = torch.from_numpy(rng.integers(0, pool["mean"].shape[0], batch))
+        reverse = rng.random(batch) < 0.5
+        z = pool["mean"][idx] + pool["std"][idx] * torch.randn_like(pool["mean"][idx])  # (B, F, C, h, w)
+        z = torch.stack([zi.flip(0) if r else zi for zi, r in zip(z, reverse)]).permute(0, 2, 1, 3, 4)
+        x0 = (z - mu) / sd  # (B, C, F, h, w), as WanPipeline's latents_mean / latents_std define them
+        drop = rng.random(batch) < caption_dropout
+        conds = [caption_of(pool["labels"][i].tolist(), r) for i, r in zip(idx.tolist(), reverse)]
+        if conditioning == "text":
+            states = condition(["" if d else c for (c, _), d in zip(conds, drop)])
+        else:
+            states = condition([model.encoder.null if d else k for (_, k), d in zip(conds, drop)])
+        noise = torch.randn_like(x0)
+        sigma = flow_sigmas(torch.rand(batch)).view(-1, 1, 1, 1, 1)
+        xt = (1 - sigma) * x0 + sigma * noise
+        pred = model.transformer(xt, sigma.view(-1) * 1000, states, return_dict=False)[0]
+        return ((pred - (noise - x0)) ** 2).mean()
+
+    stage = Stage(name, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=50)
+    stage.extra = {"channel_mean": pool["channel_mean"], "channel_std": pool["channel_std"]}
+    return stage
+
+
+class Monitor:
+    """Every `every` steps: sample clips with the EMA weights and log the ladder's numbers."""
+
+    def __init__(self, run_dir, name, conditioning, tokenizer, pool, every: int = 250, n: int = 16):
+        self.path = Path(run_dir) / name / "monitor.jsonl"
+        self.conditioning, self.tokenizer, self.pool, self.every, self.n = conditioning, tokenizer, pool, every, n
+        self.done = set()
+        if self.path.exists():
+            self.done = {json.loads(line)["step"] for line in self.path.read_text().splitlines() if line.strip()}
+
+    def maybe_run(self, step: int, model, ema: dict) -> None:
+        if self.every <= 0 or step % self.every or step in self.done or step == 0:
+            return
+        from .wan_ladder import ladder_numbers
+        t0 = time.time()
+        live = {n: p.detach().clone() for n, p in model.named_parameters()}
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for k, v in ema.items():
+                params[k].copy_(v)
+            model.eval()
+            numbers = ladder_numbers(self.pipeline(model), self.conditioning, model.encoder, n=self.n, steps=10)
+            for k, v in live.items():
+                params[k].copy_(v)
+        row = {"step": step, **numbers, "monitor_seconds": round(time.time() - t0, 1)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.done.add(step)
+
+    def pipeline(self, model):
+        from .wan_ladder import make_pipeline
+        return make_pipeline(model.transformer, self.tokenizer,
+                             model.encoder if self.conditioning == "text" else None,
+                             self.pool["channel_mean"], self.pool["channel_std"], vae=self.vae)
+
+    @property
+    def vae(self):
+        if not hasattr(self, "_vae"):
+            self._vae = load_vae(self.path.parent.parent)
+        return self._vae
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train the zoo's Wan-style video model (see module doc).")
+    parser.add_argument("command", choices=["vae", "pool", "train", "export"])
+    parser.add_argument("--run-dir", default="checkpoints/wan")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--clips", type=int, default=5000)
+    parser.add_argument("--conditioning", choices=["text", "label"], default="text")
+    parser.add_argument("--batch", type=int, default=24)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--monitor-every", type=int, default=250)
+    parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    if args.command == "vae":
+        result = train_stage(vae_stage(), args.run_dir, args.steps)
+    elif args.command == "pool":
+        print(build_pool(args.run_dir, args.clips))
+        return
+    elif args.command == "export":
+        from .wan_export import export_wan
+        print(export_wan(args.run_dir, args.out))
+        return
+    else:
+        stage = wan_stage(args.run_dir, args.conditioning, batch=args.batch, lr=args.lr,
+                          monitor_every=args.monitor_every)
+        result = train_stage(stage, args.run_dir, args.steps)
+    print(json.dumps({"command": args.command, "step": result["step"], "seconds": round(result["seconds"], 1),
+                      "wall_seconds": round(time.time() - t0, 1),
+                      "final_loss": float(np.mean(result["losses"][-50:]))}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The parts of the zoo's Wan-style video model: configs, the frame-wise VAE, the text or label encoder.
+
+Seed 003's design is one transformer attending jointly over every (t, h, w) patch of a clip
+(diffusers' `WanTransformer3DModel`, 3D RoPE). The zoo's copy is tiny and trained from scratch:
+
+- VAE: an `AutoencoderKLWan` that patchifies 2x2 pixels (patch_size=2), no further down-sampling
+  and no temporal compression (`temperal_downsample=[]`, `scale_factor_temporal=1`): latents
+  (B, 4, F, 32, 32) for 64x64 frames. Every causal convolution's taps on past frames are zero
+  and stay zero (`make_framewise`), so a frame's latent depends on that frame alone: a clip
+  encodes as its frames one by one, and a reversed clip's latents are the reversed latents.
+- transformer: 4 blocks of width 96, patches of (1, 4, 4) latent cells = 8x8 pixels, so a
+  clip of 9 frames is 9 x 8 x 8 = 576 tokens in one attention.
+- conditioning: a tiny `UMT5EncoderModel` over the zoo's word-level tokenizer (what `WanPipeline`
+  expects), or for the ladder's first rung a `LabelEncoder`: one learned vector per motion class,
+  fed through the same cross-attention path.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..world.shapes import DIRECTIONS, SPEEDS
+
+LATENT_CHANNELS = 4
+TEXT_DIM = 64
+TEXT_TOKENS = 24  # max_sequence_length the zoo's Wan pipeline is called with (clip captions need <= 22)
+FLOW_SHIFT = 2.0
+
+
+def vae_config() -> dict:
+    """A 0.3 M-parameter `AutoencoderKLWan`: 2x2 patchify, one resolution, frames kept apart."""
+    return dict(base_dim=16, decoder_base_dim=32, z_dim=LATENT_CHANNELS, dim_mult=[1], num_res_blocks=1,
+                attn_scales=[], temperal_downsample=[], in_channels=12, out_channels=12, patch_size=2,
+                scale_factor_temporal=1, scale_factor_spatial=2,
+                latents_mean=[0.0] * LATENT_CHANNELS, latents_std=[1.0] * LATENT_CHANNELS)
+
+
+def transformer_config() -> dict:
+    """A 0.6 M-parameter `WanTransformer3DModel` (joint attention over all patches, 3D RoPE)."""
+    return dict(patch_size=(1, 4, 4), num_attention_heads=3, attention_head_dim=32, in_channels=LATENT_CHANNELS,
+                out_channels=LATENT_CHANNELS, text_dim=TEXT_DIM, freq_dim=64, ffn_dim=256, num_layers=4,
+                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
+
+
+def text_encoder_config(vocab_size: int) -> dict:
+    """A 0.1 M-parameter UMT5 encoder (relative positions: any caption length)."""
+    return dict(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+                relative_attention_num_buckets=16, relative_attention_max_distance=32, dropout_rate=0.0,
+                feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=2, decoder_start_token_id=0,
+                is_encoder_decoder=False, tie_word_embeddings=False)
+
+
+def scheduler_config() -> dict:
+    """UniPC with flow-matching sigmas, as the real Wan pipelines use (shift for 64x64 clips)."""
+    return dict(num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True,
+                flow_shift=FLOW_SHIFT, solver_order=2)
+
+
+def make_framewise(vae) -> None:
+    """Zero every causal convolution's taps on past frames: each frame is encoded and decoded alone.
+
+    Trained on single frames, those taps would only ever see zero padding and keep their random
+    start; zeroed, a frame's latent cannot depend on its neighbours. AdamW leaves zero weights
+    with zero gradient at zero.
+    """
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+    for module in vae.modules():
+        if isinstance(module, WanCausalConv3d) and module.kernel_size[0] > 1:
+            with torch.no_grad():
+                module.weight[:, :, :-1].zero_()
+
+
+def is_framewise(vae) -> bool:
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+    return all(not m.weight[:, :, :-1].any() for m in vae.modules()
+               if isinstance(m, WanCausalConv3d) and m.kernel_size[0] > 1)
+
+
+# ---- the ladder's first rung: the motion as a class label ----------------------------------------
+
+MOTION_CLASSES = ("still",) + tuple(f"{d}|{s}" for d in DIRECTIONS for s in SPEEDS)
+
+
+def motion_class(direction: str | None, speed: str) -> int:
+    """Index of a motion in MOTION_CLASSES ('still' for no direction)."""
+    return MOTION_CLASSES.index(f"{direction}|{speed}" if direction else "still")
+
+
+class LabelEncoder(torch.nn.Module):
+    """One learned vector per motion class (+ a null class for guidance), as a 1-token 'caption'.
+
+    Stands where the text encoder stands, so the transformer, its cross-attention and the
+    sampler are exactly the text model's: only the path from the condition to those vectors differs.
+    """
+
+    def __init__(self, num_classes: int = len(MOTION_CLASSES), dim: int = TEXT_DIM):
+        super().__init__()
+        self.table = torch.nn.Embedding(num_classes + 1, dim)  # the last row: no label
+        self.null = num_classes
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.table(labels)[:, None]  # (B, 1, dim)
