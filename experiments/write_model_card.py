@@ -91,7 +91,7 @@ def motion_lines(runs: list[dict], ev: dict, t2i: dict, pct, design: list[dict])
     ratio = speeds["quickly"] / speeds["slowly"] if speeds["slowly"] else float("nan")
     sens_ratio = ", ".join(f"t={t}: {r:.3f}" for t, r in sens["opposite_over_true"].items()) if sens else "n/a"
     lines = [
-        "## Video model (AnimateDiff, `video_unet/`)", "",
+        "## Video model, factorized design (AnimateDiff, `video_unet/`; preset `shapes-tiny-animatediff`)", "",
         "A diffusers `UNetMotionModel` (the zoo UNet, block_out_channels (32, 64, 64), with a motion module per",
         "block and in the mid block, 4 heads), every weight fine-tuned by `vidlab.training.motion` on shapes-world",
         "clips; `AnimateDiffPipeline(unet=UNetMotionModel.from_pretrained(zoo / 'video_unet'), ...)` loads it,",
@@ -146,6 +146,66 @@ def motion_lines(runs: list[dict], ev: dict, t2i: dict, pct, design: list[dict])
                   f"overlap {sw['overlap']}): shape and colour the same on both sides of a seam in {seams} of seams; "
                   f"constant over the whole video in {pct(sw['attributes_constant'])}; equal to the prompt's in every "
                   f"frame in {pct(sw['attributes_kept_all_frames'])}.", ""]
+    return lines
+
+
+def ladder_row(name: str, r: dict, pct) -> str:
+    return (f"| {name} | {pct(r['direction_right'])} | {pct(r['constancy'])} | {r['speed_ratio']:.2f} "
+            f"| {r['caption_sensitivity']:.2f} | {pct(r['subject_kept'])} |")
+
+
+LADDER_HEAD = ["| | direction right (8 x 2 speeds) | constancy | speed ratio | caption sensitivity | subject kept |",
+               "|---|---|---|---|---|---|"]
+RUNGS = {"wan-label": "a. motion as a class label (no text)", "wan-zoo-clip": "cause: the zoo's frozen CLIP text path",
+         "wan-text": "b. caption through a UMT5 trained with the model"}
+
+
+def wan_lines(pct) -> list[str]:
+    """The joint video model's section, from wan_ladder.json (experiments/record_wan.py)."""
+    path = ZOO_PATH / "wan_ladder.json"
+    if not path.exists() or not (ZOO_PATH / "wan").exists():
+        return []
+    ladder = json.loads(path.read_text())
+    mb = sum(f.stat().st_size for f in (ZOO_PATH / "wan").rglob("*") if f.is_file()) / 2**20
+    lines = ["## Video model, joint design (Wan-style, `wan/`): what `native` and `sliding_window` use", "",
+             "A whole `WanPipeline` folder: a 4-block `WanTransformer3DModel` (width 96, 3 heads, patches of 1 x 4 x 4",
+             "latent cells = 8 x 8 pixels, 3D RoPE; one attention over all 8 x 8 x 8 = 512 patches of an 8-frame clip),",
+             "a frame-wise `AutoencoderKLWan` (2 x 2 patchify, no temporal compression, z = 4 at 32 x 32; its causal",
+             "convolutions' taps on past frames are zero), a 2-layer `UMT5EncoderModel` over the zoo's word-level",
+             "tokenizer, UniPC flow-matching scheduler (shift 2). Trained from scratch by `vidlab.training.wan` on",
+             f"this 2-core machine; {mb:.2f} MB. The AnimateDiff model below stays selectable as the preset",
+             "`shapes-tiny-animatediff` (factorized design).", "",
+             "### Training", "", "| stage | steps | minutes | loss (first 20) | loss (last 50) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['stage']} | {r['steps']} | {r['minutes']:.1f} | {r['loss_first20']:.4f} | {r['loss_last50']:.4f} |"
+              for r in ladder["stages"]]
+    total = sum(r["minutes"] for r in ladder["stages"])
+    lines += ["", f"Training time in all: **{total:.0f} minutes** (each stage alone on the machine).", ""]
+    lines += ["### The diagnostic ladder (each rung measured while it trained, `monitor.jsonl`)", "",
+              "Every few hundred steps the run samples 16 test motions (3 clips each: asked, opposite caption, other "
+              "seed) with WanPipeline, 10 steps, guidance 4, and reads them with the analyzer:", ""]
+    for r in ladder["stages"]:
+        if r["monitor"]:
+            lines += [f"**{RUNGS.get(r['stage'], r['stage'])}** (`{r['stage']}`)", "",
+                      "| step | direction right | constancy | speed ratio | caption sensitivity | subject kept |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {m['step']} | {pct(m['direction_right'])} | {pct(m['constancy'])} | {m['speed_ratio']:.2f} "
+                      f"| {m['caption_sensitivity']:.2f} | {pct(m['subject_kept'])} |" for m in r["monitor"]]
+            lines.append("")
+    if ladder.get("evals"):
+        first = next(iter(ladder["evals"].values()))
+        lines += [f"End of each rung, `experiments/eval_motion_run.py --wan-run-dir` on {first['n']} test motions, "
+                  f"{first['steps']} steps, guidance {first['guidance_scale']}:", "", *LADDER_HEAD]
+        lines += [ladder_row(RUNGS.get(f"wan-{k}", k), v, pct) for k, v in ladder["evals"].items()]
+        lines.append("")
+    if ladder.get("shipped"):
+        sh = ladder["shipped"]
+        lines += [f"### The shipped model (`experiments/eval_motion_run.py --model shapes-tiny`, {sh['n']} motions, "
+                  f"{sh['steps']} steps, guidance {sh['guidance_scale']})", "", *LADDER_HEAD,
+                  ladder_row("shipped", sh, pct), "| target | >= 80% | >= 90% | >= 1.4 | >= 3 | >= 90% |", "",
+                  f"Mean displacement first to last frame: {sh['mean_displacement_px']['slowly']:.1f} px 'slowly' "
+                  f"(truth 28), {sh['mean_displacement_px']['quickly']:.1f} px 'quickly' (truth 42).", ""]
+    if ladder.get("notes"):
+        lines += ["### What the ladder showed", "", *ladder["notes"], ""]
     return lines
 
 
@@ -249,6 +309,7 @@ def main():
               f"- raw UNet calls alone: {cost['unet_only_seconds_per_frame']:.3f} s per frame (each a mean of 3 runs; "
               "where it exceeds the pipeline call, that is this machine's run-to-run noise)",
               f"- batched ({t2i['n']} prompts, batches of 50): {t2i['seconds_per_image_batched']:.3f} s per image", "",
+              *wan_lines(pct),
               *motion_lines(log["motion"], ev, t2i, pct, log.get("motion_design", [])),
               "## Size", "", "| part | size |", "|---|---|", *size_rows(), ""]
     (ZOO_PATH / "MODEL_CARD.md").write_text("\n".join(lines))

@@ -115,13 +115,14 @@ def test_segment_decay_notebook_writes_a_decay_table_beside_seed001(tmp_path, ke
 @pytest.mark.skipif(not HAS_ZOO, reason="zoo not exported")
 def test_strategy_comparison_notebook_runs_every_strategy_and_the_sliding_window_decay(tmp_path, kernel_threads):
     out = tmp_path / "04"
-    strategies = ["frame_chain", "segment_chain", "native", "sliding_window"]
-    prompts = [PROMPT_BEFORE, "a blue square stays still on a yellow background"]
+    strategies = ["frame_chain", "segment_chain", "native", "native@shapes-tiny-animatediff", "sliding_window"]
+    prompts = [PROMPT_BEFORE, "a blue square moves right slowly on a white background"]
     executed = rerun_notebook(NOTEBOOKS / "04_strategy_comparison.ipynb",
                               {"strategies": strategies, "seeds": [0], "num_frames": 4, "num_inference_steps": STEPS,
                                "strategy_options": {"segment_chain": {"num_segments": 2},
                                                     "sliding_window": {"window": 3, "overlap": 1}},
-                               "prompts": prompts, "decay_frames": 12, "decay_window": 6, "decay_overlap": 2,
+                               "prompts": prompts, "decay_prompt": PROMPT_BEFORE, "decay_frames": 12,
+                               "decay_window": 6, "decay_overlap": 2,
                                "decay_seeds": [0, 1], "out_dir": str(out)}, out_dir=tmp_path / "nb")
     summary = pd.read_csv(out / "summary.csv").set_index("strategy")
     assert summary.index.tolist() == strategies
@@ -131,6 +132,16 @@ def test_strategy_comparison_notebook_runs_every_strategy_and_the_sliding_window
         assert summary[metric].between(0, 1).all(), metric
     points = pd.read_csv(out / "points.csv")
     assert sorted(points["prompt"].unique()) == sorted(prompts)
+    # the two native arms ran on their own models: the joint (Wan-style) and the factorized (AnimateDiff)
+    models = points.groupby("strategy")["model"].first()
+    assert models["native"] == "shapes-tiny" and models["native@shapes-tiny-animatediff"] == "shapes-tiny-animatediff"
+    assert points.loc[points["prompt"] == prompts[1], "motion_adherence"].between(0, 1).all()
+    intervals = pd.read_csv(out / "intervals.csv")
+    ssim = intervals[intervals["metric"] == "ssim_consecutive"]
+    assert set(ssim["strategy"]) == set(strategies) and (ssim["n"] == len(prompts)).all()
+    paired = pd.read_csv(out / "paired.csv")
+    assert set(paired["strategy"]) == set(strategies) - {"native"} and (paired["baseline"] == "native").all()
+    assert set(paired["decided"]) <= {"higher", "lower", "not decided"}
     # the decay: one value per frame and metric over 2 seeds; seams at the window starts 4 and 6 ... of 12 frames
     curves = pd.read_csv(out / "decay_curves.csv")
     match = curves[curves["metric"] == "subject_match"]

@@ -43,7 +43,7 @@ PRESETS: dict[str, Preset] = {
     "shapes-tiny": Preset(
         "shapes-tiny", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"),
         motion_adapter=_zoo_part("motion_adapter"), motion_lora=_zoo_part("motion_lora"),
-        video_unet=_zoo_part("video_unet"), wan=_zoo_part("wan"), native_frames=16,
+        video_unet=_zoo_part("video_unet"), wan=_zoo_part("wan"), native_frames=8,  # the joint model's clips
         description="vidlab's offline zoo: 64x64 shapes world, trained on CPU, ships inside the package; its video "
                     "model is the Wan-style joint spatio-temporal transformer"),
     "shapes-tiny-animatediff": Preset(

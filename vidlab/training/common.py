@@ -79,7 +79,10 @@ class Checkpoint:
         def atomic(path: Path, write):
             with atomic_output(path) as tmp:
                 write(tmp)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        state, seen = {}, set()
+        for k, v in model.state_dict().items():  # tied weights (UMT5's shared embedding) are saved as copies
+            state[k] = v.contiguous() if v.data_ptr() not in seen else v.clone()
+            seen.add(v.data_ptr())
         atomic(self.dir / "state.safetensors", lambda p: save_file(state, p))
         atomic(self.dir / "optim.pt", lambda p: torch.save(optimizer.state_dict(), p))
         if ema is not None:

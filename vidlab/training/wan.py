@@ -2,7 +2,7 @@
 
 1. `vae`: the frame-wise `AutoencoderKLWan` (see `wan_parts`) on single shapes-world frames,
    subject pixels weighted x10 (a small shape is ~6% of a frame).
-2. `pool`: clips of 9 frames (8 directions x 2 speeds, a tenth still, a fifth growing or
+2. `pool`: clips of 9 frames (training reads 8 of them) (8 directions x 2 speeds, a tenth still, a fifth growing or
    shrinking) rendered and encoded once into `pool.safetensors`; a clip read backwards is a clip
    of the opposite motion, so the pool counts twice.
 3. `wan-label` / `wan-text`: the transformer by flow matching (x_t = (1 - s) x_0 + s e, target
@@ -33,7 +33,8 @@ from .common import Stage, render_training_batch, rng_for, subject_pixel_weights
 from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, make_framewise, motion_class, text_encoder_config,
                         transformer_config, vae_config)
 
-POOL_FRAMES = 9  # WanPipeline with no temporal compression makes num_frames + 1 frames: 8 asked -> 9
+POOL_FRAMES = 9  # clips are rendered with a frame to spare: training reads 8 consecutive ones, from frame 0 or 1
+TRAIN_FRAMES = 8
 GROWTHS = (None, "grows", "shrinks")
 OPPOSITE = {d: next(k for k, v in DIRECTIONS.items() if v == (-x, -y)) for d, (x, y) in DIRECTIONS.items()}
 
@@ -124,9 +125,12 @@ def caption_of(labels: list[int], reverse: bool = False) -> tuple[str, int]:
 
 # ---- stage 3: the transformer -------------------------------------------------------------------
 
-def encode_captions(tokenizer, text_encoder, texts: list[str]) -> torch.Tensor:
-    """(B, TEXT_TOKENS, D) states as WanPipeline makes them: padding positions set to zero."""
-    tok = tokenizer(texts, padding="max_length", max_length=TEXT_TOKENS, truncation=True,
+CONDITIONINGS = ("label", "text", "zoo-clip")
+
+
+def encode_captions(tokenizer, text_encoder, texts: list[str], max_length: int = TEXT_TOKENS) -> torch.Tensor:
+    """(B, max_length, D) states as WanPipeline makes them: padding positions set to zero."""
+    tok = tokenizer(texts, padding="max_length", max_length=max_length, truncation=True,
                     add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
     states = text_encoder(tok.input_ids, tok.attention_mask).last_hidden_state
     return states * tok.attention_mask[..., None].to(states.dtype)
@@ -135,6 +139,25 @@ def encode_captions(tokenizer, text_encoder, texts: list[str]) -> torch.Tensor:
 def build_text_encoder(tokenizer):
     from transformers import UMT5Config, UMT5EncoderModel
     return UMT5EncoderModel(UMT5Config(**text_encoder_config(len(tokenizer))))
+
+
+def zoo_clip_encoder(tokenizer):
+    """The ablation's text path: the zoo's CLIP text encoder, frozen but for the motion words' rows.
+
+    This is how both AnimateDiff recipes conditioned their video models (`motion.motion_stage`):
+    the image model's encoder, trained on static captions, with only the embeddings of words that
+    clips alone use ('moves', 'go_left', 'quickly', ...) learning.
+    """
+    from ..backends.presets import ZOO_PATH
+    from .motion import load_text, motion_word_ids
+    _, encoder = load_text(ZOO_PATH)
+    encoder.requires_grad_(False)
+    table = encoder.get_input_embeddings().weight
+    table.requires_grad_(True)
+    rows = torch.zeros(table.shape[0], 1)
+    rows[motion_word_ids(tokenizer)] = 1.0
+    table.register_hook(lambda grad: grad * rows)
+    return encoder
 
 
 class WanTrainee(torch.nn.Module):
@@ -153,26 +176,29 @@ def flow_sigmas(u: torch.Tensor, shift: float = FLOW_SHIFT) -> torch.Tensor:
 
 def wan_stage(run_dir, conditioning: str = "text", seed: int = 0, batch: int = 24, lr: float = 5e-4,
               caption_dropout: float = 0.1, monitor_every: int = 250) -> Stage:
-    if conditioning not in ("text", "label"):
-        raise ValueError(f"conditioning={conditioning!r} is not one of ['text', 'label']")
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"conditioning={conditioning!r} is not one of {list(CONDITIONINGS)}")
     from diffusers import WanTransformer3DModel
 
     from ..world.tokenizer import build_tokenizer
     torch.manual_seed(seed)
     pool = load_pool(run_dir)
     tokenizer = build_tokenizer()
-    encoder = build_text_encoder(tokenizer) if conditioning == "text" else LabelEncoder()
+    encoder = {"text": build_text_encoder, "zoo-clip": zoo_clip_encoder}.get(conditioning, lambda _: LabelEncoder())(
+        tokenizer)
     model = WanTrainee(WanTransformer3DModel(**transformer_config()), encoder)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    ema = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # weight decay off for the ablation's frozen table: rows without gradient must stay as they are
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0 if conditioning == "zoo-clip" else 1e-2)
+    ema = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     mu, sd = pool["channel_mean"].view(1, -1, 1, 1, 1), pool["channel_std"].view(1, -1, 1, 1, 1)
     name = f"wan-{conditioning}"
     monitor = Monitor(run_dir, name, conditioning, tokenizer, pool, every=monitor_every)
 
     def condition(texts_or_labels):
-        if conditioning == "text":
-            return encode_captions(tokenizer, model.encoder, texts_or_labels)
-        return model.encoder(torch.tensor(texts_or_labels))
+        if conditioning == "label":
+            return model.encoder(torch.tensor(texts_or_labels))
+        return encode_captions(tokenizer, model.encoder, texts_or_labels, text_tokens(conditioning))
 
     def loss_fn(step):
         monitor.maybe_run(step, model, ema)
@@ -180,15 +206,17 @@ def wan_stage(run_dir, conditioning: str = "text", seed: int = 0, batch: int = 2
         torch.manual_seed(seed * 100003 + step)
         idx = torch.from_numpy(rng.integers(0, pool["mean"].shape[0], batch))
         reverse = rng.random(batch) < 0.5
+        offset = rng.integers(0, POOL_FRAMES - TRAIN_FRAMES + 1, batch)
         z = pool["mean"][idx] + pool["std"][idx] * torch.randn_like(pool["mean"][idx])  # (B, F, C, h, w)
-        z = torch.stack([zi.flip(0) if r else zi for zi, r in zip(z, reverse)]).permute(0, 2, 1, 3, 4)
+        z = torch.stack([(zi.flip(0) if r else zi)[o:o + TRAIN_FRAMES] for zi, r, o in zip(z, reverse, offset)])
+        z = z.permute(0, 2, 1, 3, 4)
         x0 = (z - mu) / sd  # (B, C, F, h, w), as WanPipeline's latents_mean / latents_std define them
         drop = rng.random(batch) < caption_dropout
         conds = [caption_of(pool["labels"][i].tolist(), r) for i, r in zip(idx.tolist(), reverse)]
-        if conditioning == "text":
-            states = condition(["" if d else c for (c, _), d in zip(conds, drop)])
-        else:
+        if conditioning == "label":
             states = condition([model.encoder.null if d else k for (_, k), d in zip(conds, drop)])
+        else:
+            states = condition(["" if d else c for (c, _), d in zip(conds, drop)])
         noise = torch.randn_like(x0)
         sigma = flow_sigmas(torch.rand(batch)).view(-1, 1, 1, 1, 1)
         xt = (1 - sigma) * x0 + sigma * noise
@@ -196,8 +224,14 @@ def wan_stage(run_dir, conditioning: str = "text", seed: int = 0, batch: int = 2
         return ((pred - (noise - x0)) ** 2).mean()
 
     stage = Stage(name, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=50)
-    stage.extra = {"channel_mean": pool["channel_mean"], "channel_std": pool["channel_std"]}
+    stage.monitor = monitor
     return stage
+
+
+def text_tokens(conditioning: str) -> int:
+    """Caption length the text path reads: the zoo's CLIP has 16 positions, the UMT5 any number."""
+    from ..world.tokenizer import MAX_TOKENS
+    return MAX_TOKENS if conditioning == "zoo-clip" else TEXT_TOKENS
 
 
 class Monitor:
@@ -233,7 +267,7 @@ class Monitor:
     def pipeline(self, model):
         from .wan_ladder import make_pipeline
         return make_pipeline(model.transformer, self.tokenizer,
-                             model.encoder if self.conditioning == "text" else None,
+                             model.encoder if self.conditioning != "label" else None,
                              self.pool["channel_mean"], self.pool["channel_std"], vae=self.vae)
 
     @property
@@ -249,7 +283,9 @@ def main(argv=None) -> None:
     parser.add_argument("--run-dir", default="checkpoints/wan")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--clips", type=int, default=5000)
-    parser.add_argument("--conditioning", choices=["text", "label"], default="text")
+    parser.add_argument("--conditioning", choices=CONDITIONINGS, default="text",
+                        help="'label': the motion class (rung a); 'text': a UMT5 trained with the model (rung b); "
+                             "'zoo-clip': the zoo's frozen CLIP with motion rows trained (the AnimateDiff recipes' path)")
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--monitor-every", type=int, default=250)

@@ -22,7 +22,7 @@ from ..world.analyzer import analyze, direction_of
 from ..world.clips import random_clip
 from ..world.shapes import DIRECTIONS, SPEEDS
 from .evaluation import clip_report
-from .wan_parts import TEXT_TOKENS, motion_class, scheduler_config
+from .wan_parts import motion_class, scheduler_config
 
 OPPOSITE = {d: next(k for k, v in DIRECTIONS.items() if v == (-x, -y)) for d, (x, y) in DIRECTIONS.items()}
 
@@ -62,9 +62,10 @@ def sample(pipe, conditioning: str, encoder, clips, directions, seeds, steps: in
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     common = dict(num_frames=num_frames - 1, height=64, width=64, num_inference_steps=steps,
                   guidance_scale=guidance, generator=generators, output_type="pt")
-    if conditioning == "text":
-        out = pipe(prompt=[caption_with(c, d) for c, d in zip(clips, directions)], max_sequence_length=TEXT_TOKENS,
-                   **common)
+    if conditioning != "label":
+        from .wan import text_tokens
+        out = pipe(prompt=[caption_with(c, d) for c, d in zip(clips, directions)],
+                   max_sequence_length=text_tokens(conditioning), **common)
     else:
         labels = torch.tensor([motion_class(d, c.speed) for c, d in zip(clips, directions)])
         null = torch.full_like(labels, encoder.null)
