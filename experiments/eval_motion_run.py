@@ -39,7 +39,7 @@ def scratch_zoo(run_dir, into: Path) -> Path:
 def wan_numbers(args) -> dict:
     from vidlab.training.wan_ladder import ladder_numbers
     if args.wan_run_dir:
-        from vidlab.training.wan_export import trained_pipeline
+        from vidlab.training.wan import trained_pipeline
         pipe, encoder = trained_pipeline(args.wan_run_dir, args.conditioning)
         conditioning = args.conditioning
     else:

@@ -78,3 +78,17 @@ def test_the_checker_sees_a_violation():
     finally:
         tmp.unlink()
     assert found == [("vidlab.training", ["common"]), ("vidlab.strategies.sd_loop", ["_private"])]
+
+
+def test_no_import_circles_between_modules_of_a_layer():
+    """Module A imports B (at the top or inside a function) and B imports A: a circle, in no layer."""
+    modules = {module_name(p): p for p in FILES}
+    edges = {}
+    for me, path in modules.items():
+        targets = set()
+        for target, names in imports_of(path):
+            targets |= {t for t in [target] + [f"{target}.{n}" for n in names] if t in modules and t != me}
+        edges[me] = targets
+    circles = sorted(f"{a} <-> {b}" for a, ts in edges.items() for b in ts
+                     if a in edges.get(b, ()) and a < b and "__init__" not in str(modules[a]) + str(modules[b]))
+    assert circles == []

@@ -123,3 +123,15 @@ def test_factorized_design_stays_selectable(tiny_sd):
     assert factorized.video_design == "factorized" and "wan" not in factorized.kinds
     image_only = load_backend(tiny_sd["base"], controlnet=tiny_sd["controlnet"])
     assert image_only.video_design is None
+
+
+def test_joint_attention_capture_gives_frame_by_frame_attention(backend):
+    from vidlab.attention.run import generate_with_attention
+    run = generate_with_attention(backend, PROMPT, num_frames=4, num_inference_steps=2, height=64, width=64,
+                                  kinds=("joint", "cross"))
+    assert run.pipeline_kind == "wan" and run.frames.shape == (4, 3, 64, 64)
+    matrix = run.capture.frame_attention()
+    assert matrix.shape == (4, 4)
+    torch.testing.assert_close(matrix.sum(1), torch.ones(4), atol=1e-4, rtol=0)
+    maps = run.capture.word_maps()
+    assert "circle" in maps and maps["circle"].shape[0] == 4  # one heat map per frame

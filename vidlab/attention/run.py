@@ -44,17 +44,19 @@ def generate_with_attention(backend, prompt: str, seed: int = 0, num_inference_s
     """
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"num_frames={num_frames!r} must be an integer >= 1")
-    video_kinds = [k for k in ("animatediff", "wan") if k in backend.kinds]
+    from ..strategies.native import text_length, wan_frames_to_ask
     if num_frames == 1 and "text2img" in backend.kinds:
         kind, extra = "text2img", {}
-    elif video_kinds:
-        kind, extra = video_kinds[0], {"num_frames": num_frames}
+    elif backend.video_design is not None:  # the backend's own video model: joint (Wan) or factorized
+        kind, extra = ("wan" if backend.video_design == "joint" else "animatediff"), {"num_frames": num_frames}
     else:
         raise ValueError(f"num_frames={num_frames} needs a video pipeline; model {backend.preset.name!r} "
                          f"offers {backend.kinds}")
     pipe = backend.pipeline(kind)
+    if kind == "wan":  # as `native` calls it: exactly num_frames frames, the tokenizer's own text length
+        extra = {"num_frames": wan_frames_to_ask(pipe, num_frames), "max_sequence_length": text_length(pipe)}
     size = {k: v for k, v in (("height", height), ("width", width)) if v is not None}
     with AttentionCapture(pipe, prompt, layers=layers, kinds=kinds, steps=steps) as capture:
         output = pipe(prompt, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                       generator=torch.Generator("cpu").manual_seed(int(seed)), output_type="pt", **size, **extra)
-    return AttentionRun(_frames(output), capture, prompt, seed, kind, num_inference_steps, guidance_scale)
+    return AttentionRun(_frames(output)[:num_frames], capture, prompt, seed, kind, num_inference_steps, guidance_scale)

@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 from .memory import PeakMemory
+from .points import point_metrics
 from .spec import canonical_json
 
 BatchFn = Callable[[list], list]  # configs -> [(metrics, video), ...], one per config, in order
@@ -57,7 +58,6 @@ def generate_points(configs: list[dict]) -> list[tuple[dict, object]]:
     """The default batch function: `vidlab.generate_batch` on the configs, then `video_metrics` of each."""
     from .. import generate_batch
     from ..config import parse_request
-    from .sweep import point_metrics
 
     first = configs[0]
     requests = [parse_request(c["request"]) for c in configs]

@@ -32,7 +32,8 @@ import torch
 
 from .batching import generate_points
 from .spec import SweepSpec
-from .sweep import SweepReport, check_strategy, default_weights_hash, generate_point, run_sweep
+from .points import generate_point
+from .sweep import SweepReport, check_strategy, default_weights_hash, run_sweep
 
 DEFAULT_PROMPT = "a red circle in the top left on a white background"
 DEFAULT_CHANGE_PROMPT = "a red circle in the bottom right on a white background"

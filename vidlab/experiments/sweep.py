@@ -32,30 +32,11 @@ from .batching import BatchFn, generate_points, run_batch, seed_batches
 from .executors import get_executor
 from .memory import PeakMemory
 from .monitor import SlowdownAlert, SlowdownMonitor, compare_with_last_run, points_table
+from .points import generate_point
 from .spec import Point, SweepSpec, code_identity, expand_grid, load_sweep_spec
 from .store import ResultsStore
 
 PointFn = Callable[[dict], tuple]  # config -> (metrics: dict[str, float], video or None)
-
-
-def generate_point(config: dict) -> tuple[dict, object]:
-    """The default point function: `vidlab.generate` on the point's config, then `video_metrics`."""
-    from .. import generate
-    from ..config import parse_request
-
-    request = parse_request(config["request"])
-    video = generate(request, strategy=config["strategy"], model=config["model"], **config["options"])
-    return point_metrics(video, request.full_prompt()), video
-
-
-def point_metrics(video, prompt: str) -> dict:
-    """`video_metrics` of a generated video, with the seams its strategy recorded."""
-    from ..metrics import video_metrics
-
-    record = video.record.get("strategy_record") or {}
-    # seams: where segments start (segment_chain) or windows start (sliding_window)
-    segment_starts = record.get("segment_starts") or record.get("window_starts")
-    return video_metrics(video.frames, prompt=prompt, segment_starts=segment_starts)
 
 
 def check_strategy(strategy: str) -> None:

@@ -21,7 +21,7 @@ from .events import Progress
 from .video_fields import FieldNotSupportedError, NoisePrior, keyframe_prompts, shared_noise_share
 
 
-def _frames_from_output(output) -> torch.Tensor:
+def frames_from_output(output) -> torch.Tensor:
     """A pipeline's `output_type='pt'` frames -> (F, 3, H, W) float in [0, 1] on the CPU."""
     frames = output.frames
     if isinstance(frames, (list, tuple)):
@@ -65,7 +65,7 @@ def generate_clip(backend, request: GenerationRequest, prompt: str | dict[int, s
                              "denoising step for an anchored clip; raise num_inference_steps or the strength")
         pipe = backend.pipeline("animatediff_v2v")
         video = [image.clamp(0, 1)] * num_frames
-        return _frames_from_output(pipe(video=torch.stack(video)[None], strength=strength, **common))
+        return frames_from_output(pipe(video=torch.stack(video)[None], strength=strength, **common))
     pipe = backend.pipeline("animatediff")
     per_frame = isinstance(prompt, dict)
     if per_frame:
@@ -80,7 +80,7 @@ def generate_clip(backend, request: GenerationRequest, prompt: str | dict[int, s
                                context_stride=context_stride)
     latents = None if free_noise else noise.latents(pipe, family, num_frames, request.height, request.width, seed)
     try:
-        return _frames_from_output(pipe(num_frames=num_frames, latents=latents, **common))
+        return frames_from_output(pipe(num_frames=num_frames, latents=latents, **common))
     finally:
         if free_noise or per_frame:
             pipe.disable_free_noise()
@@ -122,15 +122,15 @@ def _wan_clip(backend, common: dict, num_frames: int, seed: int, image, noise: N
     common = dict(common, num_frames=wan_frames_to_ask(pipe, num_frames), max_sequence_length=text_length(pipe))
     if image is None:
         latents = noise.latents(pipe, "wan", frames_made(pipe, num_frames), common["height"], common["width"], seed)
-        return _frames_from_output(pipe(latents=latents, **common))[:num_frames]
+        return frames_from_output(pipe(latents=latents, **common))[:num_frames]
     if "wan_i2v" in backend.kinds:
         from PIL import Image
 
         from .effects import to_uint8
-        return _frames_from_output(backend.pipeline("wan_i2v")(image=Image.fromarray(to_uint8(image)),
+        return frames_from_output(backend.pipeline("wan_i2v")(image=Image.fromarray(to_uint8(image)),
                                                                **common))[:num_frames]
     replace = AnchorReplacement(pipe, image, seed)
-    return _frames_from_output(pipe(callback_on_step_end=replace, callback_on_step_end_tensor_inputs=["latents"],
+    return frames_from_output(pipe(callback_on_step_end=replace, callback_on_step_end_tensor_inputs=["latents"],
                                     **common))[:num_frames]
 
 

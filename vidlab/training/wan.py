@@ -29,9 +29,9 @@ from safetensors.torch import load_file, save_file
 from ..world.captions import clip_caption
 from ..world.clips import random_clip
 from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES, SPEEDS, Scene
-from .common import Stage, render_training_batch, rng_for, subject_pixel_weights, train_stage
+from .common import Stage, export_target, render_training_batch, rng_for, subject_pixel_weights, train_stage
 from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, make_framewise, motion_class, text_encoder_config,
-                        transformer_config, vae_config)
+                        text_tokens, transformer_config, vae_config)
 
 POOL_FRAMES = 9  # clips are rendered with a frame to spare: training reads 8 consecutive ones, from frame 0 or 1
 TRAIN_FRAMES = 8
@@ -228,12 +228,6 @@ def wan_stage(run_dir, conditioning: str = "text", seed: int = 0, batch: int = 2
     return stage
 
 
-def text_tokens(conditioning: str) -> int:
-    """Caption length the text path reads: the zoo's CLIP has 16 positions, the UMT5 any number."""
-    from ..world.tokenizer import MAX_TOKENS
-    return MAX_TOKENS if conditioning == "zoo-clip" else TEXT_TOKENS
-
-
 class Monitor:
     """Every `every` steps: sample clips with the EMA weights and log the ladder's numbers."""
 
@@ -277,6 +271,35 @@ class Monitor:
         return self._vae
 
 
+# ---- export ---------------------------------------------------------------------------------
+
+def trained_pipeline(run_dir, conditioning: str = "text", use_ema: bool = True):
+    """A run of `run_dir` as an in-memory WanPipeline, and its condition encoder (text encoder or labels)."""
+    from ..world.tokenizer import build_tokenizer
+    from .wan_ladder import make_pipeline
+
+    d = Path(run_dir) / f"wan-{conditioning}"
+    stage = wan_stage(run_dir, conditioning, monitor_every=0)
+    state = load_file(d / "state.safetensors")
+    if use_ema and (d / "ema.safetensors").exists():
+        state.update(load_file(d / "ema.safetensors"))
+    stage.model.load_state_dict(state)
+    model = stage.model.eval().requires_grad_(False)
+    pool = load_pool(run_dir)
+    tokenizer = build_tokenizer()
+    tokenizer.model_max_length = text_tokens(conditioning)  # what the encoder was trained to read
+    text_encoder = model.encoder if conditioning != "label" else None
+    pipe = make_pipeline(model.transformer, tokenizer, text_encoder, pool["channel_mean"], pool["channel_std"],
+                         load_vae(run_dir))
+    return pipe, model.encoder
+
+
+def export_wan(run_dir, out_dir=None) -> Path:
+    out = export_target(out_dir) / "wan"
+    trained_pipeline(run_dir, "text")[0].save_pretrained(out, safe_serialization=True)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the zoo's Wan-style video model (see module doc).")
     parser.add_argument("command", choices=["vae", "pool", "train", "export"])
@@ -300,7 +323,6 @@ def main(argv=None) -> None:
         print(build_pool(args.run_dir, args.clips))
         return
     elif args.command == "export":
-        from .wan_export import export_wan
         print(export_wan(args.run_dir, args.out))
         return
     else:

@@ -58,12 +58,12 @@ def caption_with(clip, direction: str) -> str:
 def sample(pipe, conditioning: str, encoder, clips, directions, seeds, steps: int, guidance: float,
            num_frames: int = 8) -> list[torch.Tensor]:
     """One clip per (clip, asked direction, seed): (F, 3, 64, 64) each."""
-    from ..strategies.native import _frames_from_output
+    from ..strategies.native import frames_from_output
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     common = dict(num_frames=num_frames - 1, height=64, width=64, num_inference_steps=steps,
                   guidance_scale=guidance, generator=generators, output_type="pt")
     if conditioning != "label":
-        from .wan import text_tokens
+        from .wan import text_tokens  # TEMP: running trainings hold the old wan_parts
         out = pipe(prompt=[caption_with(c, d) for c, d in zip(clips, directions)],
                    max_sequence_length=text_tokens(conditioning), **common)
     else:
@@ -71,7 +71,7 @@ def sample(pipe, conditioning: str, encoder, clips, directions, seeds, steps: in
         null = torch.full_like(labels, encoder.null)
         out = pipe(prompt_embeds=encoder(labels), negative_prompt_embeds=encoder(null), **common)
     frames = out.frames
-    return [_frames_from_output(type(out)(frames=frames[i:i + 1])) for i in range(len(clips))]
+    return [frames_from_output(type(out)(frames=frames[i:i + 1])) for i in range(len(clips))]
 
 
 def step_constancy(frames: torch.Tensor, direction: str, min_step: float = 1.0) -> float:

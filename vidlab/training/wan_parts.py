@@ -99,3 +99,9 @@ class LabelEncoder(torch.nn.Module):
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         return self.table(labels)[:, None]  # (B, 1, dim)
+
+
+def text_tokens(conditioning: str) -> int:
+    """Caption length the text path reads: the zoo's CLIP has 16 positions, the UMT5 any number."""
+    from ..world.tokenizer import MAX_TOKENS
+    return MAX_TOKENS if conditioning == "zoo-clip" else TEXT_TOKENS
