@@ -1,9 +1,11 @@
 """Every strategy at every dtype on one device, against the CPU at fp32: the one script to run on a GPU.
 
-python experiments/check_device.py --device cuda                     # the zoo, fp32 / fp16 / bf16
+python experiments/check_device.py --device cuda                     # the zoo, fp32 / fp16 / bf16, both video models
 python experiments/check_device.py --device cpu --dtypes fp32 bf16 --json out.json
 
-For each strategy x dtype it prints whether the frames are finite, the frame count, the largest
+The zoo runs twice: `shapes-tiny`, whose native and sliding_window use the joint Wan-style model
+(WanPipeline: transformer, frame-wise VAE and UMT5 on the device and dtype), and
+`shapes-tiny-animatediff`, the factorized AnimateDiff one. For each model x strategy x dtype it prints whether the frames are finite, the frame count, the largest
 and mean absolute difference against the same request on the CPU at fp32, and the seconds of the
 call (after one warm-up call per pipeline). A failure is a row with its error, never a stop.
 Chained strategies amplify small numeric differences from frame to frame, so their difference
@@ -50,7 +52,7 @@ def check(model: str, device: str, dtypes: list[str], strategies: list[str], ste
     for dtype in dtypes:
         backend = load_backend(model, device=device, dtype=dtype)
         for s in strategies:
-            row = {"strategy": s, "device": str(backend.device), "dtype": str(backend.dtype).replace("torch.", "")}
+            row = {"model": model, "video_design": backend.video_design, "strategy": s, "device": str(backend.device), "dtype": str(backend.dtype).replace("torch.", "")}
             try:
                 run_one(backend, s, request)  # warm-up: kernels, pipeline construction
                 out, seconds = run_one(backend, s, request)
@@ -71,14 +73,15 @@ def check(model: str, device: str, dtypes: list[str], strategies: list[str], ste
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="shapes-tiny")
+    parser.add_argument("--models", nargs="+", default=["shapes-tiny", "shapes-tiny-animatediff"])
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "fp16", "bf16"])
     parser.add_argument("--strategies", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    rows = check(args.model, args.device, args.dtypes, args.strategies, args.steps, args.frames)
+    rows = [row for model in args.models
+            for row in check(model, args.device, args.dtypes, args.strategies, args.steps, args.frames)]
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -135,3 +135,43 @@ def test_joint_attention_capture_gives_frame_by_frame_attention(backend):
     torch.testing.assert_close(matrix.sum(1), torch.ones(4), atol=1e-4, rtol=0)
     maps = run.capture.word_maps()
     assert "circle" in maps and maps["circle"].shape[0] == 4  # one heat map per frame
+
+
+def test_check_device_covers_the_joint_model(tiny_sd, zoo_wan, tmp_path):
+    """experiments/check_device.py on a zoo-like folder whose video model is the joint one (CPU, fp32 and bf16)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import check_device
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd["base"], model)
+    shutil.copytree(tiny_sd["controlnet"], model / "controlnet")
+    shutil.copytree(zoo_wan, model / "wan")
+    rows = check_device.check(str(model), "cpu", ["fp32", "bf16"], ["native", "sliding_window"], steps=2, frames=8)
+    assert {r["video_design"] for r in rows} == {"joint"} and len(rows) == 4
+    assert all("error" not in r and r["finite"] and r["frames"] == 8 for r in rows), rows
+    assert all(r["max_diff_vs_cpu"] == 0.0 for r in rows if r["dtype"] == "float32")
+
+
+HAS_ZOO_WAN = (PRESETS["shapes-tiny"].wan is not None)
+
+
+@pytest.mark.skipif(not HAS_ZOO_WAN, reason="the zoo's joint video model is not exported yet")
+def test_the_zoo_joint_model_loads_offline_through_wan_pipeline(monkeypatch):
+    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    from vidlab.backends import ZOO_PATH
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = WanPipeline.from_pretrained(ZOO_PATH / "wan", use_safetensors=True)
+    assert isinstance(pipe.transformer, WanTransformer3DModel) and isinstance(pipe.vae, AutoencoderKLWan)
+    assert isinstance(pipe.text_encoder, UMT5EncoderModel) and is_framewise(pipe.vae)
+    assert pipe.vae.config.temperal_downsample == [] and pipe.vae_scale_factor_temporal == 1
+    backend = load_backend("shapes-tiny")
+    assert backend.video_design == "joint"
+    frames, _ = STRATEGIES["native"](backend, request(frames=8, num_inference_steps=4), {})
+    again, _ = STRATEGIES["native"](backend, request(frames=8, num_inference_steps=4), {})
+    assert frames.shape == (8, 3, 64, 64) and torch.equal(frames, again)

@@ -77,8 +77,15 @@ def clip_labels(clip) -> list[int]:
             list(SPEEDS).index(clip.speed), GROWTHS.index(clip.growth)]
 
 
-def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 288) -> Path:
-    """Render and encode `clips` training clips (resumable in chunks); returns pool.safetensors."""
+def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 288, centred: bool = False,
+               p_growth: float = 0.2) -> Path:
+    """Render and encode `clips` training clips (resumable in chunks); returns pool.safetensors.
+
+    centred: every path's midpoint lies within 8 px of the frame's centre (`random_clip`). A clip
+    caption names no position, so a model must otherwise draw the start anywhere the path fits:
+    the ladder's first design measured that as the step the tiny model had not taken at a quarter
+    of its budget (see the model card).
+    """
     vae = load_vae(run_dir)
     out = Path(run_dir) / "pool.safetensors"
     parts = Path(run_dir) / "pool_parts"
@@ -89,7 +96,7 @@ def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 28
         if part.exists():
             continue
         rng = rng_for(seed, start)
-        chunk = [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=0.2, p_camera=0.0)
+        chunk = [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=p_growth, p_camera=0.0, centred=centred)
                  for _ in range(min(per_chunk, clips - start))]
         pixels = torch.cat([c_.render() for c_ in chunk]) * 2 - 1  # (n*F, 3, 64, 64)
         with torch.no_grad():
@@ -306,6 +313,8 @@ def main(argv=None) -> None:
     parser.add_argument("--run-dir", default="checkpoints/wan")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--clips", type=int, default=5000)
+    parser.add_argument("--centred", action="store_true", help="pool: paths centred in the frame")
+    parser.add_argument("--p-growth", type=float, default=0.2, help="pool: share of clips that grow or shrink")
     parser.add_argument("--conditioning", choices=CONDITIONINGS, default="text",
                         help="'label': the motion class (rung a); 'text': a UMT5 trained with the model (rung b); "
                              "'zoo-clip': the zoo's frozen CLIP with motion rows trained (the AnimateDiff recipes' path)")
@@ -320,7 +329,7 @@ def main(argv=None) -> None:
     if args.command == "vae":
         result = train_stage(vae_stage(), args.run_dir, args.steps)
     elif args.command == "pool":
-        print(build_pool(args.run_dir, args.clips))
+        print(build_pool(args.run_dir, args.clips, centred=args.centred, p_growth=args.p_growth))
         return
     elif args.command == "export":
         print(export_wan(args.run_dir, args.out))

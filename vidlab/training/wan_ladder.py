@@ -63,7 +63,7 @@ def sample(pipe, conditioning: str, encoder, clips, directions, seeds, steps: in
     common = dict(num_frames=num_frames - 1, height=64, width=64, num_inference_steps=steps,
                   guidance_scale=guidance, generator=generators, output_type="pt")
     if conditioning != "label":
-        from .wan import text_tokens  # TEMP: running trainings hold the old wan_parts
+        from .wan_parts import text_tokens
         out = pipe(prompt=[caption_with(c, d) for c, d in zip(clips, directions)],
                    max_sequence_length=text_tokens(conditioning), **common)
     else:
