@@ -33,7 +33,8 @@ def stage_row(run_dir: Path, stage: str) -> dict | None:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--run-dir", default="checkpoints/wan")
-    parser.add_argument("--first-design", default=None, help="the run dir of a design stopped by the ladder's rule")
+    parser.add_argument("--stopped", nargs="*", default=[], metavar="RUN_DIR=WHAT",
+                        help="designs stopped by the ladder's rule: their run dir and what they were")
     parser.add_argument("--eval", nargs="*", default=[], metavar="CONDITIONING=EVAL_JSON")
     parser.add_argument("--shipped", default=None, help="eval_motion_run.py --model shapes-tiny output")
     parser.add_argument("--extra", nargs="*", default=[], metavar="KEY=JSON", help="other measurements to keep")
@@ -43,8 +44,9 @@ def main():
     out = {"stages": [r for s in STAGES if (r := stage_row(run_dir, s))],
            "evals": {k: json.loads(Path(v).read_text()) for k, v in (e.split("=", 1) for e in args.eval)},
            "extra": {k: json.loads(Path(v).read_text()) for k, v in (e.split("=", 1) for e in args.extra)}}
-    if args.first_design:
-        out["first_design"] = [r for s in STAGES[1:] if (r := stage_row(Path(args.first_design), s))]
+    out["stopped"] = [{"run_dir": d, "design": what,
+                       "stages": [r for s in STAGES[1:] if (r := stage_row(Path(d), s))]}
+                      for d, what in (item.split("=", 1) for item in args.stopped)]
     if args.shipped:
         out["shipped"] = json.loads(Path(args.shipped).read_text())
     if args.notes:

@@ -180,15 +180,13 @@ def wan_lines(pct) -> list[str]:
               for r in ladder["stages"]]
     total = sum(r["minutes"] for r in ladder["stages"])
     lines += ["", f"Training time in all: **{total:.0f} minutes** (each stage alone on the machine).", ""]
-    if ladder.get("first_design"):
-        lines += ["### First design, stopped by the ladder's rule", "",
-                  "Clips starting anywhere their path fits (the caption names no position), a fifth growing or "
-                  "shrinking; the rungs trained side by side, one thread each:", "",
+    for k, design in enumerate(ladder.get("stopped", []), 1):
+        lines += [f"### Design {k}, stopped by the ladder's rule: {design['design']}", "",
                   "| run | step | direction right | constancy | speed ratio | caption sensitivity | subject kept |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['stage']} | {m['step']} | {pct(m['direction_right'])} | {pct(m['constancy'])} "
                   f"| {m['speed_ratio']:.2f} | {m['caption_sensitivity']:.2f} | {pct(m['subject_kept'])} |"
-                  for r in ladder["first_design"] for m in r["monitor"]]
+                  for r in design["stages"] for m in r["monitor"]]
         lines.append("")
     lines += ["### The diagnostic ladder (each rung measured while it trained, `monitor.jsonl`)", "",
               "Every few hundred steps the run samples 16 test motions (3 clips each: asked, opposite caption, other "
