@@ -3,9 +3,10 @@
 python experiments/check_device.py --device cuda                     # the zoo, fp32 / fp16 / bf16, both video models
 python experiments/check_device.py --device cpu --dtypes fp32 bf16 --json out.json
 
-The zoo runs twice: `shapes-tiny`, whose native and sliding_window use the joint Wan-style model
-(WanPipeline: transformer, frame-wise VAE and UMT5 on the device and dtype), and
-`shapes-tiny-animatediff`, the factorized AnimateDiff one. For each model x strategy x dtype it prints whether the frames are finite, the frame count, the largest
+The zoo runs twice: `shapes-tiny`, whose native and sliding_window use the factorized AnimateDiff
+model, and `shapes-tiny-joint`, whose use the joint Wan-style one (WanPipeline: transformer,
+frame-wise VAE and UMT5 on the device and dtype). For each model x strategy x dtype it prints
+whether the frames are finite, the frame count, the largest
 and mean absolute difference against the same request on the CPU at fp32, and the seconds of the
 call (after one warm-up call per pipeline). A failure is a row with its error, never a stop.
 Chained strategies amplify small numeric differences from frame to frame, so their difference
@@ -73,7 +74,7 @@ def check(model: str, device: str, dtypes: list[str], strategies: list[str], ste
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--models", nargs="+", default=["shapes-tiny", "shapes-tiny-animatediff"])
+    parser.add_argument("--models", nargs="+", default=["shapes-tiny", "shapes-tiny-joint"])
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "fp16", "bf16"])
     parser.add_argument("--strategies", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
     parser.add_argument("--steps", type=int, default=10)

@@ -1,6 +1,6 @@
 """Measure a video model's motion on clips and seeds never used in training: the ladder's numbers.
 
-python experiments/eval_motion_run.py --model shapes-tiny --n 64 [--out eval.json]     # the shipped joint model
+python experiments/eval_motion_run.py --model shapes-tiny-joint --n 64 [--out eval.json]   # the shipped joint model
 python experiments/eval_motion_run.py --wan-run-dir checkpoints/wan --conditioning label --n 64   # a Wan run
 python experiments/eval_motion_run.py --run-dir checkpoints/motion-full --n 48       # an AnimateDiff run
 

@@ -2,7 +2,7 @@
 
 python experiments/motion_signal.py [--n 16] [--out signal.json]
 
-python experiments/motion_signal.py --model shapes-tiny    # the joint (Wan-style) model, for comparison
+python experiments/motion_signal.py --model shapes-tiny-joint    # the joint (Wan-style) model, for comparison
 
 For n ground-truth clips never used in training, three captions: the true one, the same with the
 opposite direction ('moves left' -> 'moves right'), and the same with another subject colour.
@@ -80,7 +80,7 @@ SWAPS = ("direction_swapped", "colour_swapped")
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="shapes-tiny-animatediff")
+    parser.add_argument("--model", default="shapes-tiny")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--timesteps", type=int, nargs="+", default=[500, 900])
     parser.add_argument("--out", default=None)

@@ -91,7 +91,7 @@ def motion_lines(runs: list[dict], ev: dict, t2i: dict, pct, design: list[dict])
     ratio = speeds["quickly"] / speeds["slowly"] if speeds["slowly"] else float("nan")
     sens_ratio = ", ".join(f"t={t}: {r:.3f}" for t, r in sens["opposite_over_true"].items()) if sens else "n/a"
     lines = [
-        "## Video model, factorized design (AnimateDiff, `video_unet/`; preset `shapes-tiny-animatediff`)", "",
+        "## Video model, factorized design (AnimateDiff, `video_unet/`; preset `shapes-tiny`, the default)", "",
         "A diffusers `UNetMotionModel` (the zoo UNet, block_out_channels (32, 64, 64), with a motion module per",
         "block and in the mid block, 4 heads), every weight fine-tuned by `vidlab.training.motion` on shapes-world",
         "clips; `AnimateDiffPipeline(unet=UNetMotionModel.from_pretrained(zoo / 'video_unet'), ...)` loads it,",
@@ -167,14 +167,14 @@ def wan_lines(pct) -> list[str]:
         return []
     ladder = json.loads(path.read_text())
     mb = sum(f.stat().st_size for f in (ZOO_PATH / "wan").rglob("*") if f.is_file()) / 2**20
-    lines = ["## Video model, joint design (Wan-style, `wan/`): what `native` and `sliding_window` use", "",
+    lines = ["## Video model, joint design (Wan-style, `wan/`; preset `shapes-tiny-joint`)", "",
              "A whole `WanPipeline` folder: a 4-block `WanTransformer3DModel` (width 96, 3 heads, patches of 1 x 4 x 4",
              "latent cells = 8 x 8 pixels, 3D RoPE; one attention over all 8 x 8 x 8 = 512 patches of an 8-frame clip),",
              "a frame-wise `AutoencoderKLWan` (2 x 2 patchify, no temporal compression, z = 4 at 32 x 32; its causal",
              "convolutions' taps on past frames are zero), a 2-layer `UMT5EncoderModel` over the zoo's word-level",
              "tokenizer, UniPC flow-matching scheduler (shift 2). Trained from scratch by `vidlab.training.wan` on",
-             f"this 2-core machine; {mb:.2f} MB. The AnimateDiff model below stays selectable as the preset",
-             "`shapes-tiny-animatediff` (factorized design).", "",
+             f"this 2-core machine; {mb:.2f} MB. It is not the default video model: below its bars (the ladder",
+             "below), the AnimateDiff model further down stays `shapes-tiny`'s.", "",
              "### Training", "", "| stage | steps | minutes | loss (first 20) | loss (last 50) |", "|---|---|---|---|---|"]
     lines += [f"| {r['stage']} | {r['steps']} | {r['minutes']:.1f} | {r['loss_first20']:.4f} | {r['loss_last50']:.4f} |"
               for r in ladder["stages"]]
@@ -207,7 +207,7 @@ def wan_lines(pct) -> list[str]:
         lines.append("")
     if ladder.get("shipped"):
         sh = ladder["shipped"]
-        lines += [f"### The shipped model (`experiments/eval_motion_run.py --model shapes-tiny`, {sh['n']} motions, "
+        lines += [f"### The shipped model (`experiments/eval_motion_run.py --model shapes-tiny-joint`, {sh['n']} motions, "
                   f"{sh['steps']} steps, guidance {sh['guidance_scale']})", "", *LADDER_HEAD,
                   ladder_row("shipped", sh, pct), "| target | >= 80% | >= 90% | >= 1.4 | >= 3 | >= 90% |", "",
                   f"Mean displacement first to last frame: {sh['mean_displacement_px']['slowly']:.1f} px 'slowly' "

@@ -28,13 +28,13 @@ def test_motion_adherence_reads_the_move_the_prompt_names():
 
 
 def test_arms_run_a_strategy_on_another_model():
-    assert arm("native@shapes-tiny-animatediff", "shapes-tiny") == ("native", "shapes-tiny-animatediff")
+    assert arm("native@shapes-tiny-joint", "shapes-tiny") == ("native", "shapes-tiny-joint")
     assert arm("native", "shapes-tiny") == ("native", "shapes-tiny")
-    specs = strategy_specs(["native", "native@shapes-tiny-animatediff"], [0, 1], "a red circle moves left on a "
-                           "white background", strategy_options={"native@shapes-tiny-animatediff": {}})
-    assert [(s.strategy, s.model) for s in specs] == [("native", "shapes-tiny"), ("native", "shapes-tiny-animatediff")]
+    specs = strategy_specs(["native", "native@shapes-tiny-joint"], [0, 1], "a red circle moves left on a "
+                           "white background", strategy_options={"native@shapes-tiny-joint": {}})
+    assert [(s.strategy, s.model) for s in specs] == [("native", "shapes-tiny"), ("native", "shapes-tiny-joint")]
     assert len({s.name for s in specs}) == 2
-    assert [arm_label(s, specs) for s in specs] == ["native", "native@shapes-tiny-animatediff"]
+    assert [arm_label(s, specs) for s in specs] == ["native", "native@shapes-tiny-joint"]
     with pytest.raises(ValueError, match="not in strategies"):
         strategy_specs(["native"], [0], strategy_options={"frame_chain": {}})
 

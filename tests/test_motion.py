@@ -226,7 +226,7 @@ def test_zoo_temporal_attention_is_what_the_frame_capture_shows():
     """Issue 7.5: the trained motion modules' frame x frame attention, read by vidlab.attention."""
     from vidlab.attention.run import generate_with_attention
     from vidlab.backends import load_backend
-    run = generate_with_attention(load_backend("shapes-tiny-animatediff"), "a red square moves right quickly on a white background",
+    run = generate_with_attention(load_backend("shapes-tiny"), "a red square moves right quickly on a white background",
                                   num_frames=8, num_inference_steps=3, kinds=("temporal",))
     matrix = run.capture.frame_attention()
     assert matrix.shape == (8, 8) and run.frames.shape == (8, 3, 64, 64)
@@ -241,14 +241,14 @@ def test_native_and_sliding_window_run_on_the_zoo():
     import vidlab
     req = {"prompt": "a yellow square moves right slowly on a navy background", "duration": 1.0, "fps": 16,
            "num_inference_steps": 6, "seed": 3}
-    video = vidlab.generate(req, strategy="native", model="shapes-tiny-animatediff")
+    video = vidlab.generate(req, strategy="native", model="shapes-tiny")
     assert video.frames.shape == (16, 3, 64, 64)
-    again = vidlab.generate(req, strategy="native", model="shapes-tiny-animatediff")
+    again = vidlab.generate(req, strategy="native", model="shapes-tiny")
     torch.testing.assert_close(video.frames, again.frames, rtol=0, atol=0)
     # 32 frames of a still subject (a moving one leaves a 64-px frame after ~15 frames at 4 px a frame):
     # measured 26 of 32 frames yellow with this seed (a moving prompt: 8 of 32, see the model card)
     still = {**req, "prompt": "a yellow square stays still on a navy background", "duration": 2.0}
-    long = vidlab.generate(still, strategy="sliding_window", model="shapes-tiny-animatediff", window=16, overlap=8)
+    long = vidlab.generate(still, strategy="sliding_window", model="shapes-tiny", window=16, overlap=8)
     assert long.frames.shape == (32, 3, 64, 64)
     colours = [analyzer.analyze(f).color for f in long.frames]
     assert np.mean([c == "yellow" for c in colours]) >= 24 / 32

@@ -116,9 +116,10 @@ def test_sliding_window_over_the_joint_model(backend):
         STRATEGIES["sliding_window"](backend, request(frames=10), {"window": 6, "free_noise": True})
 
 
-def test_factorized_design_stays_selectable(tiny_sd):
-    assert PRESETS["shapes-tiny-animatediff"].wan is None
-    assert resolve("shapes-tiny-animatediff").video_unet == PRESETS["shapes-tiny"].video_unet
+def test_both_designs_are_selectable(tiny_sd):
+    joint, factorized_zoo = resolve("shapes-tiny-joint"), resolve("shapes-tiny")
+    assert factorized_zoo.wan is None and joint.video_unet is None and joint.motion_adapter is None
+    assert joint.base == factorized_zoo.base and joint.controlnet == factorized_zoo.controlnet  # same image model
     factorized = load_backend(tiny_sd["base"], motion_adapter=tiny_sd["motion_adapter"])
     assert factorized.video_design == "factorized" and "wan" not in factorized.kinds
     image_only = load_backend(tiny_sd["base"], controlnet=tiny_sd["controlnet"])
@@ -156,7 +157,7 @@ def test_check_device_covers_the_joint_model(tiny_sd, zoo_wan, tmp_path):
     assert all(r["max_diff_vs_cpu"] == 0.0 for r in rows if r["dtype"] == "float32")
 
 
-HAS_ZOO_WAN = (PRESETS["shapes-tiny"].wan is not None)
+HAS_ZOO_WAN = (PRESETS["shapes-tiny-joint"].wan is not None)
 
 
 @pytest.mark.skipif(not HAS_ZOO_WAN, reason="the zoo's joint video model is not exported yet")
@@ -170,8 +171,8 @@ def test_the_zoo_joint_model_loads_offline_through_wan_pipeline(monkeypatch):
     assert isinstance(pipe.transformer, WanTransformer3DModel) and isinstance(pipe.vae, AutoencoderKLWan)
     assert isinstance(pipe.text_encoder, UMT5EncoderModel) and is_framewise(pipe.vae)
     assert pipe.vae.config.temperal_downsample == [] and pipe.vae_scale_factor_temporal == 1
-    backend = load_backend("shapes-tiny")
-    assert backend.video_design == "joint"
+    backend = load_backend("shapes-tiny-joint")
+    assert backend.video_design == "joint" and load_backend("shapes-tiny").video_design == "factorized"
     frames, _ = STRATEGIES["native"](backend, request(frames=8, num_inference_steps=4), {})
     again, _ = STRATEGIES["native"](backend, request(frames=8, num_inference_steps=4), {})
     assert frames.shape == (8, 3, 64, 64) and torch.equal(frames, again)

@@ -43,15 +43,16 @@ PRESETS: dict[str, Preset] = {
     "shapes-tiny": Preset(
         "shapes-tiny", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"),
         motion_adapter=_zoo_part("motion_adapter"), motion_lora=_zoo_part("motion_lora"),
-        video_unet=_zoo_part("video_unet"), wan=_zoo_part("wan"), native_frames=8,  # the joint model's clips
-        description="vidlab's offline zoo: 64x64 shapes world, trained on CPU, ships inside the package; its video "
-                    "model is the Wan-style joint spatio-temporal transformer"),
-    "shapes-tiny-animatediff": Preset(
-        "shapes-tiny-animatediff", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"),
-        motion_adapter=_zoo_part("motion_adapter"), motion_lora=_zoo_part("motion_lora"),
         video_unet=_zoo_part("video_unet"), native_frames=16,
-        description="the offline zoo with its AnimateDiff video UNet (factorized spatial-then-temporal attention) "
-                    "as the video model instead of the joint Wan-style one"),
+        description="vidlab's offline zoo: 64x64 shapes world, trained on CPU, ships inside the package; its video "
+                    "model is the AnimateDiff video UNet (factorized spatial-then-temporal attention)"),
+    # The joint model is not the default video model: it has not yet met its bars (see the model card's
+    # ladder); it becomes shapes-tiny's by giving that preset wan=_zoo_part("wan").
+    "shapes-tiny-joint": Preset(
+        "shapes-tiny-joint", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"), wan=_zoo_part("wan"),
+        native_frames=8,  # the joint model's clips
+        description="the offline zoo with the Wan-style joint spatio-temporal transformer (one attention over every "
+                    "(t, h, w) patch) as its video model instead of the AnimateDiff one"),
     "sd15-canny": Preset(
         "sd15-canny", "sd", "stable-diffusion-v1-5/stable-diffusion-v1-5",
         controlnet="lllyasviel/sd-controlnet-canny",

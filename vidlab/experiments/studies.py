@@ -185,7 +185,7 @@ def strategy_specs(strategies: Sequence[str], seeds: Sequence[int], prompt: str 
 
     prompt: one prompt, or several (an axis: every strategy gets every prompt with every seed).
     strategies: names, or 'strategy@model' to run a strategy on another model beside `model`
-    ('native@shapes-tiny-animatediff': the factorized video model next to the joint one); the
+    ('native@shapes-tiny-joint': the joint video model next to the factorized one); the
     study table's `strategy` column keeps these labels.
 
     max_retries defaults to 0: a strategy the model cannot run fails the same way every time.
@@ -206,7 +206,7 @@ def strategy_specs(strategies: Sequence[str], seeds: Sequence[int], prompt: str 
 
 
 def arm(label: str, model: str) -> tuple[str, str]:
-    """'native@shapes-tiny-animatediff' -> ('native', 'shapes-tiny-animatediff'); 'native' -> ('native', model).
+    """'native@shapes-tiny-joint' -> ('native', 'shapes-tiny-joint'); 'native' -> ('native', model).
 
     An arm of a comparison is a strategy on a model: the same strategy on two models (the joint and
     the factorized video model, say) are two arms.
