@@ -179,7 +179,27 @@ def wan_lines(pct) -> list[str]:
     lines += [f"| {r['stage']} | {r['steps']} | {r['minutes']:.1f} | {r['loss_first20']:.4f} | {r['loss_last50']:.4f} |"
               for r in ladder["stages"]]
     total = sum(r["minutes"] for r in ladder["stages"])
-    lines += ["", f"Training time in all: **{total:.0f} minutes** (each stage alone on the machine).", ""]
+    lines += ["", f"Training time of the shipped design: **{total:.0f} minutes** of run time (the VAE alone on the "
+              "machine; the label, zoo-clip and text runs two at a time, one thread each).", ""]
+    extra = ladder.get("extra", {})
+    if "vae" in extra:
+        v = extra["vae"]
+        lines += [f"VAE reconstruction of {v['n']} ground-truth frames read by the analyzer: colour {pct(v['color'])}, "
+                  f"shape {pct(v['shape'])}, background {pct(v['background'])}, position {pct(v['position'])} "
+                  "(the shape caps `subject kept`).", ""]
+    signal = [(k, extra[k]) for k in ("signal_factorized", "signal_joint") if k in extra]
+    if signal:
+        lines += ["How strongly the direction word reaches each video model (`experiments/motion_signal.py`, 16 unseen "
+                  "clips; relative change when the caption's direction is reversed, and when its colour is changed):", "",
+                  "| model | text encoder output: direction / colour | prediction t=500: direction / colour "
+                  "| ratio direction / colour (encoder, t=500) |", "|---|---|---|---|"]
+        for name, sig in signal:
+            enc, p500 = sig["text_encoder_output"], sig["prediction"]["500"]
+            lines.append(f"| {sig['model']} ({sig['video_design']}) | {enc['direction_swapped']:.3f} / "
+                         f"{enc['colour_swapped']:.3f} | {p500['direction_swapped']:.4f} / {p500['colour_swapped']:.4f} "
+                         f"| {sig['direction_over_colour']['text_encoder_output']:.2f}, "
+                         f"{sig['direction_over_colour']['prediction_t500']:.3f} |")
+        lines.append("")
     for k, design in enumerate(ladder.get("stopped", []), 1):
         lines += [f"### Design {k}, stopped by the ladder's rule: {design['design']}", "",
                   "| run | step | direction right | constancy | speed ratio | caption sensitivity | subject kept |",
@@ -213,7 +233,7 @@ def wan_lines(pct) -> list[str]:
                   f"Mean displacement first to last frame: {sh['mean_displacement_px']['slowly']:.1f} px 'slowly' "
                   f"(truth 28), {sh['mean_displacement_px']['quickly']:.1f} px 'quickly' (truth 42).", ""]
     if ladder.get("notes"):
-        lines += ["### What the ladder showed", "", *ladder["notes"], ""]
+        lines += ["### What the ladder showed", "", *[line for note in ladder["notes"] for line in (note, "")]]
     return lines
 
 
