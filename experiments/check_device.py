@@ -53,7 +53,8 @@ def check(model: str, device: str, dtypes: list[str], strategies: list[str], ste
     for dtype in dtypes:
         backend = load_backend(model, device=device, dtype=dtype)
         for s in strategies:
-            row = {"model": model, "video_design": backend.video_design, "strategy": s, "device": str(backend.device), "dtype": str(backend.dtype).replace("torch.", "")}
+            row = {"model": model, "video_design": backend.video_design, "strategy": s,
+                   "device": str(backend.device), "dtype": str(backend.dtype).replace("torch.", "")}
             try:
                 run_one(backend, s, request)  # warm-up: kernels, pipeline construction
                 out, seconds = run_one(backend, s, request)

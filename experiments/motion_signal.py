@@ -21,9 +21,7 @@ import torch
 from vidlab.backends import load_backend
 from vidlab.training.common import add_noise
 from vidlab.training.evaluation import motion_clips
-from vidlab.world.shapes import COLORS, DIRECTIONS
-
-OPPOSITE = {d: next(k for k, v in DIRECTIONS.items() if v == (-x, -y)) for d, (x, y) in DIRECTIONS.items()}
+from vidlab.world.shapes import COLORS, OPPOSITE
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -149,7 +149,8 @@ def motion_lines(runs: list[dict], ev: dict, t2i: dict, pct, design: list[dict])
     return lines
 
 
-def ladder_row(name: str, r: dict, pct) -> str:
+def ladder_row(name, r: dict, pct) -> str:
+    """One row of the ladder's numbers; `name` fills the first column (or columns: 'run | step')."""
     return (f"| {name} | {pct(r['direction_right'])} | {pct(r['constancy'])} | {r['speed_ratio']:.2f} "
             f"| {r['caption_sensitivity']:.2f} | {pct(r['subject_kept'])} |")
 
@@ -204,9 +205,7 @@ def wan_lines(pct) -> list[str]:
         lines += [f"### Design {k}, stopped by the ladder's rule: {design['design']}", "",
                   "| run | step | direction right | constancy | speed ratio | caption sensitivity | subject kept |",
                   "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['stage']} | {m['step']} | {pct(m['direction_right'])} | {pct(m['constancy'])} "
-                  f"| {m['speed_ratio']:.2f} | {m['caption_sensitivity']:.2f} | {pct(m['subject_kept'])} |"
-                  for r in design["stages"] for m in r["monitor"]]
+        lines += [ladder_row(f"{r['stage']} | {m['step']}", m, pct) for r in design["stages"] for m in r["monitor"]]
         lines.append("")
     lines += ["### The diagnostic ladder (each rung measured while it trained, `monitor.jsonl`)", "",
               "Every few hundred steps the run samples 16 test motions (3 clips each: asked, opposite caption, other "
@@ -216,8 +215,7 @@ def wan_lines(pct) -> list[str]:
             lines += [f"**{RUNGS.get(r['stage'], r['stage'])}** (`{r['stage']}`)", "",
                       "| step | direction right | constancy | speed ratio | caption sensitivity | subject kept |",
                       "|---|---|---|---|---|---|"]
-            lines += [f"| {m['step']} | {pct(m['direction_right'])} | {pct(m['constancy'])} | {m['speed_ratio']:.2f} "
-                      f"| {m['caption_sensitivity']:.2f} | {pct(m['subject_kept'])} |" for m in r["monitor"]]
+            lines += [ladder_row(m["step"], m, pct) for m in r["monitor"]]
             lines.append("")
     if ladder.get("evals"):
         first = next(iter(ladder["evals"].values()))

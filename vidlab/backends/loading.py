@@ -136,11 +136,6 @@ class Backend:
             return "factorized"
         return None
 
-    @property
-    def video_components(self) -> dict:
-        """The components the video pipeline is built from (a Wan preset's own, or an 'sd' preset's wan part)."""
-        return self.components.get(WAN, self.components)
-
     def pipeline(self, kind: str):
         """A diffusers pipeline of `kind` over the shared components (built once, then reused)."""
         if kind not in self.kinds:
@@ -159,7 +154,8 @@ class Backend:
         return {"model": self.preset.name, "family": self.preset.family, "base": self.preset.base,
                 "controlnet": self.preset.controlnet, "motion_adapter": self.preset.motion_adapter,
                 "motion_lora": self.preset.motion_lora, "video_unet": self.preset.video_unet,
-                "wan": self.preset.wan, "video_design": self.video_design, "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
+                "wan": self.preset.wan, "video_design": self.video_design, "weights_hash": self.weights_hash,
+                "device": str(self.device), "dtype": str(self.dtype)}
 
 
 def _place(pipe, device: torch.device, dtype: torch.dtype) -> None:

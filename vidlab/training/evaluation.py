@@ -222,17 +222,15 @@ def caption_sensitivity(backend, n: int = 16, seed: int = 2026, timesteps=(300, 
     ("moves left" for "moves right"), and without the motion phrase. A model that uses the
     direction has a clearly lower loss with the true caption than with the opposite one.
     """
-    from ..world.shapes import DIRECTIONS
+    from ..world.shapes import OPPOSITE
     pipe = backend.pipeline("animatediff")
     clips, _ = motion_clips(n, seed, num_frames)
     pixels = torch.cat([c.render() for c in clips]).to(backend.device, pipe.vae.dtype) * 2 - 1
     with torch.no_grad():
         latents = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
     latents = latents.view(n, num_frames, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
-    unit = {k: np.array(v, float) / np.hypot(*v) for k, v in DIRECTIONS.items()}
-    opposite = {d: min(unit, key=lambda k: float(unit[k] @ unit[d])) for d in unit}
     captions = {"true": [c.caption for c in clips],
-                "opposite": [c.caption.replace(f" moves {c.direction} ", f" moves {opposite[c.direction]} ")
+                "opposite": [c.caption.replace(f" moves {c.direction} ", f" moves {OPPOSITE[c.direction]} ")
                              for c in clips],
                 "no_motion": [c.caption.replace(f" moves {c.direction} {c.speed}", "") for c in clips]}
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents)

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from ..world.captions import clip_caption
 from ..world.clips import random_clip
-from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES, SPEEDS, Scene
+from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, OPPOSITE, SHAPES, SIZES, SPEEDS, Scene
 from .common import Stage, export_target, render_training_batch, rng_for, subject_pixel_weights, train_stage
 from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, make_framewise, motion_class, text_encoder_config,
                         text_tokens, transformer_config, vae_config)
@@ -36,7 +36,6 @@ from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, make_framewise, m
 POOL_FRAMES = 9  # clips are rendered with a frame to spare: training reads 8 consecutive ones, from frame 0 or 1
 TRAIN_FRAMES = 8
 GROWTHS = (None, "grows", "shrinks")
-OPPOSITE = {d: next(k for k, v in DIRECTIONS.items() if v == (-x, -y)) for d, (x, y) in DIRECTIONS.items()}
 
 
 # ---- stage 1: the VAE -------------------------------------------------------------------------

@@ -198,6 +198,9 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
     "left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
     "up left": (-1, -1), "up right": (1, -1), "down left": (-1, 1), "down right": (1, 1),
 }
+# the direction a clip read backwards moves in: 'left' <-> 'right', 'up left' <-> 'down right', ...
+OPPOSITE: dict[str, str] = {d: next(k for k, v in DIRECTIONS.items() if v == (-x, -y))
+                             for d, (x, y) in DIRECTIONS.items()}
 # pixels per frame along the path: 'slowly' moves one latent cell (4 px) a frame, so knowing the
 # direction changes what each frame must show; 'quickly' is 1.5x that. (At 1-2 px a frame, the
 # first motion model could ignore the direction at almost no cost in its loss.)
