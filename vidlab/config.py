@@ -162,6 +162,18 @@ def check_budget(request: "GenerationRequest", budget: int | None = DEFAULT_BUDG
     return size
 
 
+def check_seed_batch(requests: list[GenerationRequest]) -> None:
+    """Requests that may run as one batch: at least one, every field but the seed the same."""
+    if not requests:
+        raise ValueError("requests is empty: a batch needs at least one request")
+    first = requests[0].model_dump(exclude={"seed"})
+    for k, r in enumerate(requests[1:], start=1):
+        other = r.model_dump(exclude={"seed"})
+        differ = sorted(f for f in first if first[f] != other[f])
+        if differ:
+            raise ValueError(f"requests[{k}] differs from requests[0] in {differ}; a batch may differ only in seed")
+
+
 class RequestError(ValueError):
     """Every bad field of a request at once: name, value received, what is allowed."""
 

@@ -4,8 +4,9 @@
 
 `STRATEGIES` maps names to them; `vidlab.generate(..., strategy=NAME)` dispatches.
 """
-from .frame_chain import FrameChainOptions, check_seed_batch, frame_chain, frame_chain_batch
-from .native import NativeOptions, SlidingWindowOptions, native, sliding_window
+from ..config import check_seed_batch
+from .frame_chain import FrameChainOptions, frame_chain, frame_chain_batch
+from .native import NativeOptions, SlidingWindowOptions, native, native_batch, sliding_window, sliding_window_batch
 from .segment_chain import RetrySegment, SegmentChainOptions, segment_chain
 
 STRATEGIES = {
@@ -19,6 +20,8 @@ STRATEGIES = {
 #   strategy_batch(backend, requests (differing only in seed), options, callback=None) -> [(frames, record), ...]
 BATCHED_STRATEGIES = {
     "frame_chain": frame_chain_batch,
+    "native": native_batch,
+    "sliding_window": sliding_window_batch,
 }
 
 # each strategy's options model: its defaults are part of a sweep point's id

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from ..config import GenerationRequest, Strict
+from ..config import GenerationRequest, Strict, check_seed_batch
 from ..seeds import generator, sub_seed
 from .events import Progress
 from .effects import CONTROL_EXTRACTORS, camera_matrix, consistency_knobs, match_lab_histogram, warp
@@ -97,15 +97,3 @@ def frame_chain_batch(backend, requests: list[GenerationRequest], options: dict,
                          "strength": strength if opts.mode == "controlnet_img2img" else None,
                          "color_coherence": coherence, "camera_matrix": matrix.tolist()})
             for b in range(len(requests))]
-
-
-def check_seed_batch(requests: list[GenerationRequest]) -> None:
-    """Requests that may run as one batch: at least one, every field but the seed the same."""
-    if not requests:
-        raise ValueError("requests is empty: a batch needs at least one request")
-    first = requests[0].model_dump(exclude={"seed"})
-    for k, r in enumerate(requests[1:], start=1):
-        other = r.model_dump(exclude={"seed"})
-        differ = sorted(f for f in first if first[f] != other[f])
-        if differ:
-            raise ValueError(f"requests[{k}] differs from requests[0] in {differ}; a batch may differ only in seed")

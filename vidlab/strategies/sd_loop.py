@@ -18,7 +18,9 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.activations import GEGLU, GELU
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.normalization import RMSNorm
 
 from ..seeds import step_kwargs
 from .step_graph import StepRunner
@@ -85,12 +87,29 @@ def decode_latents(backend, latents: torch.Tensor) -> torch.Tensor:
 def _linear_rows_alone(m: torch.nn.Linear):
     """A Linear's forward whose 2-D input rows never share a matrix product: all rows equal (a
     timestep embedding) -> one row, expanded; else one row at a time. 3-D inputs as usual."""
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def forward(input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - nn.Linear's own argument name
+        x = input
         if x.ndim != 2:
             return F.linear(x, m.weight, m.bias)
         if torch.equal(x, x[:1].expand_as(x)):
             return F.linear(x[:1], m.weight, m.bias).expand(x.shape[0], -1)
         return torch.cat([F.linear(row[None], m.weight, m.bias) for row in x])
+    return forward
+
+
+ALIGNED_ROW = 64  # elements: a row of a multiple of this starts and ends on the kernels' vector blocks
+
+
+def _rows_alone(fn):
+    """An elementwise function (a transcendental: tanh-GELU, SiLU, rsqrt) applied to each row
+    (index of dim 0) alone where a row is not a multiple of ALIGNED_ROW elements: the vectorized
+    kernel finishes a tensor with a scalar loop that rounds differently, so a row that does not
+    end on a vector block gets other bits at other batch sizes (measured on this CPU, e.g. Wan's
+    77 x 96 text rows; the UNets' frames, multiples of 64, do not need it)."""
+    def forward(input: torch.Tensor, *args, **kwargs) -> torch.Tensor:  # noqa: A002
+        if input.ndim < 2 or input.shape[0] == 1 or input[0].numel() % ALIGNED_ROW == 0:
+            return fn(input, *args, **kwargs)
+        return torch.cat([fn(row, *args, **kwargs) for row in input.split(1)])
     return forward
 
 
@@ -119,6 +138,10 @@ def _is_pointwise(m: torch.nn.Conv2d) -> bool:
             and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros")
 
 
+_ELEMENTWISE = (torch.nn.GELU, torch.nn.SiLU, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Mish)
+_GATED = (GELU, GEGLU)  # diffusers' Linear + activation modules: the activation is `.gelu`
+
+
 @contextmanager
 def batch_invariant(models, chunk: int = 2):
     """Within the block, each sample of a batch comes out bit-identical whatever the batch size.
@@ -137,7 +160,11 @@ def batch_invariant(models, chunk: int = 2):
         for m in (model.modules() if model is not None else ()):
             if "forward" in vars(m):
                 continue
-            if isinstance(m, torch.nn.Linear):
+            if isinstance(m, _ELEMENTWISE) or isinstance(m, RMSNorm):
+                m.forward = _rows_alone(m.forward)
+            elif isinstance(m, _GATED) and "gelu" not in vars(m):
+                m.gelu = _rows_alone(m.gelu)
+            elif isinstance(m, torch.nn.Linear):
                 m.forward = _linear_rows_alone(m)
             elif isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1):
                 m.forward = _pointwise_as_matmul(m) if _is_pointwise(m) else _conv_in_chunks(m, chunk)
@@ -148,7 +175,7 @@ def batch_invariant(models, chunk: int = 2):
         yield
     finally:
         for m in patched:
-            del m.forward
+            del vars(m)["gelu" if "gelu" in vars(m) else "forward"]
 
 
 @contextmanager
