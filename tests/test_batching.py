@@ -1,5 +1,6 @@
-"""Batched seeds: one batched frame_chain call for several seeds, each video bit-identical to its
-seed's own run; sweeps that batch give the same store as sweeps that do not."""
+"""Batched seeds: one batched call of any strategy for several seeds, each video bit-identical to
+its seed's own run; a batch larger than its memory budget split; sweeps that batch give the same
+store as sweeps that do not."""
 import time
 
 import pytest
@@ -8,7 +9,8 @@ import torch
 import vidlab
 from vidlab.experiments import ResultsStore, SweepSpec, run_sweep
 from vidlab.experiments.batching import seed_batches
-from vidlab.strategies import check_seed_batch
+from vidlab.config import parse_request, seed_batch_splits
+from vidlab.strategies import BATCHED_STRATEGIES, STRATEGIES, RetrySegment, check_seed_batch
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +32,82 @@ def test_batched_frames_are_bit_identical_to_each_seed_alone(mode):
     assert not torch.equal(batched[0].frames, batched[1].frames)
 
 
+MOTION = "a red circle moves right on a white background"
+# strategy, zoo model, options, request: every strategy, and both video models of the zoo
+CASES = {
+    "frame_chain": ("frame_chain", "shapes-tiny", {}, dict(BASE)),
+    "segment_chain": ("segment_chain", "shapes-tiny", {"num_segments": 2}, dict(BASE, duration=0.375)),
+    "native": ("native", "shapes-tiny", {}, dict(BASE, prompt=MOTION, duration=0.5)),
+    "native@joint": ("native", "shapes-tiny-joint", {}, dict(BASE, prompt=MOTION, duration=0.5)),
+    "sliding_window": ("sliding_window", "shapes-tiny", {"window": 6, "overlap": 2},
+                       dict(BASE, prompt=MOTION, duration=0.625)),
+    "sliding_window@joint": ("sliding_window", "shapes-tiny-joint", {"window": 6, "overlap": 2},
+                             dict(BASE, prompt=MOTION, duration=0.625)),
+}
+
+
+@pytest.fixture(scope="module")
+def backends():
+    from vidlab.backends import load_backend
+    return {name: load_backend(name) for name in ("shapes-tiny", "shapes-tiny-joint")}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_strategy_batches_seeds_bit_identically(case, backends):
+    strategy, model, options, base = CASES[case]
+    assert set(BATCHED_STRATEGIES) == set(STRATEGIES)
+    requests = [dict(base, seed=s) for s in (7, 0, 3, 12, 5, 1, 9, 4)]
+    alone = [vidlab.generate(r, strategy=strategy, model=backends[model], **options) for r in requests]
+    assert len({a.frames.sum().item() for a in alone}) == len(requests), "the seeds must give different videos"
+    for size in (1, 3, 8):
+        batched = vidlab.generate_batch(requests[:size], strategy=strategy, model=backends[model], **options)
+        for request, video, own in zip(requests, batched, alone):
+            assert torch.equal(video.frames, own.frames), f"{case}, batch of {size}: seed {request['seed']} differs"
+            assert video.record["strategy_record"] == own.record["strategy_record"]
+            assert video.record["timing"]["batch_size"] == size
+
+
+def test_a_rejected_segment_is_redone_in_a_batch_as_it_is_alone(backends):
+    """The callback rejects some seeds' segment 1 on its first try (by the segment's content, so the
+    same segments are rejected alone and in the batch): those seeds redo it, the others do not."""
+    def reject_some(event):
+        if event.unit == "segment" and event.index == 1 and event.attempt == 0 \
+                and int(event.preview.sum().item() * 1000) % 2:
+            raise RetrySegment("rejected")
+
+    requests = [dict(BASE, duration=0.375, seed=s) for s in range(6)]
+    common = dict(strategy="segment_chain", model=backends["shapes-tiny"], num_segments=2, callback=reject_some)
+    alone = [vidlab.generate(r, **common) for r in requests]
+    batched = vidlab.generate_batch(requests, **common)
+    tries = [len(v.record["strategy_record"]["segments"][1]["attempt_seeds"]) for v in batched]
+    assert set(tries) == {1, 2}, f"some seeds and not others must be rejected once, got {tries}"
+    for own, video in zip(alone, batched):
+        assert torch.equal(own.frames, video.frames)
+        assert own.record["strategy_record"] == video.record["strategy_record"]
+
+
+def test_a_batch_over_its_memory_budget_is_split(backends, monkeypatch):
+    requests = [dict(BASE, prompt=MOTION, duration=0.5, seed=s) for s in range(5)]
+    pixel_frames = 8 * 64 * 64
+    assert [len(b) for b in seed_batch_splits([parse_request(r) for r in requests], 2 * pixel_frames)] == [2, 2, 1]
+    assert [len(b) for b in seed_batch_splits([parse_request(r) for r in requests], pixel_frames - 1)] == [1] * 5
+    calls = []
+    native_batch = BATCHED_STRATEGIES["native"]
+    monkeypatch.setitem(BATCHED_STRATEGIES, "native",
+                        lambda backend, part, *a: calls.append(len(part)) or native_batch(backend, part, *a))
+    videos = vidlab.generate_batch(requests, strategy="native", model=backends["shapes-tiny"],
+                                   batch_budget=2 * pixel_frames + 1)
+    assert calls == [2, 2]  # the last seed alone, through `native`
+    assert [v.record["timing"]["batch_size"] for v in videos] == [2, 2, 2, 2, 1]
+    for request, video in zip(requests, videos):
+        assert torch.equal(video.frames, vidlab.generate(request, strategy="native", model=backends["shapes-tiny"]).frames)
+    with pytest.raises(ValueError, match=r"batch_budget=0 must be a positive integer of frames x pixels"):
+        vidlab.generate_batch(requests, strategy="native", model=backends["shapes-tiny"], batch_budget=0)
+
+
 def test_a_batch_may_differ_only_in_seed():
-    requests = [vidlab.config.parse_request(dict(BASE, seed=0)),
-                vidlab.config.parse_request(dict(BASE, seed=1, guidance_scale=6.5))]
+    requests = [parse_request(dict(BASE, seed=0)),
+                parse_request(dict(BASE, seed=1, guidance_scale=6.5))]
     with pytest.raises(ValueError, match=r"requests\[1\] differs from requests\[0\] in \['guidance_scale'\]"):
         check_seed_batch(requests)
     with pytest.raises(ValueError, match="requests is empty"):
@@ -48,20 +123,22 @@ def test_seed_batches_group_only_what_differs_in_seed():
     seeds = [[(j[0]["strategy"], j[0]["options"]["s"], j[0]["request"]["seed"]) for j in b] for b in batches]
     assert seeds == [[("frame_chain", 1, 0), ("frame_chain", 1, 1), ("frame_chain", 1, 2)],
                      [("frame_chain", 2, 0), ("frame_chain", 2, 1)],
-                     [("native", 1, 0)], [("native", 1, 1)]]  # native has no batched form
+                     [("native", 1, 0), ("native", 1, 1)]]  # every strategy batches, never across strategies
     assert [len(b) for b in seed_batches(jobs, max_size=1, config=lambda j: j[0])] == [1] * 7
     with pytest.raises(ValueError, match="batch_seeds=0"):
         seed_batches(jobs, max_size=0)
 
 
-def _spec(name="batching"):
-    return SweepSpec(name=name, base_request=BASE, strategy="frame_chain",
-                     axes={"seed": [0, 1, 2], "options.controlnet_conditioning_scale": [0.8, 1.2]})
+SWEEPS = {"frame_chain": (BASE, {"options.controlnet_conditioning_scale": [0.8, 1.2]}),
+          "native": (dict(BASE, prompt=MOTION), {"guidance_scale": [3.0, 5.0]})}
 
 
-def test_a_batched_sweep_gives_the_unbatched_sweeps_store(tmp_path):
-    batched = run_sweep(_spec(), tmp_path / "batched", progress=False, batch_seeds=4)
-    alone = run_sweep(_spec(), tmp_path / "alone", progress=False, batch_seeds=1)
+@pytest.mark.parametrize("strategy", list(SWEEPS))
+def test_a_batched_sweep_gives_the_unbatched_sweeps_store(strategy, tmp_path):
+    base, axis = SWEEPS[strategy]
+    spec = SweepSpec(name="batching", base_request=base, strategy=strategy, axes={"seed": [0, 1, 2], **axis})
+    batched = run_sweep(spec, tmp_path / "batched", progress=False, batch_seeds=4)
+    alone = run_sweep(spec, tmp_path / "alone", progress=False, batch_seeds=1)
     assert (batched.computed, batched.failed, alone.computed, alone.failed) == (6, 0, 6, 0)
     columns = [c for c in alone.table.columns if c != "wall_time_s" and not c.startswith("peak_memory")
                and not c.startswith("rss_") and c != "finished_at"]

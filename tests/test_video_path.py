@@ -81,17 +81,24 @@ def video(tiny_sd):
 
 
 def prompts_seen(backend, monkeypatch) -> list:
-    """The `prompt` argument of every video pipeline call."""
-    seen = []
+    """The prompt of every video pipeline call: its `prompt` argument, or, where vidlab hands it
+    the prompt's embedding (`prompt_embeds`), the last prompt vidlab encoded for it."""
+    seen, encoded = [], []
     for kind in ("animatediff", "animatediff_v2v"):
         pipe = backend.pipeline(kind)
-        original = type(pipe).__call__
+        original, encode = type(pipe).__call__, type(pipe).encode_prompt
 
         def recording(self, *args, _original=original, **kwargs):
-            seen.append(kwargs["prompt"])
+            seen.append(kwargs["prompt"] if kwargs.get("prompt") is not None else encoded[-1])
             return _original(self, *args, **kwargs)
 
+        def encoding(self, prompt, *args, _encode=encode, **kwargs):
+            if prompt is not None:
+                encoded.append(prompt)
+            return _encode(self, prompt, *args, **kwargs)
+
         monkeypatch.setattr(type(pipe), "__call__", recording)
+        monkeypatch.setattr(type(pipe), "encode_prompt", encoding)
     return seen
 
 

@@ -29,6 +29,12 @@ MAX_DURATION_S = 300.0
 # frames x pixels a request may ask for unless the caller raises it: 1080p x 480 frames (~1e9),
 # four times Wan2.2's 720p x 121-frame clip x 8 windows; 4096^2 x 300 s x 60 fps is 300 times more
 DEFAULT_BUDGET_PIXEL_FRAMES = 1920 * 1080 * 480
+# frames x pixels one batched call may hold, summed over its seeds: two SD1.5 AnimateDiff clips
+# (512x512, 16 frames). One such clip in float32 on a CPU peaks near 9 GiB (6 GiB of weights, the
+# rest the UNet's activations: its 16 x 2 frames' feature maps, skips and feed-forwards at 64x64),
+# two near 12 GiB, inside a 24 GiB machine; on an 80 GiB GPU in half precision, far inside. The
+# zoo's 64x64 x 16-frame clips fit 128 to a call. A request larger than this runs alone.
+DEFAULT_BATCH_PIXEL_FRAMES = 2 * 512 * 512 * 16
 
 
 class Strict(BaseModel):
@@ -172,6 +178,23 @@ def check_seed_batch(requests: list[GenerationRequest]) -> None:
         differ = sorted(f for f in first if first[f] != other[f])
         if differ:
             raise ValueError(f"requests[{k}] differs from requests[0] in {differ}; a batch may differ only in seed")
+
+
+def seed_batch_splits(requests: list, batch_budget: int | None = DEFAULT_BATCH_PIXEL_FRAMES) -> list[list]:
+    """`requests` (of one size) cut, in order, into batches of at most `batch_budget` frames x pixels
+    summed, at least one request each (None: one batch).
+
+    >>> r = GenerationRequest(prompt="x", duration=1, fps=16)  # 16 frames x 64 x 64 = 65,536
+    >>> [len(b) for b in seed_batch_splits([r] * 5, batch_budget=2 * 65_536)]
+    [2, 2, 1]
+    """
+    if batch_budget is None:
+        return [list(requests)] if requests else []
+    if isinstance(batch_budget, bool) or not isinstance(batch_budget, int) or batch_budget < 1:
+        raise ValueError(f"batch_budget={batch_budget!r} must be a positive integer of frames x pixels "
+                         "(or None: no limit)")
+    size = max(1, batch_budget // check_budget(requests[0], None)) if requests else 1
+    return [list(requests[i:i + size]) for i in range(0, len(requests), size)]
 
 
 class RequestError(ValueError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from .backends import Backend, load_backend
-from .config import DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget, parse_request
+from .config import (DEFAULT_BATCH_PIXEL_FRAMES, DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget,
+                     parse_request, seed_batch_splits)
 from .strategies import BATCHED_STRATEGIES, STRATEGIES, check_seed_batch
 from .strategies.effects import color_grade
 from .strategies.video_fields import unseen_words
@@ -33,13 +34,17 @@ def generate(request: GenerationRequest | dict | str, strategy: str = "frame_cha
 
 def generate_batch(requests: list, strategy: str = "frame_chain", model: str | Backend = "shapes-tiny",
                    device: str | None = None, dtype: str | None = None, callback=None, strict: bool = False,
-                   budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES, **options) -> list[Video]:
+                   budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES,
+                   batch_budget: int | None = DEFAULT_BATCH_PIXEL_FRAMES, **options) -> list[Video]:
     """One Video per request, the requests differing only in their seed (arguments as `generate`).
 
-    A strategy of `BATCHED_STRATEGIES` makes them in one batched call, each video bit-identical
-    to `generate` on its request alone; any other strategy makes them one after another. Each
-    record is the one `generate` writes, except `timing`: the batch's seconds shared equally,
-    with `batch_size`.
+    A strategy of `BATCHED_STRATEGIES` makes them in batched calls, each video bit-identical to
+    `generate` on its request alone; any other strategy makes them one after another.
+    batch_budget: the most frames x pixels one batched call holds, summed over its seeds (see
+    `config.DEFAULT_BATCH_PIXEL_FRAMES`); more requests are split into several calls, in order
+    (`config.seed_batch_splits`), so a large batch never runs out of memory where one request
+    would not. Each record is the one `generate` writes, except `timing`: its call's seconds
+    shared equally, with that call's `batch_size`.
 
     >>> videos = generate_batch([{"prompt": "a red circle", "seed": s} for s in range(4)])  # doctest: +SKIP
     """
@@ -49,21 +54,20 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
         raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
     check_seed_batch(requests)
     check_budget(requests[0], budget)
+    splits = seed_batch_splits(requests, batch_budget) if strategy in BATCHED_STRATEGIES else [[r] for r in requests]
     backend = model if isinstance(model, Backend) else load_backend(model, device=device, dtype=dtype)
     request = requests[0]
     unseen = unseen_words(backend, [*request.prompt_schedule(), request.negative_prompt], strict=strict)
     # 2. the strategy, batched when it can be
     outputs, costs = [], []
-    if strategy in BATCHED_STRATEGIES and len(requests) > 1:
+    for part in splits:
         with measured(backend.device) as cost:
-            outputs = BATCHED_STRATEGIES[strategy](backend, requests, options, callback)
-        costs = [dict(cost, seconds=round(cost["seconds"] / len(requests), 4), batch_size=len(requests))
-                 for _ in requests]  # one dict a record: a record's timing is its own
-    else:
-        for r in requests:
-            with measured(backend.device) as cost:
-                outputs.append(STRATEGIES[strategy](backend, r, options, callback))
-            costs.append(dict(cost, batch_size=1))
+            if len(part) > 1:
+                outputs += BATCHED_STRATEGIES[strategy](backend, part, options, callback)
+            else:
+                outputs.append(STRATEGIES[strategy](backend, part[0], options, callback))
+        costs += [dict(cost, seconds=round(cost["seconds"] / len(part), 4), batch_size=len(part))
+                  for _ in part]  # one dict a record: a record's timing is its own
     # 3. one colour grade for every frame, after the strategy (so it never compounds along a chain)
     shared = {"backend": backend.record(), "versions": library_versions(), "git_commit": git_commit()}
     videos = []

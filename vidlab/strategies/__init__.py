@@ -7,7 +7,7 @@
 from ..config import check_seed_batch
 from .frame_chain import FrameChainOptions, frame_chain, frame_chain_batch
 from .native import NativeOptions, SlidingWindowOptions, native, native_batch, sliding_window, sliding_window_batch
-from .segment_chain import RetrySegment, SegmentChainOptions, segment_chain
+from .segment_chain import RetrySegment, SegmentChainOptions, segment_chain, segment_chain_batch
 
 STRATEGIES = {
     "frame_chain": frame_chain,
@@ -20,6 +20,7 @@ STRATEGIES = {
 #   strategy_batch(backend, requests (differing only in seed), options, callback=None) -> [(frames, record), ...]
 BATCHED_STRATEGIES = {
     "frame_chain": frame_chain_batch,
+    "segment_chain": segment_chain_batch,
     "native": native_batch,
     "sliding_window": sliding_window_batch,
 }

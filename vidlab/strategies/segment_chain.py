@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from ..config import GenerationRequest, Strict
+from ..config import GenerationRequest, Strict, check_seed_batch
 from ..seeds import generator, sub_seed
 from .events import Progress
 from .effects import (camera_matrix, consistency_knobs, crossfade, flow_interpolate, match_lab_histogram, warp)
@@ -93,7 +93,20 @@ def keyframe_lengths(request: GenerationRequest, transition_frames: int) -> list
 
 
 def segment_chain(backend, request: GenerationRequest, options: dict, callback=None):
+    """Frames (F, 3, H, W) and a record; see the module docstring."""
+    ((frames, record),) = segment_chain_batch(backend, [request], options, callback)
+    return frames, record
+
+
+def segment_chain_batch(backend, requests: list[GenerationRequest], options: dict, callback=None):
+    """One (frames, record) per request, the requests differing only in their seed: segment k of
+    every seed made together (an image model: each denoising call takes every seed's frame j; a
+    video model: one call for every seed's clip), each video bit-identical to `segment_chain` on
+    its request alone. A seed whose segment is rejected is redone with its next attempt's seed,
+    beside the other rejected seeds, as it would be alone."""
     opts = SegmentChainOptions.model_validate(options)
+    check_seed_batch(requests)
+    request = requests[0]
     knobs = consistency_knobs(request.temporal_consistency)
     strength = knobs["strength"] if opts.strength is None else opts.strength
     strength = min(1.0, strength * (0.75 + 0.25 * request.motion_intensity))
@@ -106,84 +119,132 @@ def segment_chain(backend, request: GenerationRequest, options: dict, callback=N
     lengths = (keyframe_lengths(request, n_trans) if from_keyframes
                else segment_lengths(request.num_frames, len(prompts), n_trans))
     matrix = camera_matrix(request.camera_motion, request.motion_intensity, request.width, request.height)
-    make_segment = _image_segment if backend.preset.family == "sd" else _video_segment
+    make_segments = _image_segments if backend.preset.family == "sd" else _video_segments
     ctx = dict(backend=backend, request=request, opts=opts, matrix=matrix, encode=PromptCache(backend),
-               strength=strength)
+               strength=strength, make_segments=make_segments, coherence=coherence)
 
-    frames: list[torch.Tensor] = []
+    videos: list[list[torch.Tensor]] = [[] for _ in requests]
+    records: list[list[dict]] = [[] for _ in requests]
+    starts: list[list[int]] = [[] for _ in requests]
     progress = Progress("segment_chain", "segment", len(prompts), callback)
-    segments_record, starts = [], []
     for k in tqdm(range(len(prompts)), desc="segment_chain", disable=len(prompts) < 3, leave=False):
-        anchor = frames[-1] if frames else None
-        attempts = []
-        for attempt in range(opts.max_retries + 1):
-            seg_seed = sub_seed(request.seed, "segment", k, attempt)
-            attempts.append(seg_seed)
-            try:
-                seg = make_segment(ctx, prompts[k], lengths[k], seg_seed, anchor)
-                if frames:
-                    seg = torch.stack([match_lab_histogram(f, frames[0], coherence) for f in seg])
-                progress.done(k, seg, attempt)
-                break
-            except RetrySegment as err:
-                error = err
-            except RuntimeError as err:  # a failed model call (e.g. out of memory): retry this segment alone
-                error = err
-        else:
-            raise RuntimeError(f"segment {k} failed after {opts.max_retries + 1} attempts (seeds {attempts}): "
-                               f"{error}") from error
-        if frames and n_trans:
-            between = crossfade(frames[-1], seg[0], opts.crossfade_weights) if opts.transition == "crossfade" \
-                else flow_interpolate(frames[-1], seg[0])
-            frames.extend(between)
-        starts.append(len(frames))
-        frames.extend(seg)
-        segments_record.append({"prompt": prompts[k], "frames": lengths[k], "seed": attempts[-1],
-                                "attempt_seeds": attempts, "start_frame": starts[-1]})
+        made = _segments_with_retries(ctx, k, prompts[k], lengths[k], [r.seed for r in requests], videos, progress)
+        for frames, own_starts, own_records, (seg, attempts) in zip(videos, starts, records, made):
+            if frames and n_trans:
+                between = crossfade(frames[-1], seg[0], opts.crossfade_weights) if opts.transition == "crossfade" \
+                    else flow_interpolate(frames[-1], seg[0])
+                frames.extend(between)
+            own_starts.append(len(frames))
+            frames.extend(seg)
+            own_records.append({"prompt": prompts[k], "frames": lengths[k], "seed": attempts[-1],
+                                "attempt_seeds": attempts, "start_frame": own_starts[-1]})
     anchor_strength = None if backend.preset.family == "wan" else strength  # Wan's i2v has no strength
-    record = {"segments": segments_record, "segment_starts": starts, "anchor_strength": anchor_strength,
-              "color_coherence": coherence, "transition": opts.transition, "transition_frames": n_trans,
-              "camera_matrix": matrix.tolist(), "base_noise_seed": sub_seed(request.seed, "base")}
-    return torch.stack(frames), record
+    return [(torch.stack(frames), {"segments": own_records, "segment_starts": own_starts,
+                                   "anchor_strength": anchor_strength, "color_coherence": coherence,
+                                   "transition": opts.transition, "transition_frames": n_trans,
+                                   "camera_matrix": matrix.tolist(), "base_noise_seed": sub_seed(r.seed, "base")})
+            for r, frames, own_starts, own_records in zip(requests, videos, starts, records)]
 
 
-def _style_noise(backend, request, shape, seg_seed: int, p: float) -> torch.Tensor:
+def _segments_with_retries(ctx, k: int, prompt: str, length: int, seeds: list[int], videos: list, progress):
+    """Segment k of every seed -> [(segment (L, 3, H, W), attempt seeds), ...], one per seed.
+
+    Every attempt makes the segments of the seeds still open together; a seed's segment that
+    fails (the model call raises RuntimeError, or the callback raises RetrySegment on it) is
+    redone with its next attempt's seed. If a shared call fails, each of its seeds is tried
+    alone at that attempt, so one seed's failure never spends another's attempt."""
+    opts, coherence = ctx["opts"], ctx["coherence"]
+    attempts: list[list[int]] = [[] for _ in seeds]
+    done: dict[int, torch.Tensor] = {}
+    errors: dict[int, Exception] = {}
+    for attempt in range(opts.max_retries + 1):
+        open_ = [b for b in range(len(seeds)) if b not in done]
+        if not open_:
+            break
+        seg_seeds = {b: sub_seed(seeds[b], "segment", k, attempt) for b in open_}
+        for b in open_:
+            attempts[b].append(seg_seeds[b])
+        for group in _made_together(ctx, prompt, length, open_, seg_seeds, seeds, videos, errors):
+            for b, seg in group:
+                try:
+                    if videos[b]:
+                        seg = torch.stack([match_lab_histogram(f, videos[b][0], coherence) for f in seg])
+                    progress.done(k, seg, attempt)
+                    done[b] = seg
+                except (RetrySegment, RuntimeError) as err:  # rejected, or the callback failed: the next attempt
+                    errors[b] = err
+    failed = [b for b in range(len(seeds)) if b not in done]
+    if failed:
+        b = failed[0]
+        raise RuntimeError(f"segment {k} failed after {opts.max_retries + 1} attempts (seeds {attempts[b]}): "
+                           f"{errors[b]}") from errors[b]
+    return [(done[b], attempts[b]) for b in range(len(seeds))]
+
+
+def _made_together(ctx, prompt: str, length: int, open_: list[int], seg_seeds: dict, seeds: list[int],
+                   videos: list, errors: dict) -> list[list[tuple[int, torch.Tensor]]]:
+    """The segments of seeds `open_` at one attempt, in one call; if it raises RuntimeError (e.g.
+    out of memory), each seed alone. A seed whose call fails gets no segment, its error kept."""
+    def make(group):
+        anchors = [videos[b][-1] for b in group] if videos[group[0]] else None
+        return list(zip(group, ctx["make_segments"](ctx, prompt, length, [seg_seeds[b] for b in group],
+                                                    [seeds[b] for b in group], anchors)))
+    try:
+        return [make(open_)]
+    except RuntimeError as err:
+        if len(open_) == 1:
+            errors[open_[0]] = err
+            return []
+    made = []
+    for b in open_:
+        try:
+            made.append(make([b]))
+        except RuntimeError as err:
+            errors[b] = err
+    return made
+
+
+def _style_noise(backend, base_seed: int, shape, seg_seed: int, p: float) -> torch.Tensor:
     """Style lock: the base noise of the request's seed, perturbed by a little of the segment's own."""
     dtype = backend.components["unet"].dtype if "unet" in backend.components else torch.float32
-    base = make_noise(sub_seed(request.seed, "base"), shape, backend.device, dtype)
+    base = make_noise(sub_seed(base_seed, "base"), shape, backend.device, dtype)
     own = make_noise(seg_seed, shape, backend.device, dtype)
     return math.sqrt(1 - p * p) * base + p * own
 
 
-def _image_segment(ctx, prompt: str, length: int, seg_seed: int, anchor):
-    """An image model's segment: frame 0 from text or the anchor, then img2img frame to frame."""
+def _image_segments(ctx, prompt: str, length: int, seg_seeds: list[int], seeds: list[int], anchors):
+    """An image model's segments, one per seed: frame 0 from text or the seed's anchor, then img2img
+    frame to frame; each denoising call takes every seed's frame j (`sd_loop.denoise`, batch-invariant)."""
     backend, request, opts = ctx["backend"], ctx["request"], ctx["opts"]
     cond, uncond = ctx["encode"](prompt, request.negative_prompt)
     shape = latent_shape(backend, request.height, request.width)
     common = dict(num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale)
-    out = []
+    out = []  # one (B, 3, H, W) a frame
     for j in range(length):
-        noise = _style_noise(backend, request, shape, sub_seed(seg_seed, "segment_frame", j), opts.style_perturbation)
-        prev = out[-1] if out else anchor
+        noise = torch.cat([_style_noise(backend, seed, shape, sub_seed(s, "segment_frame", j), opts.style_perturbation)
+                           for seed, s in zip(seeds, seg_seeds)])                  # (B, C, h, w)
+        gens = [generator(s, "scheduler", j) for s in seg_seeds]
+        step_generator = gens[0] if len(gens) == 1 else gens
+        prev = out[-1] if out else anchors
         if prev is None:
-            frame = denoise(backend, cond, uncond, noise, generator=generator(seg_seed, "scheduler", j), **common)[0]
+            frame = denoise(backend, cond, uncond, noise, generator=step_generator, **common)
         else:
-            init = encode_image(backend, warp(prev, ctx["matrix"])[None])
+            init = encode_image(backend, torch.stack([warp(p, ctx["matrix"]) for p in prev]))
             s = ctx["strength"] if not out else opts.within_strength
             frame = denoise(backend, cond, uncond, noise, init_latents=init, strength=s,
-                            generator=generator(seg_seed, "scheduler", j), **common)[0]
+                            generator=step_generator, **common)
         out.append(frame)
-    return torch.stack(out)
+    return list(torch.stack(out, dim=1))                                             # B x (L, 3, H, W)
 
 
-def _video_segment(ctx, prompt: str, length: int, seg_seed: int, anchor):
-    """A video model's segment: one call, the warped anchor as the image condition."""
-    from .native import generate_clip
+def _video_segments(ctx, prompt: str, length: int, seg_seeds: list[int], seeds: list[int], anchors):
+    """A video model's segments, one per seed: one call for all, each seed's warped anchor its image condition."""
+    from .native import generate_clips
 
-    image = warp(anchor, ctx["matrix"]) if anchor is not None else None
-    # generate_clip returns exactly `length` frames (for Wan it asks for the next 4k + 1 and trims)
-    clip = generate_clip(ctx["backend"], ctx["request"], prompt, length, seg_seed, image=image,
-                         strength=ctx["strength"])
-    if clip.shape[0] != length:
-        raise ValueError(f"the video model made {clip.shape[0]} frames for a segment of {length}")
-    return clip
+    images = [warp(a, ctx["matrix"]) for a in anchors] if anchors is not None else None
+    # generate_clips returns exactly `length` frames (for Wan it asks for the next 4k + 1 and trims)
+    clips = generate_clips(ctx["backend"], ctx["request"], prompt, length, seg_seeds, images=images,
+                           strength=ctx["strength"])
+    if clips[0].shape[0] != length:
+        raise ValueError(f"the video model made {clips[0].shape[0]} frames for a segment of {length}")
+    return clips
