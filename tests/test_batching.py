@@ -9,8 +9,8 @@ import torch
 import vidlab
 from vidlab.experiments import ResultsStore, SweepSpec, run_sweep
 from vidlab.experiments.batching import seed_batches
-from vidlab.config import parse_request, seed_batch_splits
-from vidlab.strategies import BATCHED_STRATEGIES, STRATEGIES, RetrySegment, check_seed_batch
+from vidlab.config import DEFAULT_BATCH_PIXEL_FRAMES, parse_request, seed_batch_splits
+from vidlab.strategies import BATCHED_STRATEGIES, STRATEGIES, RetrySegment, batches_on, check_seed_batch
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,8 @@ def test_every_strategy_batches_seeds_bit_identically(case, backends):
     alone = [vidlab.generate(r, strategy=strategy, model=backends[model], **options) for r in requests]
     assert len({a.frames.sum().item() for a in alone}) == len(requests), "the seeds must give different videos"
     for size in (1, 3, 8):
-        batched = vidlab.generate_batch(requests[:size], strategy=strategy, model=backends[model], **options)
+        batched = vidlab.generate_batch(requests[:size], strategy=strategy, model=backends[model],
+                                        batch_budget=DEFAULT_BATCH_PIXEL_FRAMES, **options)  # batched on a CPU too
         for request, video, own in zip(requests, batched, alone):
             assert torch.equal(video.frames, own.frames), f"{case}, batch of {size}: seed {request['seed']} differs"
             assert video.record["strategy_record"] == own.record["strategy_record"]
@@ -105,6 +106,17 @@ def test_a_batch_over_its_memory_budget_is_split(backends, monkeypatch):
         vidlab.generate_batch(requests, strategy="native", model=backends["shapes-tiny"], batch_budget=0)
 
 
+def test_on_a_cpu_only_the_image_model_strategies_batch_by_default(backends):
+    """On a CPU a video model's clips run slower in one call (bench_sweep: native 0.82x), so 'auto'
+    makes them one a call there, and a sweep does not group them; frame_chain batches."""
+    assert [batches_on(s, "cpu") for s in STRATEGIES] == [True, True, False, False]
+    assert all(batches_on(s, "cuda") for s in STRATEGIES)
+    requests = [dict(BASE, prompt=MOTION, seed=s) for s in range(3)]
+    for strategy, size in (("native", 1), ("frame_chain", 3)):
+        videos = vidlab.generate_batch(requests, strategy=strategy, model=backends["shapes-tiny"])
+        assert [v.record["timing"]["batch_size"] for v in videos] == [size] * 3
+
+
 def test_a_batch_may_differ_only_in_seed():
     requests = [parse_request(dict(BASE, seed=0)),
                 parse_request(dict(BASE, seed=1, guidance_scale=6.5))]
@@ -118,19 +130,22 @@ def test_seed_batches_group_only_what_differs_in_seed():
     def job(seed, scale, strategy="frame_chain"):
         return ({"request": {"seed": seed, "prompt": "p"}, "strategy": strategy, "model": "m",
                  "options": {"s": scale}}, 1)
-    jobs = [job(0, 1), job(1, 1), job(0, 2), job(2, 1), job(1, 2), job(0, 1, "native"), job(1, 1, "native")]
+    jobs = [job(0, 1), job(1, 1), job(0, 2), job(2, 1), job(1, 2), job(0, 1, "segment_chain"),
+            job(1, 1, "segment_chain"), job(0, 1, "native"), job(1, 1, "native")]
     batches = seed_batches(jobs, max_size=16, config=lambda j: j[0])
     seeds = [[(j[0]["strategy"], j[0]["options"]["s"], j[0]["request"]["seed"]) for j in b] for b in batches]
+    native = [[("native", 1, 0), ("native", 1, 1)]] if torch.cuda.is_available() \
+        else [[("native", 1, 0)], [("native", 1, 1)]]  # a CPU makes native's seeds one a call
     assert seeds == [[("frame_chain", 1, 0), ("frame_chain", 1, 1), ("frame_chain", 1, 2)],
                      [("frame_chain", 2, 0), ("frame_chain", 2, 1)],
-                     [("native", 1, 0), ("native", 1, 1)]]  # every strategy batches, never across strategies
-    assert [len(b) for b in seed_batches(jobs, max_size=1, config=lambda j: j[0])] == [1] * 7
+                     [("segment_chain", 1, 0), ("segment_chain", 1, 1)], *native]  # never across strategies
+    assert [len(b) for b in seed_batches(jobs, max_size=1, config=lambda j: j[0])] == [1] * 9
     with pytest.raises(ValueError, match="batch_seeds=0"):
         seed_batches(jobs, max_size=0)
 
 
 SWEEPS = {"frame_chain": (BASE, {"options.controlnet_conditioning_scale": [0.8, 1.2]}),
-          "native": (dict(BASE, prompt=MOTION), {"guidance_scale": [3.0, 5.0]})}
+          "segment_chain": (dict(BASE, duration=0.375), {"guidance_scale": [3.0, 5.0]})}
 
 
 @pytest.mark.parametrize("strategy", list(SWEEPS))

@@ -19,3 +19,16 @@ def test_bench_device_runs_on_cpu_and_prints_its_ratios_and_profiles():
         assert line in text, f"missing {line!r} in:\n{text}"
     assert "bit-identical videos: 2/2" in text
     assert text.count("--- profile:") == 2 and "Self CPU" in text
+
+
+def test_bench_sweep_prints_each_strategys_batched_ratio_last():
+    out = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_sweep.py"), "--strategy", "all",
+                          "--seeds", "2", "--steps", "4", "--threads", "1"],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    ratios = [line for line in lines if ": batched " in line and line.endswith("x")]
+    assert [r.split(":")[0] for r in ratios] == ["frame_chain", "segment_chain", "native", "sliding_window"]
+    assert lines[-1] == ratios[-1]
+    assert all(float(r.rsplit(" ", 1)[1][:-1]) > 0 for r in ratios)
+    assert out.stdout.count("bit-identical videos: 2/2") == 4

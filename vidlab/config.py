@@ -192,7 +192,7 @@ def seed_batch_splits(requests: list, batch_budget: int | None = DEFAULT_BATCH_P
         return [list(requests)] if requests else []
     if isinstance(batch_budget, bool) or not isinstance(batch_budget, int) or batch_budget < 1:
         raise ValueError(f"batch_budget={batch_budget!r} must be a positive integer of frames x pixels "
-                         "(or None: no limit)")
+                         "(or None: no limit; generate_batch also takes 'auto')")
     size = max(1, batch_budget // check_budget(requests[0], None)) if requests else 1
     return [list(requests[i:i + size]) for i in range(0, len(requests), size)]
 

@@ -1,12 +1,14 @@
 """`generate`: a request, a strategy and a model in; a `Video` with a replayable record out."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from .backends import Backend, load_backend
 from .config import (DEFAULT_BATCH_PIXEL_FRAMES, DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget,
                      parse_request, seed_batch_splits)
-from .strategies import BATCHED_STRATEGIES, STRATEGIES, check_seed_batch
+from .strategies import BATCHED_STRATEGIES, STRATEGIES, batches_on, check_seed_batch
 from .strategies.effects import color_grade
 from .strategies.video_fields import unseen_words
 from .video import Video, git_commit, library_versions, measured
@@ -35,16 +37,18 @@ def generate(request: GenerationRequest | dict | str, strategy: str = "frame_cha
 def generate_batch(requests: list, strategy: str = "frame_chain", model: str | Backend = "shapes-tiny",
                    device: str | None = None, dtype: str | None = None, callback=None, strict: bool = False,
                    budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES,
-                   batch_budget: int | None = DEFAULT_BATCH_PIXEL_FRAMES, **options) -> list[Video]:
+                   batch_budget: int | None | Literal["auto"] = "auto", **options) -> list[Video]:
     """One Video per request, the requests differing only in their seed (arguments as `generate`).
 
     A strategy of `BATCHED_STRATEGIES` makes them in batched calls, each video bit-identical to
     `generate` on its request alone; any other strategy makes them one after another.
-    batch_budget: the most frames x pixels one batched call holds, summed over its seeds (see
-    `config.DEFAULT_BATCH_PIXEL_FRAMES`); more requests are split into several calls, in order
-    (`config.seed_batch_splits`), so a large batch never runs out of memory where one request
-    would not. Each record is the one `generate` writes, except `timing`: its call's seconds
-    shared equally, with that call's `batch_size`.
+    batch_budget: the most frames x pixels one batched call holds, summed over its seeds; more
+    requests are split into several calls, in order (`config.seed_batch_splits`), so a large
+    batch never runs out of memory where one request would not (None: one call). 'auto':
+    `config.DEFAULT_BATCH_PIXEL_FRAMES` where batching pays (`strategies.batches_on`: on a CPU,
+    only frame_chain and segment_chain), else one request a call. Each record is the one
+    `generate` writes, except `timing`: its call's seconds shared equally, with that call's
+    `batch_size`.
 
     >>> videos = generate_batch([{"prompt": "a red circle", "seed": s} for s in range(4)])  # doctest: +SKIP
     """
@@ -54,8 +58,12 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
         raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
     check_seed_batch(requests)
     check_budget(requests[0], budget)
-    splits = seed_batch_splits(requests, batch_budget) if strategy in BATCHED_STRATEGIES else [[r] for r in requests]
+    if batch_budget != "auto":
+        seed_batch_splits(requests, batch_budget)  # a bad budget is refused before any model loads
     backend = model if isinstance(model, Backend) else load_backend(model, device=device, dtype=dtype)
+    if batch_budget == "auto":
+        batch_budget = DEFAULT_BATCH_PIXEL_FRAMES if batches_on(strategy, backend.device) else 1
+    splits = seed_batch_splits(requests, batch_budget) if strategy in BATCHED_STRATEGIES else [[r] for r in requests]
     request = requests[0]
     unseen = unseen_words(backend, [*request.prompt_schedule(), request.negative_prompt], strict=strict)
     # 2. the strategy, batched when it can be

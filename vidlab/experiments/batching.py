@@ -26,9 +26,10 @@ BatchFn = Callable[[list], list]  # configs -> [(metrics, video), ...], one per 
 
 def batch_key(config: dict) -> str | None:
     """What points must share to be batched: everything but the seed; None where the strategy
-    has no batched form."""
-    from ..strategies import BATCHED_STRATEGIES
-    if config.get("strategy") not in BATCHED_STRATEGIES:
+    does not batch on the device its points run on (`strategies.batches_on`)."""
+    from ..backends.loading import default_device_dtype
+    from ..strategies import batches_on
+    if not batches_on(config.get("strategy"), default_device_dtype()[0]):
         return None
     request = {k: v for k, v in config["request"].items() if k != "seed"}
     return canonical_json({**config, "request": request})

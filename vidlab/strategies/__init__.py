@@ -25,6 +25,21 @@ BATCHED_STRATEGIES = {
     "sliding_window": sliding_window_batch,
 }
 
+# strategies whose batched form also pays on a CPU (experiments/bench_sweep.py, 16 seeds, 2 cores:
+# frame_chain 2.28x, segment_chain 2.08x). A video model's clip is already one call over 2 x frames
+# images; more clips in that call ran slower on the CPU, their activations out of cache (native
+# 0.82x, sliding_window 0.83x), so there they make one seed a call unless a batch is asked for.
+CPU_BATCHED_STRATEGIES = {"frame_chain", "segment_chain"}
+
+
+def batches_on(strategy: str, device) -> bool:
+    """Whether `strategy` batches seeds by default on `device` (see CPU_BATCHED_STRATEGIES)."""
+    import torch
+
+    return strategy in BATCHED_STRATEGIES and (strategy in CPU_BATCHED_STRATEGIES
+                                               or torch.device(device).type != "cpu")
+
+
 # each strategy's options model: its defaults are part of a sweep point's id
 STRATEGY_OPTIONS = {
     "frame_chain": FrameChainOptions,

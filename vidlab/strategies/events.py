@@ -21,7 +21,11 @@ UNITS = ("frame", "segment", "window", "clip")
 class StrategyEvent:
     """A unit of a video finished: which strategy, which unit (frame, segment, window or the whole
     clip), its index of `total`, a preview of the frames it made (K, 3, H, W) in [0, 1], seconds
-    since the strategy started, and the try (segment_chain redoes a rejected segment)."""
+    since the strategy started, and the try (segment_chain redoes a rejected segment).
+
+    In a batch of seeds (`vidlab.generate_batch`), frame_chain, native and sliding_window send one
+    event a unit whose preview holds every seed's frames of it, seed after seed; segment_chain
+    sends one a seed's segment, so a callback can reject that seed's segment alone."""
 
     strategy: str
     unit: str
