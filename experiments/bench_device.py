@@ -67,7 +67,7 @@ def main():
     print(f"device {device} ({name}), dtype {args.dtype}, torch {torch.__version__}, repeats {args.repeats}")
     bench_speed.frame_chain_vs_seed_loop(backend, args.repeats, args.frames, args.steps, clock=clock)
     bench_speed.overhead_over_raw_pipeline(backend, args.repeats, 16, args.steps, clock=clock)
-    bench_sweep.batched_vs_unbatched(args.seeds, args.steps, args.repeats, backend=backend, clock=clock)
+    bench_sweep.batched_vs_unbatched("frame_chain", args.seeds, args.steps, args.repeats, model=backend, clock=clock)
     request = {"prompt": bench_speed.PROMPT, "duration": args.frames / 16, "fps": 16,
                "num_inference_steps": args.steps}
     profile_table(device, lambda: vidlab.generate(dict(request, seed=0), model=backend),

@@ -36,11 +36,12 @@ POINTS = {
 }
 
 
-def batched_vs_unbatched(strategy: str, seeds: int, steps: int, repeats: int, model: str = "shapes-tiny",
+def batched_vs_unbatched(strategy: str, seeds: int, steps: int, repeats: int, model="shapes-tiny",
                          clock=time.perf_counter) -> float:
     """Median seconds of `seeds` one-at-a-time calls over one `generate_batch` call (alternated
-    `repeats` times, after a short warm-up of each); prints it and whether every video is bit-identical."""
-    backend = load_backend(model)
+    `repeats` times, after a short warm-up of each); prints it and whether every video is bit-identical.
+    model: a zoo name or a loaded Backend."""
+    backend = load_backend(model) if isinstance(model, str) else model
     base, options = POINTS[strategy]
     requests = [dict(base, fps=16, num_inference_steps=steps, seed=s) for s in range(seeds)]
     runs = {"unbatched": lambda: [vidlab.generate(r, strategy=strategy, model=backend, **options) for r in requests],
@@ -59,7 +60,7 @@ def batched_vs_unbatched(strategy: str, seeds: int, steps: int, repeats: int, mo
     alone, batched = statistics.median(times["unbatched"]), statistics.median(times["batched"])
     frames = out["batched"][0].frames.shape[0]
     sizes = sorted({v.record["timing"]["batch_size"] for v in out["batched"]})
-    print(f"1. a {seeds}-seed {strategy} point on {model} ({frames} frames, {steps} steps, batch size {sizes}): "
+    print(f"1. a {seeds}-seed {strategy} point on {backend.preset.name} ({frames} frames, {steps} steps, batch size {sizes}): "
           f"unbatched {alone:.1f} s, batched {batched:.1f} s (goal >= 2x); bit-identical videos: {identical}/{seeds}")
     print(f"{strategy}: batched {alone / batched:.2f}x")
     return alone / batched
