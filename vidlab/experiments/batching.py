@@ -9,7 +9,7 @@ so one bad point never fails its neighbours.
 >>> cfg = lambda seed, scale: {"request": {"seed": seed, "prompt": "p"}, "strategy": "frame_chain",
 ...                            "model": "m", "options": {"scale": scale}}
 >>> jobs = [(cfg(s, c), 1) for c in (1, 2) for s in (0, 1, 2)]
->>> [[job[0]["request"]["seed"] for job in b] for b in seed_batches(jobs, max_size=2, config=lambda c: c)]
+>>> [[job[0]["request"]["seed"] for job in b] for b in seed_batches(jobs, 2, lambda j: j[0])]
 [[0, 1], [2], [0, 1], [2]]
 """
 from __future__ import annotations

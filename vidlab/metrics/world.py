@@ -11,7 +11,7 @@ Because the shapes world's ground truth is known, these are exact counts, not mo
 can stand beside the article's table, `SEED001_DECAY_TABLE`.
 
 >>> from vidlab.world import Scene, render_clip
->>> clip = render_clip(Scene("circle", "red", "white", "center", "large"), 4, "right")
+>>> clip = render_clip(Scene("circle", "red", "white", "center", "large"), 4)  # standing still
 >>> adherence(clip, "a red circle in the center on a white background")
 {'shape': 1.0, 'color': 1.0, 'background': 1.0, 'position': 1.0, 'overall': 1.0}
 >>> subject_consistency(clip), consistency_score_1_to_5(1.0)

@@ -46,14 +46,20 @@ class FieldNotSupportedError(ValueError):
 
 
 def speed_word(motion_intensity: float) -> str:
-    """>>> speed_word(0.5), speed_word(1.0)
-    ('slowly', 'quickly')"""
+    """The speed word of the prompt's motion phrase.
+
+    >>> speed_word(0.5), speed_word(1.0)
+    ('slowly', 'quickly')
+    """
     return "quickly" if motion_intensity >= FAST_FROM else "slowly"
 
 
 def shared_noise_share(temporal_consistency: float) -> float:
-    """>>> shared_noise_share(0.7), shared_noise_share(1.0)
-    (0.0, 0.3)"""
+    """The share of the initial noise every frame has in common (see the module docstring).
+
+    >>> shared_noise_share(0.7), shared_noise_share(1.0)
+    (0.0, 0.3)
+    """
     return round(MAX_SHARED_NOISE * (temporal_consistency - 0.7) / 0.3, 6)
 
 

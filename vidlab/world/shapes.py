@@ -5,7 +5,7 @@ size, exact centre), so the ground truth of every generated frame is known and
 the analyzer (`vidlab.world.analyzer`) can check a model against it exactly.
 
 >>> scene = Scene("circle", "red", "white", "top left", "medium")
->>> render(scene).shape
+>>> tuple(render(scene).shape)
 (3, 64, 64)
 """
 from __future__ import annotations
