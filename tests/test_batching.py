@@ -110,7 +110,9 @@ def test_on_a_cpu_only_the_image_model_strategies_batch_by_default(backends):
     """On a CPU a video model's clips run slower in one call (bench_sweep: native 0.82x), so 'auto'
     makes them one a call there, and a sweep does not group them; frame_chain batches."""
     assert [batches_on(s, "cpu") for s in STRATEGIES] == [True, True, False, False]
-    assert all(batches_on(s, "cuda") for s in STRATEGIES)
+    assert [batches_on(s, "cpu", "animatediff") for s in STRATEGIES] == [True, False, False, False]
+    assert [batches_on(s, "cpu", None) for s in STRATEGIES] == [True, False, False, False]
+    assert all(batches_on(s, "cuda", family) for s in STRATEGIES for family in ("sd", "wan", None))
     requests = [dict(BASE, prompt=MOTION, seed=s) for s in range(3)]
     for strategy, size in (("native", 1), ("frame_chain", 3)):
         videos = vidlab.generate_batch(requests, strategy=strategy, model=backends["shapes-tiny"])
@@ -128,7 +130,7 @@ def test_a_batch_may_differ_only_in_seed():
 
 def test_seed_batches_group_only_what_differs_in_seed():
     def job(seed, scale, strategy="frame_chain"):
-        return ({"request": {"seed": seed, "prompt": "p"}, "strategy": strategy, "model": "m",
+        return ({"request": {"seed": seed, "prompt": "p"}, "strategy": strategy, "model": "shapes-tiny",
                  "options": {"s": scale}}, 1)
     jobs = [job(0, 1), job(1, 1), job(0, 2), job(2, 1), job(1, 2), job(0, 1, "segment_chain"),
             job(1, 1, "segment_chain"), job(0, 1, "native"), job(1, 1, "native")]

@@ -62,7 +62,7 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
         seed_batch_splits(requests, batch_budget)  # a bad budget is refused before any model loads
     backend = model if isinstance(model, Backend) else load_backend(model, device=device, dtype=dtype)
     if batch_budget == "auto":
-        batch_budget = DEFAULT_BATCH_PIXEL_FRAMES if batches_on(strategy, backend.device) else 1
+        batch_budget = DEFAULT_BATCH_PIXEL_FRAMES if batches_on(strategy, backend.device, backend.preset.family) else 1
     splits = seed_batch_splits(requests, batch_budget) if strategy in BATCHED_STRATEGIES else [[r] for r in requests]
     request = requests[0]
     unseen = unseen_words(backend, [*request.prompt_schedule(), request.negative_prompt], strict=strict)

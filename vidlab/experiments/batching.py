@@ -28,8 +28,10 @@ def batch_key(config: dict) -> str | None:
     """What points must share to be batched: everything but the seed; None where the strategy
     does not batch on the device its points run on (`strategies.batches_on`)."""
     from ..backends.loading import default_device_dtype
+    from ..backends.presets import PRESETS
     from ..strategies import batches_on
-    if not batches_on(config.get("strategy"), default_device_dtype()[0]):
+    preset = PRESETS.get(config.get("model"))
+    if not batches_on(config.get("strategy"), default_device_dtype()[0], preset.family if preset else None):
         return None
     request = {k: v for k, v in config["request"].items() if k != "seed"}
     return canonical_json({**config, "request": request})

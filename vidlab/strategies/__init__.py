@@ -25,19 +25,25 @@ BATCHED_STRATEGIES = {
     "sliding_window": sliding_window_batch,
 }
 
-# strategies whose batched form also pays on a CPU (experiments/bench_sweep.py, 16 seeds, 2 cores:
-# frame_chain 2.28x, segment_chain 2.08x). A video model's clip is already one call over 2 x frames
-# images; more clips in that call ran slower on the CPU, their activations out of cache (native
-# 0.82x, sliding_window 0.83x), so there they make one seed a call unless a batch is asked for.
+# strategies whose batched form also pays on a CPU on an image model (experiments/bench_sweep.py,
+# 16 seeds, 2 cores: frame_chain 2.28x, segment_chain 2.08x). A video model's clip is already one
+# call over 2 x frames images; more clips in that call ran slower on the CPU, their activations out
+# of cache (native 0.82x, sliding_window 0.83x; segment_chain on a video model makes its segments
+# the same way), so there they make one seed a call unless a batch is asked for.
 CPU_BATCHED_STRATEGIES = {"frame_chain", "segment_chain"}
 
 
-def batches_on(strategy: str, device) -> bool:
-    """Whether `strategy` batches seeds by default on `device` (see CPU_BATCHED_STRATEGIES)."""
+def batches_on(strategy: str, device, family: str | None = "sd") -> bool:
+    """Whether `strategy` batches seeds by default on `device` for a model of `family` (the
+    preset's: 'sd' is an image model; None: unknown). See CPU_BATCHED_STRATEGIES. frame_chain
+    runs an image model whatever the family; segment_chain runs the family's model, so on a CPU
+    it batches only where that is known to be an image model."""
     import torch
 
-    return strategy in BATCHED_STRATEGIES and (strategy in CPU_BATCHED_STRATEGIES
-                                               or torch.device(device).type != "cpu")
+    if strategy not in BATCHED_STRATEGIES:
+        return False
+    image_model = strategy == "frame_chain" or family == "sd"
+    return torch.device(device).type != "cpu" or (strategy in CPU_BATCHED_STRATEGIES and image_model)
 
 
 # each strategy's options model: its defaults are part of a sweep point's id
