@@ -7,7 +7,8 @@ import pkgutil
 import vidlab
 
 
-def test_every_docstring_example_gives_what_it_shows():
+def test_every_docstring_example_gives_what_it_shows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files (clip.mp4, frames/) write them here
     names = sorted(m.name for m in pkgutil.walk_packages(vidlab.__path__, "vidlab.")
                    if not m.name.endswith("__main__"))
     failed, attempted = {}, 0
