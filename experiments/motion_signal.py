@@ -47,15 +47,14 @@ def factorized_signal(backend, clips, captions, timesteps) -> dict:
 
 def joint_signal(backend, clips, captions, timesteps) -> dict:
     """Wan: UMT5 states, then the transformer's flow prediction at noise level t / 1000."""
-    from vidlab.strategies.native import text_length
+    from vidlab.strategies.native import text_length, wan_latent_stats
     pipe, n = backend.pipeline("wan"), len(clips)
     states = {k: pipe.encode_prompt(v, do_classifier_free_guidance=False, max_sequence_length=text_length(pipe),
                                     device=backend.device)[0] for k, v in captions.items()}
     pixels = torch.cat([c.render() for c in clips]) * 2 - 1
     z = pipe.vae.encode(pixels[:, :, None]).latent_dist.mean[:, :, 0]
     z = z.view(n, 8, *z.shape[1:]).permute(0, 2, 1, 3, 4)
-    mean = torch.tensor(pipe.vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(pipe.vae.config.latents_std).view(1, -1, 1, 1, 1)
+    mean, std = wan_latent_stats(pipe.vae)
     latents = (z - mean) / std
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(7))
 

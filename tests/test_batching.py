@@ -1,6 +1,7 @@
 """Batched seeds: one batched call of any strategy for several seeds, each video bit-identical to
 its seed's own run; a batch larger than its memory budget split; sweeps that batch give the same
 store as sweeps that do not."""
+import importlib
 import time
 
 import pytest
@@ -85,6 +86,27 @@ def test_a_rejected_segment_is_redone_in_a_batch_as_it_is_alone(backends):
     for own, video in zip(alone, batched):
         assert torch.equal(own.frames, video.frames)
         assert own.record["strategy_record"] == video.record["strategy_record"]
+
+
+def test_a_failing_shared_segment_call_is_made_seed_by_seed_at_the_same_attempt(backends, monkeypatch):
+    """A shared call that raises RuntimeError (out of memory, say) costs no seed an attempt: each seed's
+    segment is made alone at that attempt, and every video is the one it makes alone."""
+    module = importlib.import_module("vidlab.strategies.segment_chain")  # the package's name is the function
+    make = module._image_segments
+
+    def fails_when_shared(ctx, prompt, length, seg_seeds, *args):
+        if len(seg_seeds) > 1:
+            raise RuntimeError("out of memory")
+        return make(ctx, prompt, length, seg_seeds, *args)
+
+    requests = [dict(BASE, duration=0.375, seed=s) for s in range(3)]
+    common = dict(strategy="segment_chain", model=backends["shapes-tiny"], num_segments=2)
+    alone = [vidlab.generate(r, **common) for r in requests]
+    monkeypatch.setattr(module, "_image_segments", fails_when_shared)
+    batched = vidlab.generate_batch(requests, **common)
+    for own, video in zip(alone, batched):
+        assert torch.equal(own.frames, video.frames)
+        assert [len(s["attempt_seeds"]) for s in video.record["strategy_record"]["segments"]] == [1, 1]
 
 
 def test_a_batch_over_its_memory_budget_is_split(backends, monkeypatch):

@@ -58,12 +58,14 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
         raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
     check_seed_batch(requests)
     check_budget(requests[0], budget)
-    if batch_budget != "auto":
-        seed_batch_splits(requests, batch_budget)  # a bad budget is refused before any model loads
+    # a bad budget is refused before any model loads; 'auto' needs the model's device and family
+    splits = None if batch_budget == "auto" else seed_batch_splits(requests, batch_budget)
     backend = model if isinstance(model, Backend) else load_backend(model, device=device, dtype=dtype)
-    if batch_budget == "auto":
-        batch_budget = DEFAULT_BATCH_PIXEL_FRAMES if batches_on(strategy, backend.device, backend.preset.family) else 1
-    splits = seed_batch_splits(requests, batch_budget) if strategy in BATCHED_STRATEGIES else [[r] for r in requests]
+    if splits is None:
+        pays = batches_on(strategy, backend.device, backend.preset.family)
+        splits = seed_batch_splits(requests, DEFAULT_BATCH_PIXEL_FRAMES if pays else 1)
+    if strategy not in BATCHED_STRATEGIES:
+        splits = [[r] for r in requests]
     request = requests[0]
     unseen = unseen_words(backend, [*request.prompt_schedule(), request.negative_prompt], strict=strict)
     # 2. the strategy, batched when it can be

@@ -4,6 +4,8 @@
 
 `STRATEGIES` maps names to them; `vidlab.generate(..., strategy=NAME)` dispatches.
 """
+import torch
+
 from ..config import check_seed_batch
 from .frame_chain import FrameChainOptions, frame_chain, frame_chain_batch
 from .native import NativeOptions, SlidingWindowOptions, native, native_batch, sliding_window, sliding_window_batch
@@ -38,8 +40,6 @@ def batches_on(strategy: str, device, family: str | None = "sd") -> bool:
     preset's: 'sd' is an image model; None: unknown). See CPU_BATCHED_STRATEGIES. frame_chain
     runs an image model whatever the family; segment_chain runs the family's model, so on a CPU
     it batches only where that is known to be an image model."""
-    import torch
-
     if strategy not in BATCHED_STRATEGIES:
         return False
     image_model = strategy == "frame_chain" or family == "sd"

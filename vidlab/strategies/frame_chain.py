@@ -76,8 +76,7 @@ def frame_chain_batch(backend, requests: list[GenerationRequest], options: dict,
         cond, uncond = encode(prompts[i], request.negative_prompt)
         noise = torch.cat([make_noise(s[i], shape, backend.device, backend.components["unet"].dtype)
                            for s in seeds])                                   # (B, C, h, w)
-        gens = [generator(r.seed, "scheduler", i) for r in requests]
-        step_generator = gens[0] if len(gens) == 1 else gens
+        step_generator = [generator(r.seed, "scheduler", i) for r in requests]
         if i == 0:  # 1. frame 0 from text
             frame = denoise(backend, cond, uncond, noise, generator=step_generator, **common)
         else:

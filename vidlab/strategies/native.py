@@ -202,13 +202,19 @@ def _wan_clips(backend, common: dict, num_frames: int, seeds: list[int], images,
     return [wan_decode(pipe, one[None])[:num_frames] for one in latents]
 
 
+def wan_latent_stats(vae) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Wan VAE's per-channel latent mean and std, (1, C, 1, 1, 1) float32 on the CPU: the
+    pipeline's normalised latents are (z - mean) / std."""
+    return (torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1),
+            torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1))
+
+
 def wan_decode(pipe, latents: torch.Tensor) -> torch.Tensor:
     """One clip's latents (1, C, T, h, w), in the pipeline's normalised space -> (F, 3, H, W) in [0, 1],
     as WanPipeline decodes them."""
     vae = pipe.vae
     latents = latents.to(vae.device, vae.dtype)
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
+    mean, std = (s.to(latents) for s in wan_latent_stats(vae))
     with torch.no_grad():
         video = vae.decode(latents / (1.0 / std) + mean, return_dict=False)[0]
     return video_frames(pipe.video_processor.postprocess_video(video, output_type="pt"))
@@ -224,8 +230,7 @@ class AnchorReplacement:
 
     def __init__(self, pipe, images: list[torch.Tensor], seeds: list[int]):
         vae = pipe.vae
-        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-        std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+        mean, std = wan_latent_stats(vae)
         anchors, noises = [], []
         for image, seed in zip(images, seeds):
             pixels = (image.clamp(0, 1) * 2 - 1)[None, :, None].to(vae.device, vae.dtype)  # (1, 3, 1, H, W)

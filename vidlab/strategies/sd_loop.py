@@ -152,8 +152,10 @@ def batch_invariant(models, chunk: int = 2):
     two up (measured; tests/test_batching.py checks the whole loop). So 2-D Linears take their
     rows alone, and plain 1x1 convolutions run as one batched matrix product (one product a
     sample); any other 1x1 convolution takes `chunk` samples at a time (2: a sample and its
-    unconditional twin under classifier-free guidance). The VAE runs one image at a time
-    (`encode_image`, `decode_latents`). This is what lets several seeds share one denoising loop.
+    unconditional twin under classifier-free guidance). Elementwise activations and RMSNorm take
+    each row alone where a row does not end on a vector block (`_rows_alone`). The VAE runs one
+    image at a time (`encode_image`, `decode_latents`). This is what lets several seeds share one
+    denoising loop.
     """
     patched = []
     for model in models:
@@ -284,13 +286,15 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
     """Denoise `noise` (B, C, h, w) into images (B, 3, H, W) in [0, 1].
 
     generator: for the noise a scheduler draws inside its steps (DDIM with eta > 0, DDPM, ...);
-        a list gives each sample of the batch its own.
+        a list gives each sample of the batch its own (a list of one is that one generator).
     init_latents + strength < 1: img2img (start part-way, from the noised init).
     control (B, 3, H, W) in [0, 1]: ControlNet conditioning with `control_scale`.
     callback(dict): called after every step with i, t, latents.
     """
     unet, scheduler = backend.components["unet"], backend.components["scheduler"]
     device, dtype = backend.device, unet.dtype
+    if isinstance(generator, list) and len(generator) == 1:
+        generator = generator[0]
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength={strength} must be in (0, 1]")
     if init_latents is None and strength < 1.0:

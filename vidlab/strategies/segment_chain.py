@@ -164,15 +164,17 @@ def _segments_with_retries(ctx, k: int, prompt: str, length: int, seeds: list[in
         seg_seeds = {b: sub_seed(seeds[b], "segment", k, attempt) for b in open_}
         for b in open_:
             attempts[b].append(seg_seeds[b])
-        for group in _made_together(ctx, prompt, length, open_, seg_seeds, seeds, videos, errors):
-            for b, seg in group:
-                try:
-                    if videos[b]:
-                        seg = torch.stack([match_lab_histogram(f, videos[b][0], coherence) for f in seg])
-                    progress.done(k, seg, attempt)
-                    done[b] = seg
-                except (RetrySegment, RuntimeError) as err:  # rejected, or the callback failed: the next attempt
-                    errors[b] = err
+        for b, seg in _made_together(ctx, prompt, length, open_, seg_seeds, seeds, videos):
+            if isinstance(seg, RuntimeError):  # its model call failed: the next attempt
+                errors[b] = seg
+                continue
+            try:
+                if videos[b]:
+                    seg = torch.stack([match_lab_histogram(f, videos[b][0], coherence) for f in seg])
+                progress.done(k, seg, attempt)
+                done[b] = seg
+            except (RetrySegment, RuntimeError) as err:  # rejected, or the callback failed: the next attempt
+                errors[b] = err
     failed = [b for b in range(len(seeds)) if b not in done]
     if failed:
         b = failed[0]
@@ -182,25 +184,24 @@ def _segments_with_retries(ctx, k: int, prompt: str, length: int, seeds: list[in
 
 
 def _made_together(ctx, prompt: str, length: int, open_: list[int], seg_seeds: dict, seeds: list[int],
-                   videos: list, errors: dict) -> list[list[tuple[int, torch.Tensor]]]:
-    """The segments of seeds `open_` at one attempt, in one call; if it raises RuntimeError (e.g.
-    out of memory), each seed alone. A seed whose call fails gets no segment, its error kept."""
+                   videos: list) -> list[tuple[int, torch.Tensor | RuntimeError]]:
+    """(seed index, its segment, or the RuntimeError its call raised) for every seed of `open_` at one
+    attempt: one call for all; if that raises (e.g. out of memory), each seed alone."""
     def make(group):
         anchors = [videos[b][-1] for b in group] if videos[group[0]] else None
         return list(zip(group, ctx["make_segments"](ctx, prompt, length, [seg_seeds[b] for b in group],
                                                     [seeds[b] for b in group], anchors)))
     try:
-        return [make(open_)]
+        return make(open_)
     except RuntimeError as err:
-        if len(open_) == 1:
-            errors[open_[0]] = err
-            return []
+        if len(open_) == 1:  # alone already: the same call again would fail the same way
+            return [(open_[0], err)]
     made = []
     for b in open_:
         try:
-            made.append(make([b]))
+            made += make([b])
         except RuntimeError as err:
-            errors[b] = err
+            made.append((b, err))
     return made
 
 
@@ -223,8 +224,7 @@ def _image_segments(ctx, prompt: str, length: int, seg_seeds: list[int], seeds: 
     for j in range(length):
         noise = torch.cat([_style_noise(backend, seed, shape, sub_seed(s, "segment_frame", j), opts.style_perturbation)
                            for seed, s in zip(seeds, seg_seeds)])                  # (B, C, h, w)
-        gens = [generator(s, "scheduler", j) for s in seg_seeds]
-        step_generator = gens[0] if len(gens) == 1 else gens
+        step_generator = [generator(s, "scheduler", j) for s in seg_seeds]
         prev = out[-1] if out else anchors
         if prev is None:
             frame = denoise(backend, cond, uncond, noise, generator=step_generator, **common)

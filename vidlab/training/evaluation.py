@@ -161,7 +161,12 @@ def motion_clips(n: int, seed: int, num_frames: int = 8, heldout_fraction: float
 
 def clip_report(frames: torch.Tensor, wanted: dict) -> dict:
     """What the analyzer reads from one clip (F, 3, H, W) against the attributes a prompt asks for."""
-    attrs = [analyze(f) for f in frames]
+    return attributes_report([analyze(f) for f in frames], wanted)
+
+
+def attributes_report(attrs: list, wanted: dict) -> dict:
+    """`clip_report` from the analyzer's attributes of a clip's frames (one per frame): the direction
+    from the first to the last frame that shows a subject, and how well the frames keep the asked one."""
     centroids = [a.centroid for a in attrs if a.centroid is not None]
     displacement = np.subtract(centroids[-1], centroids[0]) if len(centroids) >= 2 else np.zeros(2)
     first = attrs[0]

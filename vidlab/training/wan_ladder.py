@@ -21,6 +21,7 @@ import torch
 from ..world.analyzer import analyze, direction_of
 from ..world.clips import random_clip
 from ..world.shapes import DIRECTIONS, OPPOSITE, SPEEDS
+from .evaluation import attributes_report
 from .wan_parts import motion_class, scheduler_config
 
 
@@ -99,7 +100,8 @@ def ladder_numbers(pipe, conditioning: str, encoder, n: int = 32, steps: int = 2
                       seeds + seeds + [s + 10_000 for s in seeds], steps, guidance)
         for j, c in enumerate(chunk):
             attrs = [analyze(f) for f in runs[j]]  # one analyzer pass over the asked clip serves every number
-            rows.append({"direction_right": _first_to_last_direction(attrs) == c.direction, "speed": c.speed,
+            direction = attributes_report(attrs, {"shape": c.scene.shape, "color": c.scene.color})["direction"]
+            rows.append({"direction_right": direction == c.direction, "speed": c.speed,
                          "displacement": _displacement(attrs), "flipped": _displacement(runs[k + j]),
                          "reseeded": _displacement(runs[2 * k + j]), "constancy": step_constancy(attrs, c.direction),
                          "subject_kept": float(np.mean([a.shape == c.scene.shape and a.color == c.scene.color
@@ -113,12 +115,6 @@ def ladder_numbers(pipe, conditioning: str, encoder, n: int = 32, steps: int = 2
             "speed_ratio": disp["quickly"] / max(disp["slowly"], 1e-6), "mean_displacement_px": disp,
             "caption_sensitivity": float(by_caption / max(by_seed, 1e-6)),
             "subject_kept": float(np.mean([r["subject_kept"] for r in rows]))}
-
-
-def _first_to_last_direction(attrs: list) -> str | None:
-    """As `evaluation.clip_report` reads it: first to last frame that shows a subject, nearest of 8."""
-    centroids = [a.centroid for a in attrs if a.centroid is not None]
-    return direction_of(np.subtract(centroids[-1], centroids[0])) if len(centroids) >= 2 else None
 
 
 def _displacement(clip) -> tuple[float, float]:
