@@ -5,6 +5,7 @@ import dataclasses
 
 import torch
 
+from ..strategies.native import video_frames
 from .capture import KINDS, AttentionCapture
 
 
@@ -23,11 +24,7 @@ class AttentionRun:
 
 def _frames(output) -> torch.Tensor:
     """A pipeline's `output_type='pt'` images or video -> (F, 3, H, W) on the CPU."""
-    frames = output.frames[0] if hasattr(output, "frames") else output.images
-    frames = torch.as_tensor(frames)
-    if frames.shape[-1] == 3 and frames.shape[1] != 3:  # (F, H, W, 3)
-        frames = frames.permute(0, 3, 1, 2)
-    return frames.float().clamp(0, 1).cpu()
+    return video_frames(output.frames if hasattr(output, "frames") else output.images)
 
 
 def generate_with_attention(backend, prompt: str, seed: int = 0, num_inference_steps: int = 20,
