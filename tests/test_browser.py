@@ -126,11 +126,14 @@ def browser():
 
 # ---- reading the page ---------------------------------------------------------------------------------
 def wait_for(driver, condition, seconds: float, what: str):
-    from selenium.common.exceptions import TimeoutException
+    """Poll condition until it is truthy. An element that the page replaced between finding it and reading it
+    (a widget output redrawn mid-read) makes that poll count as not yet, not as a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.5).until(lambda d: condition(d))
+        return WebDriverWait(driver, seconds, poll_frequency=0.5,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: condition(d))
     except TimeoutException:
         pytest.fail(f"timed out after {seconds} s waiting for {what}; page errors:\n{error_texts(driver)}")
 
@@ -152,21 +155,21 @@ def prompts(driver) -> list[str]:
 
 
 def video_sources(root) -> list[str]:
-    """The source of every <video> under root (the element's own src or its <source> children's)."""
-    from selenium.webdriver.common.by import By
-
-    out = []
-    for video in root.find_elements(By.TAG_NAME, "video"):
-        out += [video.get_attribute("src") or ""] + [s.get_attribute("src") or ""
-                                                      for s in video.find_elements(By.TAG_NAME, "source")]
-    return [s for s in out if s]
+    """The source of every <video> under root (the element's own src or its <source> children's), read in one
+    script call, so a video that the page replaces while it is read cannot leave a stale reference behind."""
+    return root.parent.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('video')).flatMap(v => "
+        "[v.getAttribute('src') || '', ...Array.from(v.querySelectorAll('source'), s => s.getAttribute('src') || '')])"
+        ".filter(s => s);", root)
 
 
-def plot_images(root) -> list:
-    from selenium.webdriver.common.by import By
-
-    return [img for img in root.find_elements(By.CSS_SELECTOR, ".jp-RenderedImage img")
-            if (img.get_attribute("src") or "").startswith("data:image/png") and img.size["width"] > 50]
+def plot_images(root) -> list[str]:
+    """The source of every drawn PNG under root wider than 50 px (a plot, not an icon), read in one script call
+    for the same reason as video_sources."""
+    return root.parent.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('.jp-RenderedImage img'))"
+        ".filter(i => (i.getAttribute('src') || '').startsWith('data:image/png') && i.clientWidth > 50)"
+        ".map(i => i.getAttribute('src'));", root)
 
 
 # ---- the test -----------------------------------------------------------------------------------------
