@@ -1,4 +1,5 @@
 """The notebooks run headlessly with papermill, strictly checked parameters, and record their results."""
+import json
 from pathlib import Path
 
 import nbformat
@@ -12,6 +13,18 @@ from vidlab.io import read_mp4
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 pytestmark = pytest.mark.skipif(not (ZOO_PATH / "controlnet").exists(), reason="zoo not exported")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_committed_valid_and_unexecuted(path):
+    """Every cell has its id (nbformat 4.5: a missing one is a warning today, an error later) and no
+    output or execution count: executed copies belong in a run's out_dir, not in the repository."""
+    raw = json.loads(path.read_text())  # as committed: nbformat.read fills missing ids in
+    assert [i for i, cell in enumerate(raw["cells"]) if "id" not in cell] == []
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert [c.execution_count for c in code] == [None] * len(code) and all(c.outputs == [] for c in code)
 
 
 def test_quickstart_notebook_writes_video_metrics_and_plot(tmp_path):

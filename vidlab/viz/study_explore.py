@@ -21,11 +21,9 @@ def control_strength_explorer(store, control_strengths, change_prompt, change_at
     def explore(prompt, control_strength, seeds):
         spec = control_strength_spec(sorted({*control_strengths, control_strength}), seeds, prompt, change_prompt,
                                      change_at_frame, num_frames, num_inference_steps=num_inference_steps, model=model)
-        study = run_study(spec, Path(store), progress=True)
-        curves = curves_over_seeds(study.table, SCALE_AXIS, ["ssim_steady", "flicker_steady", "change_followed"])
-        return [point_video(study, seed=seeds[0], **{SCALE_AXIS: control_strength}),
-                plot_metric_curves(curves, SCALE_AXIS, xlabel="control strength", title=f"{len(seeds)} seeds"),
-                plot_freeze_flicker(freeze_flicker_table(study.table))]
+        study, shown = _along_axis(spec, store, SCALE_AXIS, control_strength, seeds,
+                                   ["ssim_steady", "flicker_steady", "change_followed"], "control strength")
+        return shown + [plot_freeze_flicker(freeze_flicker_table(study.table))]
     return explore
 
 
@@ -35,12 +33,19 @@ def segment_explorer(store, segment_counts, frames_per_segment: int, num_inferen
     def explore(prompt, segments, seeds):
         specs = segment_decay_specs(sorted({*segment_counts, segments}), seeds, prompt, frames_per_segment,
                                     num_inference_steps=num_inference_steps, transition=transition, model=model)
-        study = run_study(specs, Path(store), progress=True)
-        curves = curves_over_seeds(study.table, SEGMENTS_AXIS, ["subject_consistency", "ssim_anchor", "color_drift"])
-        return [point_video(study, seed=seeds[0], **{SEGMENTS_AXIS: segments}),
-                plot_metric_curves(curves, SEGMENTS_AXIS, xlabel="segments", title=f"{len(seeds)} seeds"),
-                plot_decay_beside_seed001(decay_table(study.table))]
+        study, shown = _along_axis(specs, store, SEGMENTS_AXIS, segments, seeds,
+                                   ["subject_consistency", "ssim_anchor", "color_drift"], "segments")
+        return shown + [plot_decay_beside_seed001(decay_table(study.table))]
     return explore
+
+
+def _along_axis(specs, store, axis: str, value, seeds, metrics: list[str], xlabel: str):
+    """Run a study swept along `axis`; return it and what every such panel shows first: the video of the
+    clicked value at the first seed, and the metrics' curves over the axis (mean and spread over seeds)."""
+    study = run_study(specs, Path(store), progress=True)
+    curves = curves_over_seeds(study.table, axis, metrics)
+    return study, [point_video(study, seed=seeds[0], **{axis: value}),
+                   plot_metric_curves(curves, axis, xlabel=xlabel, title=f"{len(seeds)} seeds")]
 
 
 def strategy_explorer(store, num_frames: int, num_inference_steps: int, strategy_options: dict, model: str):
