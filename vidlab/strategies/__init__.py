@@ -29,9 +29,10 @@ BATCHED_STRATEGIES = {
 
 # strategies whose batched form also pays on a CPU on an image model (experiments/bench_sweep.py,
 # 16 seeds, 2 cores: frame_chain 2.28x, segment_chain 2.08x). A video model's clip is already one
-# call over 2 x frames images; more clips in that call ran slower on the CPU, their activations out
-# of cache (native 0.82x, sliding_window 0.83x; segment_chain on a video model makes its segments
-# the same way), so there they make one seed a call unless a batch is asked for.
+# call over 2 x frames images, near the image UNet's fully batched rate, so more clips in that call
+# gained nothing on the CPU (native 0.82x, sliding_window 0.83x; at 2/4/8 clips a call 0.96/0.93/0.91x,
+# the batch-invariance patches costing nothing measurable; segment_chain on a video model makes its
+# segments the same way), so there they make one seed a call unless a batch is asked for.
 CPU_BATCHED_STRATEGIES = {"frame_chain", "segment_chain"}
 
 
