@@ -8,7 +8,9 @@ Wan models (`--model` with a joint video model, or `--wan-run-dir`) are sampled 
 WanPipeline the workbench uses and read back by the analyzer (`vidlab.training.wan_ladder`):
 direction right over 8 directions x 2 speeds (first vs last frame centroid), constancy (frame
 steps that move the asked way), speed ratio quickly / slowly, caption sensitivity (opposite
-caption vs another seed), subject colour and shape kept per frame. An AnimateDiff run is exported
+caption vs another seed), subject colour and shape kept per frame. A joint model trained with frame 0
+given clean (`vidlab.training.joint`, its folder's vidlab_video.json) is sampled in two passes, and its
+rung 0 (single frames on held-out prompts: colour, shape, background) comes first in the output. An AnimateDiff run is exported
 into a scratch copy of the zoo and measured as the model card's earlier table was.
 """
 import argparse
@@ -48,6 +50,11 @@ def wan_numbers(args) -> dict:
             raise SystemExit(f"--model {args.model!r} has no joint (Wan) video model; its video design is "
                              f"{backend.video_design!r}: measure AnimateDiff runs with --run-dir")
         pipe, encoder, conditioning = backend.pipeline("wan"), None, "text"
+        if backend.wan_first_frame == "clean":  # the staged model: two passes, and its rung 0 first
+            from vidlab.training.wan_ladder import image_numbers
+            return {"first_frame": "clean", "rung0": image_numbers(pipe, n=args.n_images, steps=args.steps),
+                    **ladder_numbers(pipe, conditioning, encoder, n=args.n, steps=args.steps, guidance=args.guidance,
+                                     first_frame="clean")}
     return ladder_numbers(pipe, conditioning, encoder, n=args.n, steps=args.steps, guidance=args.guidance)
 
 
@@ -59,6 +66,8 @@ def main():
     parser.add_argument("--run-dir", default=None, help="an AnimateDiff (vidlab.training.motion) run")
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--n-images", type=int, default=64,
+                        help="a joint model trained with frame 0 clean: held-out prompts of its rung 0 (single frames)")
     parser.add_argument("--guidance", type=float, default=None, help="default: 4.0 for Wan, 3.0 for AnimateDiff")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)

@@ -161,6 +161,65 @@ RUNGS = {"wan-label": "a. motion as a class label (no text)", "wan-zoo-clip": "c
          "wan-text": "b. caption through a UMT5 trained with the model"}
 
 
+def joint_lines(pct) -> list[str]:
+    """The staged joint model's section (what `wan/` ships now), from joint_stages.json (experiments/record_joint.py)."""
+    path = ZOO_PATH / "joint_stages.json"
+    if not path.exists():
+        return []
+    rec = json.loads(path.read_text())
+    lines = ["## Video model, joint design, staged (`wan/`; preset `shapes-tiny-joint`)", "",
+             "The shipped `wan/` is trained by `vidlab.training.joint` in stages and used in two passes of the one",
+             "transformer: frame 0 from the caption (`num_frames=1`), then the clip with frame 0's latent held clean",
+             "while the caption steers the motion (`strategies.native.wan_two_pass`; its folder's `vidlab_video.json`",
+             "says so). The same anchoring is the image-to-video entry (`native` option `first_frame`) and",
+             "`sliding_window`'s later windows. Architecture as in the earlier designs below.", "",
+             "### Stages", "", "| stage | steps | minutes | loss (first 20) | loss (last 50) | command |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['stage']} | {r['steps']} | {r['minutes']:.1f} | {r['loss_first20']:.4f} | {r['loss_last50']:.4f} "
+              f"| `{rec['commands'].get(r['stage'], '')}` |" for r in rec["stages"]]
+    lines.append("")
+    vae = rec.get("vae", {})
+    if vae.get("before") and vae.get("after"):
+        b, a = vae["before"], vae["after"]
+        lines += [f"VAE round trip of {a['n']} ground-truth frames read by the analyzer, before / after the decoder "
+                  f"fine-tune (encoder frozen, so every latent stays valid): shape {pct(b['shape'])} / "
+                  f"{pct(a['shape'])}, colour {pct(b['color'])} / {pct(a['color'])}, background "
+                  f"{pct(b['background'])} / {pct(a['background'])}.", ""]
+    for r in rec["stages"]:
+        if not r["monitor"]:
+            continue
+        lines += [f"**`{r['stage']}` monitor** (EMA weights through WanPipeline; rung 0: {r['monitor'][0]['rung0']['n']} "
+                  "held-out prompts, single frames, 20 steps, guidance 4)", ""]
+        if "motion" in r["monitor"][0]:
+            lines += ["| step | colour | shape | background | direction right | constancy | speed ratio "
+                      "| caption sensitivity | subject kept |", "|---|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {m['step']} | {pct(m['rung0']['color'])} | {pct(m['rung0']['shape'])} "
+                      f"| {pct(m['rung0']['background'])} " + ladder_row("", m["motion"], pct)[3:] for m in r["monitor"]]
+        else:
+            lines += ["| step | colour | shape | background |", "|---|---|---|---|"]
+            lines += [f"| {m['step']} | {pct(m['rung0']['color'])} | {pct(m['rung0']['shape'])} "
+                      f"| {pct(m['rung0']['background'])} |" for m in r["monitor"]]
+        lines.append("")
+    for mode, probe in rec.get("probe", {}).items():
+        lines += [f"Memorisation probe (`experiments/probe_memorise.py --mode {mode}`, {probe['steps']} steps, "
+                  f"{probe['minutes']} min): the captioned direction in **{pct(probe['direction_right'])}** of the "
+                  f"16 clips x {len(probe['by_seed'])} seeds (by seed: "
+                  + ", ".join(pct(v) for v in probe["by_seed"].values()) + ").", ""]
+    sh = rec.get("shipped")
+    if sh:
+        r0 = sh["rung0"]
+        lines += [f"### The shipped model (`experiments/eval_motion_run.py --model shapes-tiny-joint`, {sh['n']} "
+                  f"motions, {sh['steps']} steps, guidance {sh['guidance_scale']})", "",
+                  f"Rung 0 ({r0['n']} held-out prompts, single frames): colour {pct(r0['color'])}, shape "
+                  f"{pct(r0['shape'])}, background {pct(r0['background'])} (bars: 95%, 85%, 95%).", "",
+                  *LADDER_HEAD, ladder_row("shipped", sh, pct), "| target | >= 80% | >= 90% | >= 1.4 | >= 3 | >= 90% |",
+                  "", f"Mean displacement first to last frame: {sh['mean_displacement_px']['slowly']:.1f} px 'slowly' "
+                  f"(truth 28), {sh['mean_displacement_px']['quickly']:.1f} px 'quickly' (truth 42).", ""]
+    if rec.get("notes"):
+        lines += ["### What the stages showed, and what is left", "", *[line for note in rec["notes"] for line in (note, "")]]
+    return lines
+
+
 def wan_lines(pct) -> list[str]:
     """The joint video model's section, from wan_ladder.json (experiments/record_wan.py)."""
     path = ZOO_PATH / "wan_ladder.json"
@@ -168,7 +227,9 @@ def wan_lines(pct) -> list[str]:
         return []
     ladder = json.loads(path.read_text())
     mb = sum(f.stat().st_size for f in (ZOO_PATH / "wan").rglob("*") if f.is_file()) / 2**20
-    lines = ["## Video model, joint design (Wan-style, `wan/`; preset `shapes-tiny-joint`)", "",
+    staged = (ZOO_PATH / "joint_stages.json").exists()
+    lines = ["## Video model, joint design: the earlier designs (history)" if staged else
+             "## Video model, joint design (Wan-style, `wan/`; preset `shapes-tiny-joint`)", "",
              "A whole `WanPipeline` folder: a 4-block `WanTransformer3DModel` (width 96, 3 heads, patches of 1 x 4 x 4",
              "latent cells = 8 x 8 pixels, 3D RoPE; one attention over all 8 x 8 x 8 = 512 patches of an 8-frame clip),",
              "a frame-wise `AutoencoderKLWan` (2 x 2 patchify, no temporal compression, z = 4 at 32 x 32; its causal",
@@ -335,6 +396,7 @@ def main():
               f"- raw UNet calls alone: {cost['unet_only_seconds_per_frame']:.3f} s per frame (each a mean of 3 runs; "
               "where it exceeds the pipeline call, that is this machine's run-to-run noise)",
               f"- batched ({t2i['n']} prompts, batches of 50): {t2i['seconds_per_image_batched']:.3f} s per image", "",
+              *joint_lines(pct),
               *wan_lines(pct),
               *motion_lines(log["motion"], ev, t2i, pct, log.get("motion_design", [])),
               "## Size", "", "| part | size |", "|---|---|", *size_rows(), ""]

@@ -8,7 +8,7 @@ from vidlab.backends import load_backend
 from vidlab.config import GenerationRequest
 from vidlab.strategies import STRATEGIES, RetrySegment
 from vidlab.strategies import effects
-from vidlab.strategies.native import blend_windows, window_starts
+from vidlab.strategies.sliding_window import blend_windows, window_starts
 from vidlab.strategies.segment_chain import segment_lengths
 from vidlab.world import Scene, analyze, render
 

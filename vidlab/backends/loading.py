@@ -136,6 +136,12 @@ class Backend:
             return "factorized"
         return None
 
+    @property
+    def wan_first_frame(self) -> str | None:
+        """'clean' for a joint model trained with frame 0's latent given clean (text-to-video in two
+        passes, `native.wan_two_pass`), as its folder's `vidlab_video.json` says; None otherwise."""
+        return self.components.get(WAN_RECIPE, {}).get("first_frame")
+
     def pipeline(self, kind: str):
         """A diffusers pipeline of `kind` over the shared components (built once, then reused)."""
         if kind not in self.kinds:
@@ -174,6 +180,7 @@ def _place(pipe, device: torch.device, dtype: torch.dtype) -> None:
 
 WAN_OPTIONS = "wan_pipeline_options"  # components key of Wan's model_index options (not a module)
 WAN = "wan"  # components key of an 'sd' preset's Wan video model: a dict of the WanPipeline's components
+WAN_RECIPE = "wan_recipe"  # components key of the joint model's vidlab_video.json (how it was trained), if any
 VIDEO_UNET = "video_unet"  # components key of a whole UNetMotionModel (the zoo's fine-tuned video UNet)
 MOTION_LORA = "motion_lora"  # components key of the video LoRA's folder (a path, fused when the pipeline is built)
 
@@ -276,10 +283,26 @@ def _load_components(preset: Preset, device, dtype) -> dict:
     if preset.wan and preset.family != "wan":
         wan = _from_pretrained(d.WanPipeline, preset.wan, "wan", preset, **kw)
         components[WAN] = {k: v for k, v in wan.components.items() if v is not None}
+        components[WAN_RECIPE] = wan_recipe(preset.wan)
     for v in [*components.values(), *components.get(WAN, {}).values()]:
         if isinstance(v, torch.nn.Module):
             v.to(device).eval().requires_grad_(False)
     return components
+
+
+def wan_recipe(folder: str) -> dict:
+    """A local joint-model folder's `vidlab_video.json` ({} for a hub id or a folder without one)."""
+    import json
+    path = Path(folder) / "vidlab_video.json"
+    if not path.is_file():
+        return {}
+    try:
+        recipe = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if recipe.get("first_frame") not in (None, "clean"):
+        raise ValueError(f"{path}: first_frame={recipe.get('first_frame')!r} is not one of [None, 'clean']")
+    return recipe
 
 
 class _LRU:

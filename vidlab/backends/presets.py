@@ -52,7 +52,8 @@ PRESETS: dict[str, Preset] = {
         "shapes-tiny-joint", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"), wan=_zoo_part("wan"),
         native_frames=8,  # the joint model's clips
         description="the offline zoo with the Wan-style joint spatio-temporal transformer (one attention over every "
-                    "(t, h, w) patch) as its video model instead of the AnimateDiff one"),
+                    "(t, h, w) patch) as its video model instead of the AnimateDiff one; trained in stages, it makes "
+                    "a clip in two passes (frame 0 from the caption, then the clip anchored on it)"),
     "sd15-canny": Preset(
         "sd15-canny", "sd", "stable-diffusion-v1-5/stable-diffusion-v1-5",
         controlnet="lllyasviel/sd-controlnet-canny",

@@ -263,6 +263,22 @@ def load_png_frames(directory: str | os.PathLike, pattern: str = "frame_*.png") 
     return from_uint8(np.stack(images))  # (F, 3, H, W)
 
 
+def load_image(path: str | os.PathLike, width: int | None = None, height: int | None = None) -> torch.Tensor:
+    """One image file (PNG, JPEG, ...) as (3, H, W) float in [0, 1], resized to width x height when given.
+
+    >>> load_image("first.png", 64, 64).shape  # doctest: +SKIP
+    torch.Size([3, 64, 64])
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"image {str(path)!r} is not a file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # (H, W, 3) BGR uint8
+    if image is None:
+        raise ValueError(f"could not read {str(path)!r} as an image (PNG, JPEG, BMP, TIFF or WebP)")
+    if width is not None and height is not None and image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return from_uint8(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[None])[0]
+
+
 # -----------------------------------------------------------------------------
 # notebook display
 

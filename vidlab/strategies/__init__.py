@@ -8,8 +8,9 @@ import torch
 
 from ..config import check_seed_batch
 from .frame_chain import FrameChainOptions, frame_chain, frame_chain_batch
-from .native import NativeOptions, SlidingWindowOptions, native, native_batch, sliding_window, sliding_window_batch
+from .native import NativeOptions, native, native_batch
 from .segment_chain import RetrySegment, SegmentChainOptions, segment_chain, segment_chain_batch
+from .sliding_window import SlidingWindowOptions, sliding_window, sliding_window_batch
 
 STRATEGIES = {
     "frame_chain": frame_chain,

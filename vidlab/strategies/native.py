@@ -1,26 +1,22 @@
-"""native and sliding_window: a video model makes the clip; long videos by overlapping windows.
+"""native: a video model makes the clip in one call (`generate_clips` also serves sliding_window).
 
-`native`: one pipeline call (AnimateDiff or Wan) makes `num_frames` frames.
-`sliding_window`: windows of the model's native length overlapping by `overlap` frames; each
-window after the first starts from the previous window's tail (video-to-video for AnimateDiff,
-image-to-video for Wan), and overlapping frames are blended linearly. For AnimateDiff,
-`free_noise=True` uses diffusers' FreeNoise (shared-noise long video) in one call instead.
+`native`: one pipeline call (AnimateDiff or Wan) makes `num_frames` frames. A joint model trained
+with frame 0 given clean (the zoo's staged recipe, `training.joint`) makes them in two passes
+(`wan_two_pass`): frame 0 from the caption, then the clip anchored on it. Option `first_frame`
+(an image file) starts the clip from the user's image instead: image-to-video.
 
-Both have a batched form (`native_batch`, `sliding_window_batch`) for requests that differ only
-in their seed: the seeds share each call of the video model (`generate_clips`), and each video
-is bit-identical to its request made alone (tests/test_batching.py checks it on both zoo models).
+`native_batch` makes requests that differ only in their seed in shared calls of the video model
+(`generate_clips`), each video bit-identical to its request made alone (tests/test_batching.py
+checks it on both zoo models).
 """
 from __future__ import annotations
 
 import math
 
 import torch
-from pydantic import Field
-from tqdm.auto import tqdm
+from pydantic import Field, field_validator
 
 from ..config import GenerationRequest, Strict, check_seed_batch
-from ..seeds import sub_seed
-from .effects import consistency_knobs
 from .events import Progress
 from .video_fields import FieldNotSupportedError, NoisePrior, keyframe_prompts, shared_noise_share
 
@@ -154,7 +150,7 @@ def wan_frames_to_ask(pipe, num_frames: int) -> int:
     """
     k = pipe.vae_scale_factor_temporal
     if k == 1:
-        return max(1, num_frames - 1)
+        return max(0, num_frames - 1)  # 0 makes one frame
     return frames_made(pipe, num_frames)
 
 
@@ -174,9 +170,11 @@ def _wan_clips(backend, common: dict, num_frames: int, seeds: list[int], images,
     """Wan clips, text-to-video or anchored on each seed's image as its first frame.
 
     A Wan model with an image-to-video pipeline (Wan2.2) takes the anchor as its image
-    condition (one seed after another). The zoo's joint model is text-to-video only: its first
-    frame is held to the anchor by replacement, the anchor's latent noised to each step's level
-    after every step.
+    condition (one seed after another). A joint model trained with frame 0 given clean
+    (`backend.wan_first_frame == 'clean'`) runs `wan_two_pass`: the anchor (or, without one,
+    frame 0 made from the caption) held clean. Any other joint model is text-to-video only:
+    its first frame is held to the anchor by replacement, the anchor's latent noised to each
+    step's level after every step.
     """
     pipe = backend.pipeline("wan")
     common = dict(common, num_frames=wan_frames_to_ask(pipe, num_frames), max_sequence_length=text_length(pipe))
@@ -189,6 +187,11 @@ def _wan_clips(backend, common: dict, num_frames: int, seeds: list[int], images,
                 [:num_frames] for image, g in zip(images, common["generator"])]
     from .sd_loop import batch_invariant
 
+    if backend.wan_first_frame == "clean":  # a model trained with frame 0 given clean: two passes
+        anchors = None if images is None else torch.cat(encode_anchors(pipe, images))
+        with batch_invariant([pipe.transformer], chunk=1):
+            latents = wan_two_pass(pipe, dict(common, num_videos_per_prompt=len(seeds)), num_frames, anchors)
+        return [wan_decode(pipe, one[None])[:num_frames] for one in latents]
     call = dict(common, num_videos_per_prompt=len(seeds), output_type="latent")
     if images is None:
         latents = [noise.latents(pipe, "wan", frames_made(pipe, num_frames), common["height"], common["width"], s)
@@ -220,6 +223,57 @@ def wan_decode(pipe, latents: torch.Tensor) -> torch.Tensor:
     return video_frames(pipe.video_processor.postprocess_video(video, output_type="pt"))
 
 
+def encode_anchors(pipe, images: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each image (3, H, W) in [0, 1], encoded alone -> its latent (1, C, 1, h, w) in the pipeline's
+    normalised space (posterior mean)."""
+    vae = pipe.vae
+    mean, std = wan_latent_stats(vae)
+    anchors = []
+    for image in images:
+        pixels = (image.clamp(0, 1) * 2 - 1)[None, :, None].to(vae.device, vae.dtype)  # (1, 3, 1, H, W)
+        with torch.no_grad():
+            z = vae.encode(pixels).latent_dist.mean
+        anchors.append((z - mean.to(z)) / std.to(z))
+    return anchors
+
+
+class FirstFrameHeld:
+    """callback_on_step_end that sets frame 0 of every clip back to its clean anchor latent after each step.
+
+    For a joint model trained with frame 0's latent given clean in its noisy input (the zoo's
+    `clips` stage, as Wan2.2's text-image-to-video model holds its image frame): the
+    transformer always sees the anchor as it is, never noised.
+    """
+
+    def __init__(self, anchors: torch.Tensor):
+        self.anchors = anchors  # (B, C, 1, h, w), normalised
+
+    def __call__(self, pipe, i: int, t, kwargs: dict) -> dict:
+        latents = kwargs["latents"]
+        return {"latents": torch.cat([self.anchors.to(latents), latents[:, :, 1:]], dim=2)}
+
+
+def wan_two_pass(pipe, call: dict, num_frames: int, anchors: torch.Tensor | None = None) -> torch.Tensor:
+    """Clip latents (B, C, T, h, w) of a joint model trained with frame 0 given clean.
+
+    Pass 1 (skipped when `anchors` (B, C, 1, h, w) are given, e.g. a user's first frame): frame 0
+    from the caption, `num_frames=1`. Pass 2: the clip from noise, frame 0 set to its anchor before
+    the first step and after every step (`FirstFrameHeld`), the caption steering the motion.
+    call: WanPipeline arguments (prompt, guidance, steps, height, width, one generator per clip);
+    each clip's draws come from its own generator, pass 1's first.
+    """
+    generators = call["generator"]
+    if anchors is None:
+        anchors = pipe(**call, num_frames=wan_frames_to_ask(pipe, 1), output_type="latent").frames
+    frames = frames_made(pipe, num_frames)
+    shape = (pipe.transformer.config.in_channels, frames, call["height"] // pipe.vae_scale_factor_spatial,
+             call["width"] // pipe.vae_scale_factor_spatial)
+    noise = torch.stack([torch.randn(shape, generator=g) for g in generators])       # (B, C, T, h, w)
+    latents = torch.cat([anchors.to(noise), noise[:, :, 1:]], dim=2)
+    return pipe(**call, num_frames=wan_frames_to_ask(pipe, num_frames), latents=latents, output_type="latent",
+                callback_on_step_end=FirstFrameHeld(anchors), callback_on_step_end_tensor_inputs=["latents"]).frames
+
+
 class AnchorReplacement:
     """callback_on_step_end that holds each Wan clip's first latent frame to its anchor image.
 
@@ -229,15 +283,9 @@ class AnchorReplacement:
     """
 
     def __init__(self, pipe, images: list[torch.Tensor], seeds: list[int]):
-        vae = pipe.vae
-        mean, std = wan_latent_stats(vae)
-        anchors, noises = [], []
-        for image, seed in zip(images, seeds):
-            pixels = (image.clamp(0, 1) * 2 - 1)[None, :, None].to(vae.device, vae.dtype)  # (1, 3, 1, H, W)
-            with torch.no_grad():
-                z = vae.encode(pixels).latent_dist.mean
-            anchors.append((z - mean.to(z)) / std.to(z))                  # the pipeline's normalised space
-            noises.append(torch.randn(z.shape, generator=torch.Generator().manual_seed(int(seed))).to(z))
+        anchors = encode_anchors(pipe, images)
+        noises = [torch.randn(z.shape, generator=torch.Generator().manual_seed(int(seed))).to(z)
+                  for z, seed in zip(anchors, seeds)]
         self.anchor, self.noise = torch.cat(anchors), torch.cat(noises)  # (B, C, 1, h, w)
 
     def __call__(self, pipe, i: int, t, kwargs: dict) -> dict:
@@ -249,7 +297,19 @@ class AnchorReplacement:
 
 
 class NativeOptions(Strict):
-    pass
+    first_frame: str | None = Field(None, description="an image file the clip starts from (image-to-video), "
+                                    "resized to the request's resolution; None: text-to-video")
+
+    @field_validator("first_frame")
+    @classmethod
+    def _readable_image(cls, v):
+        if v is not None:
+            from ..io.video import load_image
+            try:
+                load_image(v)
+            except OSError as e:  # pydantic reports ValueErrors as the field's error, naming the value
+                raise ValueError(str(e)) from None
+        return v
 
 
 def native(backend, request: GenerationRequest, options: dict, callback=None):
@@ -261,7 +321,7 @@ def native(backend, request: GenerationRequest, options: dict, callback=None):
 def native_batch(backend, requests: list[GenerationRequest], options: dict, callback=None):
     """One (frames, record) per request, the requests differing only in their seed: every seed's
     clip in one call (`generate_clips`), each bit-identical to `native` on its request alone."""
-    NativeOptions.model_validate(options)
+    opts = NativeOptions.model_validate(options)
     check_seed_batch(requests)
     request = requests[0]
     prompts = keyframe_prompts(backend, request)
@@ -270,106 +330,16 @@ def native_batch(backend, requests: list[GenerationRequest], options: dict, call
                                      "Wan takes one prompt per call; use sliding_window or segment_chain for keyframes")
     noise = NoisePrior(shared_noise_share(request.temporal_consistency))
     prompt = prompts if len(prompts) > 1 else prompts[0]
-    clips = generate_clips(backend, request, prompt, request.num_frames, [r.seed for r in requests], noise=noise)
+    images = None
+    if opts.first_frame is not None:
+        from ..io.video import load_image
+        if len(prompts) > 1:
+            raise FieldNotSupportedError("keyframes", [k.model_dump() for k in request.keyframes],
+                                         "an image-to-video clip takes one prompt; drop keyframes or first_frame")
+        images = [load_image(opts.first_frame, request.width, request.height)] * len(requests)
+    clips = generate_clips(backend, request, prompt, request.num_frames, [r.seed for r in requests], images=images,
+                           noise=noise)
     Progress("native", "clip", 1, callback).done(0, torch.cat(clips))  # every seed's frames
     return [(frames, {"seed": r.seed, "prompt": prompts[0], "num_frames": request.num_frames,
-                      "prompts_by_frame": prompts, **noise.record()}) for r, frames in zip(requests, clips)]
-
-
-class SlidingWindowOptions(Strict):
-    window: int | None = Field(None, ge=2, description="frames per window; None: the model's native length")
-    overlap: int = Field(4, ge=0)
-    free_noise: bool = Field(False, description="AnimateDiff only: diffusers' FreeNoise in one call")
-    context_stride: int = Field(4, ge=1)
-    strength: float | None = Field(None, gt=0.0, le=1.0, description="how much each window may change its start; "
-                                   "None: from temporal_consistency")
-
-
-def window_starts(total: int, window: int, overlap: int) -> list[int]:
-    """Start frames of overlapping windows covering `total` frames; the last window ends at total.
-
-    A video no longer than one window is that one window, whatever the overlap.
-    """
-    if total <= window:
-        return [0]
-    if overlap >= window:
-        raise ValueError(f"overlap={overlap} must be < window={window}")
-    step = window - overlap
-    starts = list(range(0, total - window, step))
-    return starts + [total - window]
-
-
-def blend_windows(windows: list[torch.Tensor], starts: list[int], total: int) -> torch.Tensor:
-    """Overlapping windows -> one video; in an overlap the weight ramps linearly from the old window to the new."""
-    out = torch.zeros(total, *windows[0].shape[1:])
-    weight = torch.zeros(total)
-    for w, s in zip(windows, starts):
-        n = w.shape[0]
-        ramp = torch.ones(n)
-        prev_end = max((s0 + windows[0].shape[0] for s0 in starts if s0 < s), default=s)
-        k = max(0, prev_end - s)  # frames shared with the previous window
-        if k:
-            ramp[:k] = torch.linspace(0, 1, k + 2)[1:-1]
-        nxt = [s1 for s1 in starts if s1 > s]
-        if nxt and nxt[0] < s + n:
-            m = s + n - nxt[0]
-            ramp[n - m:] = torch.minimum(ramp[n - m:], torch.linspace(1, 0, m + 2)[1:-1])
-        out[s:s + n] += ramp.view(-1, 1, 1, 1) * w
-        weight[s:s + n] += ramp
-    return out / weight.view(-1, 1, 1, 1)
-
-
-def sliding_window(backend, request: GenerationRequest, options: dict, callback=None):
-    """A video longer than the model's native length, by overlapping windows (or FreeNoise)."""
-    ((frames, record),) = sliding_window_batch(backend, [request], options, callback)
-    return frames, record
-
-
-def sliding_window_batch(backend, requests: list[GenerationRequest], options: dict, callback=None):
-    """One (frames, record) per request, the requests differing only in their seed: window i of
-    every seed in one call (`generate_clips`, each seed anchored on its own previous window),
-    each video bit-identical to `sliding_window` on its request alone. FreeNoise runs the seeds
-    one after another (diffusers' FreeNoise path takes one video a call)."""
-    opts = SlidingWindowOptions.model_validate(options)
-    check_seed_batch(requests)
-    request = requests[0]
-    total = request.num_frames
-    prompts = keyframe_prompts(backend, request)
-    schedule = [prompts[max(k for k in prompts if k <= i)] for i in range(total)]
-    window = opts.window or backend.preset.native_frames
-    noise = NoisePrior(shared_noise_share(request.temporal_consistency))
-    if opts.free_noise:
-        if backend.video_design != "factorized":
-            raise ValueError("free_noise=True needs an AnimateDiff model (diffusers' FreeNoise is AnimateDiff-only)")
-        if total <= window:
-            raise ValueError(f"free_noise needs more frames ({total}) than its context length (window={window})")
-        clips = generate_clips(backend, request, prompts if len(prompts) > 1 else prompts[0], total,
-                               [r.seed for r in requests], free_noise=True, context_length=window,
-                               context_stride=opts.context_stride)
-        Progress("sliding_window", "clip", 1, callback).done(0, torch.cat(clips))
-        return [(frames, {"free_noise": True, "seed": r.seed, "context_length": window,
-                          "context_stride": opts.context_stride, "prompts_by_frame": prompts})
-                for r, frames in zip(requests, clips)]
-    strength = opts.strength or consistency_knobs(request.temporal_consistency)["strength"]
-    starts = window_starts(total, window, opts.overlap)
-    windows, seeds, window_prompts = [], [], []  # windows[i]: window i of every seed
-    progress = Progress("sliding_window", "window", len(starts), callback)
-    for i, s in enumerate(tqdm(starts, desc="sliding_window", disable=len(starts) < 3, leave=False)):
-        seeds.append([sub_seed(r.seed, "window", i) for r in requests])
-        n = min(window, total)
-        if windows:
-            shared = windows[-1][0].shape[0] - (s - starts[i - 1])
-            anchors = [w[-shared] if shared > 0 else w[-1] for w in windows[-1]]  # each seed's own
-            first_new = s + max(0, shared)
-        else:
-            anchors, first_new = None, 0
-        prompt = schedule[min(first_new, total - 1)]  # the prompt in effect at the window's first new frame
-        clips = generate_clips(backend, request, prompt, n, seeds[-1], images=anchors, strength=strength, noise=noise)
-        windows.append(clips)
-        window_prompts.append(prompt)
-        progress.done(i, torch.cat(clips))
-    return [(blend_windows([w[b] for w in windows], starts, total),
-             {"window": window, "overlap": opts.overlap, "window_starts": starts,
-              "window_seeds": [seed[b] for seed in seeds], "window_prompts": window_prompts, "strength": strength,
-              **noise.record()})
-            for b in range(len(requests))]
+                      "prompts_by_frame": prompts, "first_frame": opts.first_frame, **noise.record()})
+            for r, frames in zip(requests, clips)]

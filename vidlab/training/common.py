@@ -153,6 +153,47 @@ def run_loop(name: str, ckpt: Checkpoint, model, optimizer, loss_fn, steps: int,
     return progress
 
 
+class MonitorLog:
+    """A stage's measurements while it trains: every `every` steps (never step 0, never a step already
+    logged, so a resumed run does not measure twice), `measure(model)` with the EMA weights swapped in,
+    appended as one JSON line to `path`."""
+
+    def __init__(self, path, every: int):
+        self.path, self.every = Path(path), every
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        self.done = {json.loads(line)["step"] for line in lines if line.strip()}
+
+    def maybe_run(self, step: int, model: torch.nn.Module, ema: dict, measure) -> dict | None:
+        if self.every <= 0 or step % self.every or step in self.done or step == 0:
+            return None
+        t0 = time.time()
+        params = dict(model.named_parameters())
+        live = {n: p.detach().clone() for n, p in params.items()}
+        with torch.no_grad():
+            for k, v in ema.items():
+                params[k].copy_(v)
+            model.eval()
+            try:
+                numbers = measure(model)
+            finally:
+                for k, v in live.items():
+                    params[k].copy_(v)
+                model.train()
+        row = {"step": step, **numbers, "monitor_seconds": round(time.time() - t0, 1)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.done.add(step)
+        return row
+
+
+def run_summary(result: dict, started: float, **labels) -> str:
+    """The one JSON line a training command prints at its end: labels, steps, seconds, final loss."""
+    return json.dumps({**labels, "step": result["step"], "seconds": round(result["seconds"], 1),
+                       "wall_seconds": round(time.time() - started, 1),
+                       "final_loss": float(np.mean(result["losses"][-50:]))})
+
+
 def rng_for(seed: int, step: int) -> np.random.Generator:
     """A generator for one step: resuming at step k draws the same batch as an unbroken run."""
     return np.random.default_rng([seed, step])

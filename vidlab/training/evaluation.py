@@ -258,7 +258,7 @@ def sliding_window_seams(backend, n: int = 6, seed: int = 77, num_frames: int = 
     """32-frame `sliding_window` videos: are shape and colour the same on both sides of every seam?"""
     from ..config import GenerationRequest
     from ..generate import generate
-    from ..strategies.native import window_starts
+    from ..strategies.sliding_window import window_starts
 
     clips, _ = motion_clips(n, seed, 8, heldout_fraction=0.0)
     kept, across, constant = [], [], []

@@ -1,7 +1,9 @@
-"""Train the zoo's Wan-style joint spatio-temporal video model from scratch, in three stages.
+"""The zoo's Wan-style joint video model from scratch, single-stage (the ladder's earlier designs), and its parts.
 
-1. `vae`: the frame-wise `AutoencoderKLWan` (see `wan_parts`) on single shapes-world frames,
-   subject pixels weighted x10 (a small shape is ~6% of a frame).
+The shipped transformer now comes from the staged recipe (`training.joint`: frames, then clips
+anchored on frame 0), which reuses this module's latent pool, captions and flow-matching pieces.
+
+1. `vae` / `decoder`: the frame-wise `AutoencoderKLWan` (`wan_vae`), and its decoder fine-tuned.
 2. `pool`: clips of 9 frames (training reads 8 of them) (8 directions x 2 speeds, a tenth still, a fifth growing or
    shrinking) rendered and encoded once into `pool.safetensors`; a clip read backwards is a clip
    of the opposite motion, so the pool counts twice.
@@ -13,58 +15,29 @@
    to `monitor.jsonl`: the ladder's numbers, as the run goes.
 
 python -m vidlab.training.wan vae --steps 500; ... pool --clips 5000; ... train --conditioning text --steps 3000;
-... export --out vidlab/zoo/shapes-tiny. Every stage resumes from its checkpoint.
+... export --out vidlab/zoo/shapes-tiny. Every stage resumes from its checkpoint. `... decoder --steps 900` and
+`... export-decoder --out ZOO` fine-tune and ship the VAE's decoder alone (encoder frozen).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..world.captions import clip_caption
 from ..world.clips import random_clip
 from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, OPPOSITE, SHAPES, SIZES, SPEEDS, Scene
-from .common import Stage, export_target, render_training_batch, rng_for, subject_pixel_weights, train_stage
-from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, make_framewise, motion_class, text_encoder_config,
-                        text_tokens, transformer_config, vae_config)
+from .common import MonitorLog, Stage, export_target, rng_for, run_summary, train_stage
+from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, motion_class, text_encoder_config, text_tokens,
+                        transformer_config)
+from .wan_vae import decoder_stage, default_vae_dir, export_decoder, load_vae, vae_stage
 
 POOL_FRAMES = 9  # clips are rendered with a frame to spare: training reads 8 consecutive ones, from frame 0 or 1
 TRAIN_FRAMES = 8
 GROWTHS = (None, "grows", "shrinks")
-
-
-# ---- stage 1: the VAE -------------------------------------------------------------------------
-
-def vae_stage(seed: int = 0, batch: int = 32, lr: float = 1e-3, kl_weight: float = 1e-6) -> Stage:
-    from diffusers import AutoencoderKLWan
-    torch.manual_seed(seed)
-    vae = AutoencoderKLWan(**vae_config())
-    make_framewise(vae)
-
-    def loss_fn(step):
-        torch.manual_seed(seed * 100003 + step)
-        images, masks, _ = render_training_batch(rng_for(seed, step), batch)
-        x = images[:, :, None]  # (B, 3, 1, 64, 64): frames as one-frame videos
-        post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample()).sample
-        w = subject_pixel_weights(masks)[:, :, None]
-        err = rec - x
-        return (w * (err.abs() + err ** 2)).mean() + kl_weight * post.kl().mean()
-
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    return Stage("wan-vae", vae, opt, loss_fn, lr, warmup=50, save_every=50)
-
-
-def load_vae(run_dir):
-    from diffusers import AutoencoderKLWan
-    vae = AutoencoderKLWan(**vae_config())
-    vae.load_state_dict(load_file(Path(run_dir) / "wan-vae" / "state.safetensors"))
-    return vae.eval().requires_grad_(False)
 
 
 # ---- stage 2: the latent pool -------------------------------------------------------------------
@@ -77,15 +50,16 @@ def clip_labels(clip) -> list[int]:
 
 
 def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 288, centred: bool = False,
-               p_growth: float = 0.2) -> Path:
+               p_growth: float = 0.2, vae=None) -> Path:
     """Render and encode `clips` training clips (resumable in chunks); returns pool.safetensors.
 
     centred: every path's midpoint lies within 8 px of the frame's centre (`random_clip`). A clip
     caption names no position, so a model must otherwise draw the start anywhere the path fits:
     the ladder's first design measured that as the step the tiny model had not taken at a quarter
     of its budget (see the model card).
+    vae: the frame-wise VAE to encode with (default: the run's own `vae` stage).
     """
-    vae = load_vae(run_dir)
+    vae = vae if vae is not None else load_vae(run_dir)
     out = Path(run_dir) / "pool.safetensors"
     parts = Path(run_dir) / "pool_parts"
     parts.mkdir(exist_ok=True)
@@ -248,31 +222,14 @@ class Monitor:
     """Every `every` steps: sample clips with the EMA weights and log the ladder's numbers."""
 
     def __init__(self, run_dir, name, conditioning, tokenizer, pool, every: int = 250, n: int = 16):
-        self.path = Path(run_dir) / name / "monitor.jsonl"
-        self.conditioning, self.tokenizer, self.pool, self.every, self.n = conditioning, tokenizer, pool, every, n
-        self.done = set()
-        if self.path.exists():
-            self.done = {json.loads(line)["step"] for line in self.path.read_text().splitlines() if line.strip()}
+        self.log = MonitorLog(Path(run_dir) / name / "monitor.jsonl", every)
+        self.path = self.log.path
+        self.conditioning, self.tokenizer, self.pool, self.n = conditioning, tokenizer, pool, n
 
     def maybe_run(self, step: int, model, ema: dict) -> None:
-        if self.every <= 0 or step % self.every or step in self.done or step == 0:
-            return
         from .wan_ladder import ladder_numbers
-        t0 = time.time()
-        live = {n: p.detach().clone() for n, p in model.named_parameters()}
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for k, v in ema.items():
-                params[k].copy_(v)
-            model.eval()
-            numbers = ladder_numbers(self.pipeline(model), self.conditioning, model.encoder, n=self.n, steps=10)
-            for k, v in live.items():
-                params[k].copy_(v)
-        row = {"step": step, **numbers, "monitor_seconds": round(time.time() - t0, 1)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        self.done.add(step)
+        self.log.maybe_run(step, model, ema, lambda m: ladder_numbers(self.pipeline(m), self.conditioning, m.encoder,
+                                                                      n=self.n, steps=10))
 
     def pipeline(self, model):
         from .wan_ladder import make_pipeline
@@ -318,7 +275,7 @@ def export_wan(run_dir, out_dir=None) -> Path:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the zoo's Wan-style video model (see module doc).")
-    parser.add_argument("command", choices=["vae", "pool", "train", "export"])
+    parser.add_argument("command", choices=["vae", "decoder", "pool", "train", "export", "export-decoder"])
     parser.add_argument("--run-dir", default="checkpoints/wan")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--clips", type=int, default=5000)
@@ -332,12 +289,19 @@ def main(argv=None) -> None:
     parser.add_argument("--monitor-every", type=int, default=250)
     parser.add_argument("--subject-weight", type=float, default=1.0, help="train: weight of subject latent cells")
     parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
+    parser.add_argument("--vae-dir", default=None,
+                        help="decoder: the trained VAE folder whose decoder is fine-tuned (default: the zoo's wan/vae)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     if args.command == "vae":
         result = train_stage(vae_stage(), args.run_dir, args.steps)
+    elif args.command == "decoder":
+        result = train_stage(decoder_stage(args.vae_dir or default_vae_dir()), args.run_dir, args.steps)
+    elif args.command == "export-decoder":
+        print(export_decoder(args.run_dir, args.vae_dir or default_vae_dir(), args.out))
+        return
     elif args.command == "pool":
         print(build_pool(args.run_dir, args.clips, centred=args.centred, p_growth=args.p_growth))
         return
@@ -348,9 +312,7 @@ def main(argv=None) -> None:
         stage = wan_stage(args.run_dir, args.conditioning, batch=args.batch, lr=args.lr,
                           monitor_every=args.monitor_every, subject_weight=args.subject_weight)
         result = train_stage(stage, args.run_dir, args.steps)
-    print(json.dumps({"command": args.command, "step": result["step"], "seconds": round(result["seconds"], 1),
-                      "wall_seconds": round(time.time() - t0, 1),
-                      "final_loss": float(np.mean(result["losses"][-50:]))}))
+    print(run_summary(result, t0, command=args.command))
 
 
 if __name__ == "__main__":

@@ -55,12 +55,24 @@ def caption_with(clip, direction: str) -> str:
 
 
 def sample(pipe, conditioning: str, encoder, clips, directions, seeds, steps: int, guidance: float,
-           num_frames: int = 8) -> list[torch.Tensor]:
-    """One clip per (clip, asked direction, seed): (F, 3, 64, 64) each."""
-    from ..strategies.native import frames_from_output
+           num_frames: int = 8, first_frame: str | None = None) -> list[torch.Tensor]:
+    """One clip per (clip, asked direction, seed): (F, 3, 64, 64) each.
+
+    first_frame='clean': a model trained with frame 0 given clean, sampled in two passes
+    (`native.wan_two_pass`: frame 0 from the caption, then the clip anchored on it).
+    """
+    from ..strategies.native import frames_from_output, wan_decode, wan_two_pass
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     common = dict(num_frames=num_frames - 1, height=64, width=64, num_inference_steps=steps,
                   guidance_scale=guidance, generator=generators, output_type="pt")
+    if first_frame == "clean":
+        from .wan_parts import text_tokens
+        call = dict(common, prompt=[caption_with(c, d) for c, d in zip(clips, directions)],
+                    max_sequence_length=text_tokens(conditioning))
+        del call["num_frames"], call["output_type"]
+        with torch.no_grad():
+            latents = wan_two_pass(pipe, call, num_frames)
+        return [wan_decode(pipe, one[None])[:num_frames] for one in latents]
     if conditioning != "label":
         from .wan_parts import text_tokens
         out = pipe(prompt=[caption_with(c, d) for c, d in zip(clips, directions)],
@@ -87,8 +99,8 @@ def step_constancy(attrs: list, direction: str, min_step: float = 1.0) -> float:
 
 
 def ladder_numbers(pipe, conditioning: str, encoder, n: int = 32, steps: int = 20, guidance: float = 4.0,
-                   seed: int = 4242, batch: int = 16) -> dict:
-    """The must-show numbers on n test motions (see the module doc)."""
+                   seed: int = 4242, batch: int = 16, first_frame: str | None = None) -> dict:
+    """The must-show numbers on n test motions (see the module doc); first_frame as `sample`'s."""
     clips = test_motions(n, seed)
     rows = []
     for i in range(0, n, batch):
@@ -97,7 +109,7 @@ def ladder_numbers(pipe, conditioning: str, encoder, n: int = 32, steps: int = 2
         seeds = [seed + i + j for j in range(k)]
         asked = [c.direction for c in chunk]
         runs = sample(pipe, conditioning, encoder, chunk * 3, asked + [OPPOSITE[d] for d in asked] + asked,
-                      seeds + seeds + [s + 10_000 for s in seeds], steps, guidance)
+                      seeds + seeds + [s + 10_000 for s in seeds], steps, guidance, first_frame=first_frame)
         for j, c in enumerate(chunk):
             attrs = [analyze(f) for f in runs[j]]  # one analyzer pass over the asked clip serves every number
             direction = attributes_report(attrs, {"shape": c.scene.shape, "color": c.scene.color})["direction"]
@@ -128,6 +140,27 @@ def _displacement(clip) -> tuple[float, float]:
     if first is None or last is None:
         return (0.0, 0.0)
     return tuple(np.subtract(last, first))
+
+
+def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed: int = 999) -> dict:
+    """Rung 0: single frames (`num_frames=1`) of a Wan pipeline on n held-out prompts (image captions of
+    held-out colour-shape combos), the share whose analyzed colour, shape and background are the asked ones."""
+    from ..strategies.native import wan_decode, wan_frames_to_ask
+    from ..world.captions import caption
+    from ..world.shapes import random_scene
+    rng = np.random.default_rng([seed, 0])
+    scenes = [random_scene(rng, "heldout") for _ in range(n)]
+    prompts = [caption(s, rng=rng) for s in scenes]
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(n)]
+    with torch.no_grad():
+        latents = pipe(prompt=prompts, num_frames=wan_frames_to_ask(pipe, 1), height=64, width=64,
+                       num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                       max_sequence_length=pipe.tokenizer.model_max_length, output_type="latent").frames
+    reads = [analyze(wan_decode(pipe, one[None])[0]) for one in latents]
+    out = {"n": n}
+    for k in ("color", "shape", "background"):
+        out[k] = float(np.mean([getattr(a, k) == getattr(s, k) for a, s in zip(reads, scenes)]))
+    return out
 
 
 def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:

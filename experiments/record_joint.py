@@ -1,0 +1,47 @@
+"""Collect the staged joint model's record into vidlab/zoo/shapes-tiny/joint_stages.json (for the model card).
+
+python experiments/record_joint.py --run-dir checkpoints/joint --vae-before before.json --vae-after after.json \
+    --probe anchored=probe.json --shipped shipped.json --notes notes.json
+
+Reads the decoder fine-tune's and each stage's progress.json (steps, minutes, losses) and
+monitor.jsonl (the numbers measured while it trained), the VAE round trips before and after the
+decoder fine-tune (`wan_ladder.vae_reconstruction`), the memorisation probe's outputs
+(`probe_memorise.py`), the shipped model's `eval_motion_run.py` output and a notes file (JSON list of
+lines: what the run showed, what is left); `write_model_card.py` turns it into the card's section.
+"""
+import argparse
+import json
+from pathlib import Path
+
+from record_wan import stage_row
+
+from vidlab.backends import ZOO_PATH
+
+STAGES = ("wan-decoder", "frames", "clips")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run-dir", default="checkpoints/joint")
+    parser.add_argument("--commands", nargs="*", default=[], metavar="STAGE=COMMAND",
+                        help="the command each stage ran with (the recipe as run)")
+    parser.add_argument("--vae-before", default=None)
+    parser.add_argument("--vae-after", default=None)
+    parser.add_argument("--probe", nargs="*", default=[], metavar="MODE=PROBE_JSON")
+    parser.add_argument("--shipped", default=None, help="eval_motion_run.py --model shapes-tiny-joint output")
+    parser.add_argument("--notes", default=None, help="JSON list of lines")
+    args = parser.parse_args()
+    run_dir = Path(args.run_dir)
+    read = lambda path: json.loads(Path(path).read_text()) if path else None  # noqa: E731
+    out = {"stages": [r for s in STAGES if (r := stage_row(run_dir, s))],
+           "commands": dict(item.split("=", 1) for item in args.commands),
+           "vae": {"before": read(args.vae_before), "after": read(args.vae_after)},
+           "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},
+           "shipped": read(args.shipped), "notes": read(args.notes) or []}
+    target = ZOO_PATH / "joint_stages.json"
+    target.write_text(json.dumps(out, indent=1) + "\n")
+    print(target)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The joint model's staged recipe (`vidlab.training.joint`) and its two-pass sampling, on an untrained
+joint model built in the test with the zoo's configs: no test trains. Frames go through the video
+transformer with num_frames=1, clips with frame 0 given clean; a stage resumes to the same weights as an
+unbroken run; an export reloads through WanPipeline and tells the workbench to sample in two passes."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vidlab.backends import ZOO_PATH, load_backend
+from vidlab.strategies import STRATEGIES
+from vidlab.strategies.native import FirstFrameHeld, encode_anchors, generate_clips, wan_two_pass
+from vidlab.training import joint
+from vidlab.training.common import train_stage
+from vidlab.training.wan import build_pool
+
+from test_wan_zoo import PROMPT, build_zoo_wan, request
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """An untrained zoo-config WanPipeline folder and a run folder with a tiny frame cache and clip pool."""
+    root = tmp_path_factory.mktemp("joint")
+    init = build_zoo_wan(root)
+    vae = joint.load_parts(init)["vae"]
+    joint.build_frame_cache(root / "run", vae, n=16, batch=8)
+    build_pool(root / "run", 6, centred=True, p_growth=0.0, vae=vae)
+    return {"init": init, "dir": root / "run", "root": root}
+
+
+def test_single_frames_and_anchored_clips_are_the_batches(run):
+    parts = joint.load_parts(run["init"])
+    data = joint.Batches(run["dir"], parts["vae"])
+    from vidlab.training.common import rng_for
+    x, texts = data.single_frames(rng_for(0, 1), 6)
+    assert x.shape == (6, 4, 1, 32, 32) and len(texts) == 6
+    assert any(" moves " in t for t in texts)           # half are clips' first frames with their clip captions
+    clips, captions = data.clips(rng_for(0, 1), 3)
+    assert clips.shape == (3, 4, 8, 32, 32) and len(captions) == 3
+    torch.manual_seed(0)
+    again, again_captions = data.clips(rng_for(0, 1), 3)
+    torch.manual_seed(0)
+    assert torch.equal(again, data.clips(rng_for(0, 1), 3)[0])   # deterministic in the step and torch seed
+    assert again_captions == captions
+
+
+def test_clip_loss_ignores_frame_0_and_gives_it_clean():
+    """With first_frame_clean the transformer sees frame 0 as it is, and frame 0's error counts nothing."""
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, xt, t, states, return_dict=False):
+            seen["xt"] = xt
+            out = torch.zeros_like(xt)
+            out[:, :, 0] = 1e6                               # a huge error on frame 0 only
+            return (out,)
+
+    class Encoder(torch.nn.Module):
+        def forward(self, ids, mask):
+            return type("O", (), {"last_hidden_state": torch.zeros(ids.shape[0], ids.shape[1], 8)})()
+
+    from vidlab.world.tokenizer import build_tokenizer
+    model = type("M", (), {"transformer": Probe(), "encoder": Encoder()})()
+    x0 = torch.randn(2, 4, 3, 8, 8)
+    loss = joint.flow_loss(model, build_tokenizer(), x0, ["a", "b"], 1.0, first_frame_clean=True)
+    assert torch.equal(seen["xt"][:, :, 0], x0[:, :, 0]) and loss < 1e3
+    loss_all = joint.flow_loss(model, build_tokenizer(), x0, ["a", "b"], 1.0)
+    assert loss_all > 1e9 and not torch.equal(seen["xt"][:, :, 0], x0[:, :, 0])
+
+
+@pytest.mark.parametrize("stage", joint.STAGES)
+def test_a_resumed_stage_ends_where_an_unbroken_one_does(run, stage, tmp_path):
+    import shutil
+    for name in ("frames.safetensors", "pool.safetensors"):
+        for d in (tmp_path / "a", tmp_path / "b"):
+            d.mkdir(exist_ok=True)
+            shutil.copy(run["dir"] / name, d / name)
+    kw = dict(batch=4, clip_batch=2, monitor_every=0)
+    unbroken = joint.joint_stage(tmp_path / "a", stage, run["init"], **kw)
+    train_stage(unbroken, tmp_path / "a", 4)
+    first = joint.joint_stage(tmp_path / "b", stage, run["init"], **kw)
+    train_stage(first, tmp_path / "b", 2)
+    resumed = joint.joint_stage(tmp_path / "b", stage, run["init"], **kw)
+    progress = train_stage(resumed, tmp_path / "b", 4)
+    assert progress["step"] == 4
+    a, b = (load_file(tmp_path / d / stage / "state.safetensors") for d in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    start = joint.load_parts(run["init"])["transformer"].state_dict()
+    assert not torch.equal(a["transformer.proj_out.weight"], start["proj_out.weight"])  # it did train
+
+
+@pytest.fixture(scope="module")
+def exported(run):
+    """The clips stage after one step, exported as a zoo's wan/ folder."""
+    stage = joint.joint_stage(run["dir"], "clips", run["init"], clip_batch=2, monitor_every=0)
+    train_stage(stage, run["dir"], 1)
+    return joint.export_stage(run["dir"], "clips", out_dir=run["root"] / "zoo", init=run["init"])
+
+
+def test_an_export_reloads_through_wan_pipeline_and_samples_in_two_passes(run, exported, tiny_sd):
+    from diffusers import WanPipeline
+    out = exported
+    recipe = json.loads((out / joint.RECIPE_FILE).read_text())
+    assert recipe == {"first_frame": "clean", "stage": "clips", "steps": 1}
+    configs = [json.loads(f.read_text()) for f in out.rglob("*.json")]
+    assert not [k for c in configs for k in c if k in joint.LOCAL_KEYS]   # no path of this machine is shipped
+    pipe = WanPipeline.from_pretrained(out)
+    ema = load_file(run["dir"] / "clips" / "ema.safetensors")
+    assert torch.equal(pipe.transformer.proj_out.weight, ema["transformer.proj_out.weight"])
+    backend = load_backend(tiny_sd["base"], wan=str(out))
+    assert backend.wan_first_frame == "clean"
+    frames, _ = STRATEGIES["native"](backend, request(frames=5), {})
+    again, _ = STRATEGIES["native"](backend, request(frames=5), {})
+    assert frames.shape == (5, 3, 64, 64) and torch.equal(frames, again)
+    # every seed's clip in one call is the clip of that seed alone
+    both = generate_clips(backend, request(frames=5), PROMPT, 5, [3, 4])
+    alone = generate_clips(backend, request(frames=5), PROMPT, 5, [4])
+    assert torch.equal(both[0], frames) and torch.equal(both[1], alone[0])
+    plain = load_backend(tiny_sd["base"], wan=run["init"])
+    assert plain.wan_first_frame is None
+
+
+def test_two_pass_holds_frame_0_and_an_image_anchor_gives_it(run):
+    pipe = joint.pipeline_of(joint.load_parts(run["init"]), joint.WanTrainee(*[joint.load_parts(run["init"])[k]
+                                                                            for k in ("transformer", "text_encoder")]))
+    call = dict(prompt=[PROMPT], height=64, width=64, num_inference_steps=2, guidance_scale=4.0,
+                max_sequence_length=24, generator=[torch.Generator().manual_seed(1)])
+    anchor = encode_anchors(pipe, [torch.rand(3, 64, 64)])[0]
+    with torch.no_grad():
+        latents = wan_two_pass(pipe, call, 4, anchors=anchor)
+        first = pipe(**dict(call, generator=[torch.Generator().manual_seed(1)]), num_frames=0,
+                     output_type="latent").frames
+        text = wan_two_pass(pipe, dict(call, generator=[torch.Generator().manual_seed(1)]), 4)
+    assert latents.shape == (1, 4, 4, 32, 32) and torch.equal(latents[:, :, :1], anchor)
+    assert torch.equal(text[:, :, :1], first)             # pass 1 is a one-frame call of the same model
+    held = FirstFrameHeld(anchor)(pipe, 0, None, {"latents": torch.zeros(1, 4, 3, 32, 32)})["latents"]
+    assert torch.equal(held[:, :, 0:1], anchor) and not held[:, :, 1:].any()
+
+
+def test_bad_stage_and_recipe_are_refused(run, tmp_path):
+    with pytest.raises(ValueError, match=r"stage='clip' is not one of \['frames', 'clips'\]"):
+        joint.joint_stage(run["dir"], "clip", run["init"])
+    with pytest.raises(ValueError, match="frame_share=1.0 must be in"):
+        joint.joint_stage(run["dir"], "clips", run["init"], frame_share=1.0)
+    from vidlab.backends.loading import wan_recipe
+    (tmp_path / "vidlab_video.json").write_text('{"first_frame": "noisy"}')
+    with pytest.raises(ValueError, match="first_frame='noisy' is not one of"):
+        wan_recipe(str(tmp_path))
+
+
+def test_first_frame_option_starts_the_clip_from_an_image_file(exported, tiny_sd, tmp_path):
+    import cv2
+    import numpy as np
+    from pydantic import ValidationError
+
+    from vidlab.strategies.native import NativeOptions
+    image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "first.png"), image)
+    backend = load_backend(tiny_sd["base"], wan=str(exported))
+    frames, rec = STRATEGIES["native"](backend, request(frames=4), {"first_frame": str(tmp_path / "first.png")})
+    pipe = backend.pipeline("wan")
+    pixels = torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
+    with torch.no_grad():   # frame 0 is the image's latent, held clean: it decodes as the image's round trip
+        z = pipe.vae.encode((pixels * 2 - 1)[None, :, None]).latent_dist.mean
+        round_trip = (pipe.vae.decode(z).sample[0, :, 0] / 2 + 0.5).clamp(0, 1)
+    assert frames.shape == (4, 3, 64, 64) and rec["first_frame"] == str(tmp_path / "first.png")
+    assert torch.allclose(frames[0], round_trip, atol=1e-4)
+    (tmp_path / "not.png").write_text("text")
+    for path, says in ((tmp_path / "missing.png", "is not a file"), (tmp_path / "not.png", "could not read")):
+        with pytest.raises(ValidationError, match=says):
+            NativeOptions.model_validate({"first_frame": str(path)})
+
+
+def test_the_decoder_fine_tune_leaves_the_latent_space_where_it_was(run, tmp_path):
+    from vidlab.training.wan_parts import is_framewise
+    from vidlab.training.wan_vae import decoder_stage, export_decoder
+    vae_dir = run["init"] + "/vae"
+    stage = decoder_stage(vae_dir, batch=2)
+    before = {k: v.clone() for k, v in stage.model.state_dict().items()}
+    train_stage(stage, tmp_path, 2)
+    after = stage.model.state_dict()
+    changed = {k.split(".")[0] for k in after if not torch.equal(before[k], after[k])}
+    assert "decoder" in changed and changed <= {"decoder", "post_quant_conv"}  # encoder untouched: latents stay valid
+    assert is_framewise(stage.model)
+    out = export_decoder(tmp_path, vae_dir, tmp_path / "zoo")
+    from diffusers import AutoencoderKLWan
+    shipped = AutoencoderKLWan.from_pretrained(out)
+    assert torch.equal(shipped.decoder.conv_out.weight, after["decoder.conv_out.weight"])
+
+
+JOINT_RECORD = ZOO_PATH / "joint_stages.json"
+
+
+@pytest.mark.skipif(not JOINT_RECORD.exists(), reason="no staged joint model recorded in the zoo yet")
+def test_the_card_reports_the_staged_joint_models_recorded_numbers():
+    """The card's joint section is joint_stages.json's numbers (experiments/record_joint.py), and the shipped
+    model's recipe file names the stage and step the record ends with."""
+    record = json.loads(JOINT_RECORD.read_text())
+    card = (ZOO_PATH / "MODEL_CARD.md").read_text()
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    for stage in record["stages"]:
+        assert f"| {stage['stage']} | {stage['steps']} | {stage['minutes']:.1f} |" in card
+        for row in stage["monitor"]:
+            assert f"| {row['step']} | {pct(row['rung0']['color'])} | {pct(row['rung0']['shape'])} " in card
+    shipped = json.loads((ZOO_PATH / "wan" / joint.RECIPE_FILE).read_text())
+    last = [s for s in record["stages"] if s["stage"] in joint.STAGES][-1]
+    assert (shipped["stage"], shipped["steps"]) == (last["stage"], last["steps"])
+    assert shipped.get("first_frame") == ("clean" if last["stage"] == "clips" else None)
+    assert load_backend("shapes-tiny-joint").wan_first_frame == shipped.get("first_frame")
+
+
+def test_a_monitor_measures_the_ema_weights_once_a_step_and_gives_the_live_ones_back(tmp_path):
+    from vidlab.training.common import MonitorLog
+    model = torch.nn.Linear(2, 1).train()
+    live = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = {k: torch.full_like(v, 7.0) for k, v in model.named_parameters()}
+    seen = []
+    measure = lambda m: seen.append((m.weight.sum().item(), m.training)) or {"x": len(seen)}  # noqa: E731
+    log = MonitorLog(tmp_path / "monitor.jsonl", every=5)
+    assert [log.maybe_run(s, model, ema, measure) is not None for s in (0, 3, 5, 5)] == [False, False, True, False]
+    assert seen == [(14.0, False)]                          # the EMA weights, in eval mode
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in live.items()) and model.training
+    resumed = MonitorLog(tmp_path / "monitor.jsonl", every=5)  # a resumed run does not measure step 5 again
+    assert resumed.maybe_run(5, model, ema, measure) is None and resumed.maybe_run(10, model, ema, measure)["x"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "monitor.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["x"]) for r in rows] == [(5, 1), (10, 2)]

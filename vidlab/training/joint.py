@@ -1,0 +1,316 @@
+"""Train the zoo's joint (Wan-style) video model in stages: draw single frames, then move from a given frame 0.
+
+The model is the shipped `wan/` pipeline folder (transformer + UMT5 text encoder over the zoo's
+frame-wise VAE, see `wan_parts`). Text-to-video with it is two passes of the one transformer
+(`strategies.native.wan_two_pass`): frame 0 from the caption (`num_frames=1`), then the clip
+with frame 0's latent held clean while the caption steers the motion. The stages train exactly
+those two uses:
+
+1. `frames`: single frames (`num_frames=1`, 64 tokens: 8x cheaper than a clip) through the same
+   `WanTransformer3DModel`, text encoder trained with it. Half the batch are scenes with image
+   captions, half the first frames of pool clips with their clip captions (what pass 1 is asked).
+2. `clips`: 8-frame clips of the latent pool (paths centred, 8 directions x 2 speeds, a tenth
+   still), frame 0's latent given clean in the noisy input and the loss on frames 1-7, plus a
+   quarter of every batch single frames (as in `frames`) so drawing is not forgotten.
+
+Both are flow matching (x_s = (1 - s) x_0 + s e, target e - x_0, s drawn with the sampler's
+shift), subject latent cells weighted (`wan.subject_cells`), EMA weights exported. Each stage
+resumes from its checkpoint; a stage starts from the weights named by `--init` (default: the
+shipped zoo's `wan/`, so a new session carries on from what the last one shipped). Every
+`monitor_every` steps a stage samples through the real `WanPipeline` and logs its rung's numbers
+to `<run>/<stage>/monitor.jsonl`: `frames` the held-out image numbers (rung 0), `clips` the
+ladder's motion numbers of two-pass clips.
+
+    python -m vidlab.training.joint cache --run-dir checkpoints/joint
+    python -m vidlab.training.joint frames --run-dir checkpoints/joint --steps 6000
+    python -m vidlab.training.joint export frames --run-dir checkpoints/joint --out vidlab/zoo/shapes-tiny
+    python -m vidlab.training.joint clips --run-dir checkpoints/joint --steps 4000
+    python -m vidlab.training.joint export clips --run-dir checkpoints/joint --out vidlab/zoo/shapes-tiny
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..world.captions import caption
+from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES
+from .common import (MonitorLog, Stage, export_target, render_training_batch, rng_for, run_summary,
+                     scenes_from_attrs, train_stage)
+from .wan import (POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas,
+                  subject_cells)
+from .wan_parts import TEXT_TOKENS
+
+STAGES = ("frames", "clips")
+FIRST_FRAME = "clean"  # the contract of a model these stages trained: frame 0's latent is given clean
+RECIPE_FILE = "vidlab_video.json"  # beside model_index.json in an exported `wan/` folder
+
+
+def default_init() -> Path:
+    from ..backends.presets import ZOO_PATH
+    return Path(ZOO_PATH) / "wan"
+
+
+def load_parts(init) -> dict:
+    """The WanPipeline components of a folder (`init`), the transformer and text encoder trainable."""
+    from diffusers import WanPipeline
+    pipe = WanPipeline.from_pretrained(init)
+    parts = dict(pipe.components)
+    parts["vae"].eval().requires_grad_(False)
+    return parts
+
+
+def latent_stats(vae) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, 1, 1, 1) mean and std of the pipeline's latent normalisation (the VAE config's)."""
+    from ..strategies.native import wan_latent_stats
+    return wan_latent_stats(vae)
+
+
+# ---- data: encoded once ---------------------------------------------------------------------
+
+def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int = 250) -> Path:
+    """Encode n rendered training scenes once: posterior mean/std (n, C, h, w) and scene attributes."""
+    out = Path(run_dir) / "frames.safetensors"
+    if out.exists():
+        return out
+    means, stds, attrs = [], [], []
+    for k in range(0, n, batch):
+        images, _, scenes = render_training_batch(rng_for(seed, k), min(batch, n - k))
+        with torch.no_grad():
+            post = vae.encode(images[:, :, None]).latent_dist
+        means.append(post.mean[:, :, 0])
+        stds.append(post.std[:, :, 0])
+        attrs.append(torch.tensor([[SHAPES.index(s.shape), tuple(COLORS).index(s.color),
+                                    tuple(BACKGROUNDS).index(s.background), POSITIONS.index(s.position),
+                                    tuple(SIZES).index(s.size)] for s in scenes]))
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(),
+               "attrs": torch.cat(attrs)}, out)
+    return out
+
+
+def build_data(run_dir, init=None, frames: int = 12_000, clips: int = 4_000) -> dict:
+    """The frame cache and the centred clip pool, encoded by the VAE of `init` (the zoo's by default)."""
+    vae = load_parts(init or default_init())["vae"]
+    return {"frames": str(build_frame_cache(run_dir, vae, frames)),
+            "pool": str(build_pool(run_dir, clips, centred=True, p_growth=0.0, vae=vae))}
+
+
+class Batches:
+    """Training batches in the pipeline's normalised latent space, deterministic in the step's rng."""
+
+    def __init__(self, run_dir, vae, caption_dropout: float = 0.1):
+        self.frames = load_file(Path(run_dir) / "frames.safetensors")
+        self.pool = load_file(Path(run_dir) / "pool.safetensors")
+        self.mu, self.sd = latent_stats(vae)
+        self.caption_dropout = caption_dropout
+
+    def _normalise(self, mean, std):
+        """A posterior sample of (B, C, F, h, w) latents, in the pipeline's normalised space."""
+        return (mean + std * torch.randn_like(mean) - self.mu) / self.sd
+
+    def _clips(self, rng, n: int, frames: int):
+        """n pool clips (read backwards half the time), `frames` frames from frame 0 or 1:
+        x0 (n, C, F, h, w) and captions."""
+        idx = rng.integers(0, self.pool["mean"].shape[0], n)
+        reverse = rng.random(n) < 0.5
+        offset = rng.integers(0, POOL_FRAMES - TRAIN_FRAMES + 1, n)
+        out = []
+        for i, r, o in zip(idx, reverse, offset):
+            mean, std = self.pool["mean"][i], self.pool["std"][i]     # (POOL_FRAMES, C, h, w)
+            if r:
+                mean, std = mean.flip(0), std.flip(0)
+            out.append((mean[o:o + frames], std[o:o + frames]))
+        mean = torch.stack([m for m, _ in out]).permute(0, 2, 1, 3, 4)  # (n, C, F, h, w)
+        std = torch.stack([s for _, s in out]).permute(0, 2, 1, 3, 4)
+        texts = [caption_of(self.pool["labels"][i].tolist(), bool(r))[0] for i, r in zip(idx, reverse)]
+        return self._normalise(mean, std), self._dropped(rng, texts)
+
+    def _dropped(self, rng, texts: list[str]) -> list[str]:
+        return ["" if rng.random() < self.caption_dropout else t for t in texts]
+
+    def single_frames(self, rng, n: int):
+        """n frames (n, C, 1, h, w): half scenes with image captions, half clips' first frames with clip captions."""
+        n_scenes = n // 2
+        idx = rng.integers(0, self.frames["mean"].shape[0], n_scenes)
+        scenes = scenes_from_attrs(self.frames["attrs"][idx])
+        x_scenes = self._normalise(self.frames["mean"][idx][:, :, None], self.frames["std"][idx][:, :, None])
+        x_first, t_first = self._clips(rng, n - n_scenes, 1)
+        texts = self._dropped(rng, [caption(s, rng=rng) for s in scenes]) + t_first
+        return torch.cat([x_scenes, x_first]), texts
+
+    def clips(self, rng, n: int):
+        return self._clips(rng, n, TRAIN_FRAMES)
+
+
+# ---- the loss ---------------------------------------------------------------------------------
+
+def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weight: float,
+              first_frame_clean: bool = False) -> torch.Tensor:
+    """Flow-matching loss of a (B, C, F, h, w) batch; with first_frame_clean, frame 0 is given as it is
+    (not noised) and the loss counts frames 1.. only: the contract of the clip pass."""
+    noise = torch.randn_like(x0)
+    sigma = flow_sigmas(torch.rand(x0.shape[0])).view(-1, 1, 1, 1, 1)
+    xt = (1 - sigma) * x0 + sigma * noise
+    if first_frame_clean:
+        xt = torch.cat([x0[:, :, :1], xt[:, :, 1:]], dim=2)
+    states = encode_captions(tokenizer, model.encoder, texts, TEXT_TOKENS)
+    pred = model.transformer(xt, sigma.view(-1) * 1000, states, return_dict=False)[0]
+    weight = 1 + (subject_weight - 1) * subject_cells(x0)
+    err = weight * (pred - (noise - x0)) ** 2
+    return (err[:, :, 1:] if first_frame_clean else err).mean()
+
+
+# ---- the stages -----------------------------------------------------------------------------------
+
+def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
+                frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
+                monitor_every: int = 500) -> Stage:
+    """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
+
+    frames: `batch` single frames a step. clips: `clip_batch` anchored clips and, making
+    `frame_share` of the step's samples, single frames.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
+    if not 0.0 <= frame_share < 1.0:
+        raise ValueError(f"frame_share={frame_share} must be in [0, 1)")
+    torch.manual_seed(seed)
+    parts = load_parts(init or default_init())
+    tokenizer, vae = parts["tokenizer"], parts["vae"]
+    model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
+    data = Batches(run_dir, vae)
+    n_frames = round(clip_batch * frame_share / (1 - frame_share)) if stage == "clips" else batch
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    ema = {n: p.detach().clone() for n, p in model.named_parameters()}
+    monitor = JointMonitor(run_dir, stage, parts, every=monitor_every)
+
+    def loss_fn(step):
+        monitor.maybe_run(step, model, ema)
+        rng = rng_for(seed + STAGES.index(stage) * 1000, step)
+        torch.manual_seed(seed * 100003 + step)
+        x_frames, t_frames = data.single_frames(rng, n_frames)
+        loss_frames = flow_loss(model, tokenizer, x_frames, t_frames, subject_weight)
+        if stage == "frames":
+            return loss_frames
+        x_clips, t_clips = data.clips(rng, clip_batch)
+        loss_clips = flow_loss(model, tokenizer, x_clips, t_clips, subject_weight, first_frame_clean=True)
+        return (clip_batch * loss_clips + n_frames * loss_frames) / (clip_batch + n_frames)
+
+    result = Stage(stage, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=100)
+    result.monitor, result.parts = monitor, parts
+    return result
+
+
+class JointMonitor:
+    """Every `every` steps: the EMA weights sampled through the real WanPipeline, the rung's numbers logged."""
+
+    def __init__(self, run_dir, stage: str, parts: dict, every: int = 500):
+        self.log = MonitorLog(Path(run_dir) / stage / "monitor.jsonl", every)
+        self.stage, self.parts = stage, parts
+
+    def maybe_run(self, step: int, model, ema: dict) -> None:
+        row = self.log.maybe_run(step, model, ema, lambda m: rung_numbers(self.stage, pipeline_of(self.parts, m)))
+        if row is not None:
+            print(json.dumps(row), flush=True)
+
+
+def pipeline_of(parts: dict, model):
+    """A WanPipeline around the trainee's transformer and text encoder (shared, not copied)."""
+    from diffusers import WanPipeline
+    pipe = WanPipeline(**dict(parts, transformer=model.transformer, text_encoder=model.encoder))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def rung_numbers(stage: str, pipe, n_images: int = 32, n_clips: int = 16) -> dict:
+    """frames: rung 0 (held-out prompts, single frames); clips: rung 0 and the ladder's motion numbers."""
+    from .wan_ladder import image_numbers, ladder_numbers
+    numbers = {"rung0": image_numbers(pipe, n=n_images)}
+    if stage == "clips":
+        numbers["motion"] = ladder_numbers(pipe, "text", None, n=n_clips, steps=10, first_frame=FIRST_FRAME)
+    return numbers
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+def trained_pipeline(run_dir, stage: str, init=None, use_ema: bool = True):
+    """The stage's weights (EMA by default) in a WanPipeline over the parts of `init`."""
+    s = joint_stage(run_dir, stage, init, monitor_every=0)
+    d = Path(run_dir) / stage
+    state = load_file(d / "state.safetensors")
+    if use_ema and (d / "ema.safetensors").exists():
+        state.update(load_file(d / "ema.safetensors"))
+    s.model.load_state_dict(state)
+    s.model.eval().requires_grad_(False)
+    return pipeline_of(s.parts, s.model)
+
+
+def export_stage(run_dir, stage: str, out_dir=None, init=None, vae_dir=None) -> Path:
+    """Write the stage's pipeline as <zoo>/wan (optionally with the VAE of `vae_dir`, e.g. a fine-tuned decoder)
+    and its recipe file: stage and steps, and for `clips` that frame 0 is given clean (two-pass text-to-video)."""
+    pipe = trained_pipeline(run_dir, stage, init)
+    if vae_dir is not None:
+        from diffusers import AutoencoderKLWan
+        vae = AutoencoderKLWan.from_pretrained(vae_dir)
+        vae.register_to_config(latents_mean=pipe.vae.config.latents_mean, latents_std=pipe.vae.config.latents_std)
+        pipe.vae = vae
+        pipe.register_modules(vae=vae)
+    out = export_target(out_dir) / "wan"
+    pipe.save_pretrained(out, safe_serialization=True)
+    drop_local_paths(out)
+    progress = json.loads((Path(run_dir) / stage / "progress.json").read_text())
+    recipe = {"first_frame": FIRST_FRAME} if stage == "clips" else {}  # a `frames` model has made no clip yet
+    (out / RECIPE_FILE).write_text(json.dumps({**recipe, "stage": stage, "steps": progress["step"]}, indent=1) + "\n")
+    return out
+
+
+LOCAL_KEYS = ("_name_or_path", "is_local", "local_files_only")  # where a part was loaded from, on this machine
+
+
+def drop_local_paths(folder: Path) -> None:
+    """Remove the keys that record where a part was loaded from on this machine from the saved configs."""
+    for path in Path(folder).rglob("*.json"):
+        config = json.loads(path.read_text())
+        if isinstance(config, dict) and any(k in config for k in LOCAL_KEYS):
+            path.write_text(json.dumps({k: v for k, v in config.items() if k not in LOCAL_KEYS}, indent=2,
+                                       sort_keys=True) + "\n")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train the zoo's joint video model in stages (see module doc).")
+    parser.add_argument("command", choices=["cache", *STAGES, "export"])
+    parser.add_argument("stage", nargs="?", choices=STAGES, help="export: which stage's weights")
+    parser.add_argument("--run-dir", default="checkpoints/joint")
+    parser.add_argument("--init", default=None, help="the WanPipeline folder a stage starts from (default: the zoo's)")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=64, help="frames: single frames a step")
+    parser.add_argument("--clip-batch", type=int, default=12, help="clips: anchored clips a step")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--monitor-every", type=int, default=500)
+    parser.add_argument("--vae-dir", default=None, help="export: a VAE folder to ship instead of init's")
+    parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    if args.command == "cache":
+        print(json.dumps(build_data(args.run_dir, args.init)))
+        return
+    if args.command == "export":
+        if args.stage is None:
+            parser.error("export needs the stage: export frames | export clips")
+        print(export_stage(args.run_dir, args.stage, args.out, args.init, args.vae_dir))
+        return
+    stage = joint_stage(args.run_dir, args.command, args.init, batch=args.batch, clip_batch=args.clip_batch,
+                        lr=args.lr, monitor_every=args.monitor_every)
+    result = train_stage(stage, args.run_dir, args.steps)
+    print(run_summary(result, t0, stage=args.command))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The zoo's frame-wise Wan VAE: trained from scratch (`vae_stage`), its decoder fine-tuned (`decoder_stage`).
+
+`python -m vidlab.training.wan vae --steps 1300` trains it; `... wan decoder --steps 900` fine-tunes the
+decoder of a trained VAE folder (the zoo's by default) with its encoder frozen, and `... wan
+export-decoder --out ZOO` ships it as <zoo>/wan/vae.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from .common import Stage, export_target, render_training_batch, rng_for, subject_pixel_weights
+from .wan_parts import make_framewise, vae_config
+
+
+def vae_stage(seed: int = 0, batch: int = 32, lr: float = 1e-3, kl_weight: float = 1e-6) -> Stage:
+    from diffusers import AutoencoderKLWan
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(**vae_config())
+    make_framewise(vae)
+
+    def loss_fn(step):
+        torch.manual_seed(seed * 100003 + step)
+        images, masks, _ = render_training_batch(rng_for(seed, step), batch)
+        x = images[:, :, None]  # (B, 3, 1, 64, 64): frames as one-frame videos
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        w = subject_pixel_weights(masks)[:, :, None]
+        err = rec - x
+        return (w * (err.abs() + err ** 2)).mean() + kl_weight * post.kl().mean()
+
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    return Stage("wan-vae", vae, opt, loss_fn, lr, warmup=50, save_every=50)
+
+
+def decoder_stage(vae_dir, seed: int = 5, batch: int = 32, lr: float = 5e-4) -> Stage:
+    """Fine-tune the decoder of a trained frame-wise VAE (`vae_dir`: a diffusers folder), encoder frozen.
+
+    The latent space stays exactly where it was, so every latent cache, pool and transformer trained
+    on it stays valid; only what the latents decode to sharpens. The decoder reads posterior samples
+    (what a generator's latents resemble), subject pixels weighted x10 (`subject_pixel_weights`).
+    """
+    from diffusers import AutoencoderKLWan
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan.from_pretrained(vae_dir)
+    vae.requires_grad_(False)
+    trainable = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
+    for p in trainable:
+        p.requires_grad_(True)
+
+    def loss_fn(step):
+        torch.manual_seed(seed * 100003 + step)
+        images, masks, _ = render_training_batch(rng_for(seed, step), batch)
+        x = images[:, :, None]  # (B, 3, 1, 64, 64)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample()
+        err = vae.decode(z).sample - x
+        w = subject_pixel_weights(masks)[:, :, None]
+        return (w * (err.abs() + err ** 2)).mean()
+
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    stage = Stage("wan-decoder", vae, opt, loss_fn, lr, warmup=50, save_every=100)
+    make_framewise(vae)  # already zero; a decoder tap on past frames must stay so (AdamW keeps zero at zero)
+    return stage
+
+
+def load_vae(run_dir):
+    from diffusers import AutoencoderKLWan
+    vae = AutoencoderKLWan(**vae_config())
+    vae.load_state_dict(load_file(Path(run_dir) / "wan-vae" / "state.safetensors"))
+    return vae.eval().requires_grad_(False)
+
+
+def default_vae_dir() -> Path:
+    from ..backends.presets import ZOO_PATH
+    return Path(ZOO_PATH) / "wan" / "vae"
+
+
+def export_decoder(run_dir, vae_dir, out_dir=None) -> Path:
+    """The VAE of `vae_dir` with the fine-tuned decoder of `run_dir`, written as <zoo>/wan/vae."""
+    stage = decoder_stage(vae_dir)
+    stage.model.load_state_dict(load_file(Path(run_dir) / "wan-decoder" / "state.safetensors"))
+    out = export_target(out_dir) / "wan" / "vae"
+    stage.model.save_pretrained(out, safe_serialization=True)
+    return out
