@@ -4,6 +4,9 @@ python experiments/motion_signal.py [--n 16] [--out signal.json]
 
 python experiments/motion_signal.py --model shapes-tiny-joint    # the joint (Wan-style) model, for comparison
 
+A joint model trained with frame 0 given clean (its vidlab_video.json) is measured as it is used: frame 0
+clean in the noisy input, the prediction compared on frames 1.. only.
+
 For n ground-truth clips never used in training, three captions: the true one, the same with the
 opposite direction ('moves left' -> 'moves right'), and the same with another subject colour.
 At each stage of the text-to-motion path it measures how far the swap moves the signal, relative
@@ -58,9 +61,15 @@ def joint_signal(backend, clips, captions, timesteps) -> dict:
     latents = (z - mean) / std
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(7))
 
+    clean_first = backend.wan_first_frame == "clean"  # the staged model: frame 0 given clean, read frames 1..
+
     def predict(t, s):
         sigma = t / 1000
-        return pipe.transformer((1 - sigma) * latents + sigma * noise, torch.full((n,), float(t)), s).sample
+        noisy = (1 - sigma) * latents + sigma * noise
+        if clean_first:
+            noisy[:, :, 0] = latents[:, :, 0]
+        out = pipe.transformer(noisy, torch.full((n,), float(t)), s).sample
+        return out[:, :, 1:] if clean_first else out
     return swaps(states, predict, timesteps)
 
 

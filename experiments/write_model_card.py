@@ -286,7 +286,8 @@ def wan_lines(pct) -> list[str]:
         lines.append("")
     if ladder.get("shipped"):
         sh = ladder["shipped"]
-        lines += [f"### The shipped model (`experiments/eval_motion_run.py --model shapes-tiny-joint`, {sh['n']} motions, "
+        shipped = "Design 3 as it was shipped before the staged recipe" if staged else "The shipped model"
+        lines += [f"### {shipped} (`experiments/eval_motion_run.py --model shapes-tiny-joint`, {sh['n']} motions, "
                   f"{sh['steps']} steps, guidance {sh['guidance_scale']})", "", *LADDER_HEAD,
                   ladder_row("shipped", sh, pct), "| target | >= 80% | >= 90% | >= 1.4 | >= 3 | >= 90% |", "",
                   f"Mean displacement first to last frame: {sh['mean_displacement_px']['slowly']:.1f} px 'slowly' "

@@ -92,3 +92,12 @@ def test_no_import_circles_between_modules_of_a_layer():
     circles = sorted(f"{a} <-> {b}" for a, ts in edges.items() for b in ts
                      if a in edges.get(b, ()) and a < b and "__init__" not in str(modules[a]) + str(modules[b]))
     assert circles == []
+
+
+def test_no_module_imports_the_package_face():
+    """`vidlab/__init__.py` imports the layers; a module that imports it back (`import vidlab`, `from .. import
+    x`) runs back up every layer. What any layer needs from the top lives in a module that imports nothing
+    (`vidlab._version`)."""
+    bad = [f"{module_name(p)} imports {t} {names}" for p in FILES if p != PACKAGE / "__init__.py"
+           for t, names in imports_of(p) if t == "vidlab" and not all((PACKAGE / n).is_dir() for n in names)]
+    assert bad == []  # (a subpackage by name, `from .. import io`, is not the face)

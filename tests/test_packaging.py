@@ -40,3 +40,8 @@ def test_zoo_weights_are_package_data():
 def test_notebooks_are_committed_without_outputs():
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         assert '"output_type"' not in nb.read_text(), nb
+
+
+def test_one_version_in_pyproject_and_the_package():
+    from vidlab._version import __version__
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__

@@ -6,6 +6,7 @@ depends on how fast this machine is; the slowdown alert is driven by synthetic t
 baseline no real point can meet.
 """
 import hashlib
+import importlib
 import json
 import os
 import signal
@@ -239,7 +240,8 @@ def test_default_point_function_calls_generate_then_video_metrics(tmp_path, monk
         seen.update(frames=frames, prompt=prompt, segment_starts=segment_starts)
         return {"flicker": 0.25}
 
-    monkeypatch.setattr(vidlab, "generate", fake_generate)
+    # the module vidlab.generate (the package face's `generate` attribute is the function it holds)
+    monkeypatch.setattr(importlib.import_module("vidlab.generate"), "generate", fake_generate)
     monkeypatch.setattr(vidlab.metrics, "video_metrics", fake_video_metrics, raising=False)
     spec = make_spec(strategy="segment_chain", options={"num_segments": 2}, axes={"seed": [3]})
     report = run_sweep(spec, tmp_path, weights_hash="w", progress=False)  # point_fn=None: the default

@@ -1,7 +1,6 @@
 """vidlab: a Jupyter-first research workbench for diffusion text-to-video."""
-__version__ = "0.1.0"
-
 from . import _quiet
+from ._version import __version__
 
 _quiet.install()
 

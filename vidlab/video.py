@@ -53,8 +53,8 @@ def library_versions() -> dict:
     import diffusers
     import transformers
 
-    import vidlab
-    return {"vidlab": vidlab.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+    from ._version import __version__
+    return {"vidlab": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
             "transformers": transformers.__version__, "python": platform.python_version()}
 
 

@@ -59,7 +59,7 @@ def seed_batches(jobs: list, max_size: int, config: Callable = lambda job: job[0
 
 def generate_points(configs: list[dict]) -> list[tuple[dict, object]]:
     """The default batch function: `vidlab.generate_batch` on the configs, then `video_metrics` of each."""
-    from .. import generate_batch
+    from ..generate import generate_batch
     from ..config import parse_request
 
     first = configs[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 def generate_point(config: dict) -> tuple[dict, object]:
     """The default point function: `vidlab.generate` on the point's config, then `video_metrics`."""
-    from .. import generate
+    from ..generate import generate
     from ..config import parse_request
 
     request = parse_request(config["request"])

@@ -139,7 +139,7 @@ def code_identity(strategy: str) -> dict:
 
     A changed default changes every point id of that strategy, so stale results are never reused.
     """
-    from .. import __version__
+    from .._version import __version__
     from ..strategies import STRATEGY_OPTIONS, option_defaults
     defaults = option_defaults(strategy) if strategy in STRATEGY_OPTIONS else {}
     return {"vidlab": __version__, "option_defaults": json.loads(canonical_json(defaults))}

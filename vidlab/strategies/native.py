@@ -262,6 +262,7 @@ def wan_two_pass(pipe, call: dict, num_frames: int, anchors: torch.Tensor | None
     call: WanPipeline arguments (prompt, guidance, steps, height, width, one generator per clip);
     each clip's draws come from its own generator, pass 1's first.
     """
+    call = {k: v for k, v in call.items() if k not in ("num_frames", "latents", "output_type")}  # set per pass
     generators = call["generator"]
     if anchors is None:
         anchors = pipe(**call, num_frames=wan_frames_to_ask(pipe, 1), output_type="latent").frames
