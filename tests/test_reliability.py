@@ -258,7 +258,7 @@ def test_a_full_disk_while_recording_a_failure_fails_that_point_only(tmp_path, m
 
 
 def test_points_made_by_other_code_get_new_ids_and_are_reported_stale(tmp_path, monkeypatch):
-    import vidlab
+    import vidlab._version
     from vidlab.experiments import run_sweep
     from vidlab.strategies import FrameChainOptions
 
@@ -269,7 +269,7 @@ def test_points_made_by_other_code_get_new_ids_and_are_reported_stale(tmp_path, 
     assert changed.computed == 3 and not set(changed.table["point_id"]) & set(old.table["point_id"])
     assert sorted(changed.stale_ids) == sorted(old.table["point_id"]) and "3 stale points" in changed.summary()
     monkeypatch.undo()
-    monkeypatch.setattr(vidlab, "__version__", "9.9.9")  # a new vidlab version, likewise
+    monkeypatch.setattr(vidlab._version, "__version__", "9.9.9")  # a new vidlab version, likewise
     newer = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
     assert newer.computed == 3 and len(newer.stale_ids) == 6
 
