@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from vidlab.strategies.native import wan_decode, wan_two_pass
-from vidlab.training.joint import flow_loss, latent_stats, load_parts, pipeline_of
+from vidlab.strategies.native import wan_decode, wan_latent_stats, wan_two_pass
+from vidlab.training.joint import flow_loss, load_parts, pipeline_of
 from vidlab.training.wan import WanTrainee
 from vidlab.world.analyzer import analyze, direction_of
 from vidlab.world.clips import random_clip
@@ -77,7 +77,7 @@ def main():
     clips = probe_clips()
     captions = [c.caption for c in clips]
     mean, std = encode(vae, clips)
-    mu, sd = latent_stats(vae)
+    mu, sd = wan_latent_stats(vae)
     anchored = args.mode == "anchored"
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     torch.manual_seed(0)

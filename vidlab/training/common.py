@@ -240,6 +240,12 @@ def random_captions(rng: np.random.Generator, scenes: list[Scene]) -> list[str]:
     return [caption(s, rng=rng) for s in scenes]
 
 
+def scene_attrs(scenes: list[Scene]) -> torch.Tensor:
+    """(B, 5) indices of shape, colour, background, position, size: what `scenes_from_attrs` reads back."""
+    return torch.tensor([[SHAPES.index(s.shape), tuple(COLORS).index(s.color), tuple(BACKGROUNDS).index(s.background),
+                          POSITIONS.index(s.position), tuple(SIZES).index(s.size)] for s in scenes])
+
+
 def scenes_from_attrs(attrs: torch.Tensor) -> list[Scene]:
     return [Scene(SHAPES[a[0]], tuple(COLORS)[a[1]], tuple(BACKGROUNDS)[a[2]], POSITIONS[a[3]], tuple(SIZES)[a[4]])
             for a in attrs.tolist()]

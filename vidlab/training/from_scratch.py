@@ -36,7 +36,8 @@ from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene,
 from ..strategies.effects import CANNY_THRESHOLDS
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
 from .common import (EXPORT_DIR, Stage, diffusion_batch, load_cache, random_captions, render_training_batch, rng_for,
-                     scheduler_config, subject_pixel_weights, text_config, train_stage, unet_config, vae_config)
+                     scene_attrs, scheduler_config, subject_pixel_weights, text_config, train_stage, unet_config,
+                     vae_config)
 
 ATTRIBUTES = {"shape": SHAPES, "color": tuple(COLORS), "background": tuple(BACKGROUNDS),
               "position": POSITIONS, "size": tuple(SIZES) + ("unspecified",)}
@@ -214,9 +215,7 @@ def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200, vae=
             means.append(post.mean)
             stds.append(post.std)
             edges.append(torch.from_numpy(np.stack([canny(a) for a in arrays])))
-            attrs.append(torch.tensor([[SHAPES.index(s.shape), tuple(COLORS).index(s.color),
-                                        tuple(BACKGROUNDS).index(s.background), POSITIONS.index(s.position),
-                                        tuple(SIZES).index(s.size)] for s in scenes]))
+            attrs.append(scene_attrs(scenes))
     mean = torch.cat(means)
     tensors = {"mean": mean, "std": torch.cat(stds), "attrs": torch.cat(attrs),
                "edges": torch.cat(edges),

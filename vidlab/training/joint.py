@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..strategies.native import wan_latent_stats
 from ..world.captions import caption
-from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES
-from .common import (MonitorLog, Stage, export_target, render_training_batch, rng_for, run_summary,
+from .common import (MonitorLog, Stage, export_target, render_training_batch, rng_for, run_summary, scene_attrs,
                      scenes_from_attrs, train_stage)
 from .wan import (POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas,
                   subject_cells)
@@ -64,12 +64,6 @@ def load_parts(init) -> dict:
     return parts
 
 
-def latent_stats(vae) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, C, 1, 1, 1) mean and std of the pipeline's latent normalisation (the VAE config's)."""
-    from ..strategies.native import wan_latent_stats
-    return wan_latent_stats(vae)
-
-
 # ---- data: encoded once ---------------------------------------------------------------------
 
 def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int = 250) -> Path:
@@ -84,9 +78,7 @@ def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int =
             post = vae.encode(images[:, :, None]).latent_dist
         means.append(post.mean[:, :, 0])
         stds.append(post.std[:, :, 0])
-        attrs.append(torch.tensor([[SHAPES.index(s.shape), tuple(COLORS).index(s.color),
-                                    tuple(BACKGROUNDS).index(s.background), POSITIONS.index(s.position),
-                                    tuple(SIZES).index(s.size)] for s in scenes]))
+        attrs.append(scene_attrs(scenes))
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(),
                "attrs": torch.cat(attrs)}, out)
@@ -106,7 +98,7 @@ class Batches:
     def __init__(self, run_dir, vae, caption_dropout: float = 0.1):
         self.frames = load_file(Path(run_dir) / "frames.safetensors")
         self.pool = load_file(Path(run_dir) / "pool.safetensors")
-        self.mu, self.sd = latent_stats(vae)
+        self.mu, self.sd = wan_latent_stats(vae)
         self.caption_dropout = caption_dropout
 
     def _normalise(self, mean, std):
@@ -258,7 +250,6 @@ def export_stage(run_dir, stage: str, out_dir=None, init=None, vae_dir=None) -> 
         from diffusers import AutoencoderKLWan
         vae = AutoencoderKLWan.from_pretrained(vae_dir)
         vae.register_to_config(latents_mean=pipe.vae.config.latents_mean, latents_std=pipe.vae.config.latents_std)
-        pipe.vae = vae
         pipe.register_modules(vae=vae)
     out = export_target(out_dir) / "wan"
     pipe.save_pretrained(out, safe_serialization=True)

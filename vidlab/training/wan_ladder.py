@@ -62,19 +62,17 @@ def sample(pipe, conditioning: str, encoder, clips, directions, seeds, steps: in
     (`native.wan_two_pass`: frame 0 from the caption, then the clip anchored on it).
     """
     from ..strategies.native import frames_from_output, wan_decode, wan_two_pass
+    from .wan_parts import text_tokens
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     common = dict(num_frames=num_frames - 1, height=64, width=64, num_inference_steps=steps,
                   guidance_scale=guidance, generator=generators, output_type="pt")
     if first_frame == "clean":
-        from .wan_parts import text_tokens
         call = dict(common, prompt=[caption_with(c, d) for c, d in zip(clips, directions)],
                     max_sequence_length=text_tokens(conditioning))
-        del call["num_frames"], call["output_type"]
         with torch.no_grad():
             latents = wan_two_pass(pipe, call, num_frames)
         return [wan_decode(pipe, one[None])[:num_frames] for one in latents]
     if conditioning != "label":
-        from .wan_parts import text_tokens
         out = pipe(prompt=[caption_with(c, d) for c, d in zip(clips, directions)],
                    max_sequence_length=text_tokens(conditioning), **common)
     else:
@@ -157,10 +155,7 @@ def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, see
                        num_inference_steps=steps, guidance_scale=guidance, generator=generators,
                        max_sequence_length=pipe.tokenizer.model_max_length, output_type="latent").frames
     reads = [analyze(wan_decode(pipe, one[None])[0]) for one in latents]
-    out = {"n": n}
-    for k in ("color", "shape", "background"):
-        out[k] = float(np.mean([getattr(a, k) == getattr(s, k) for a, s in zip(reads, scenes)]))
-    return out
+    return read_right(reads, scenes, ("color", "shape", "background"))
 
 
 def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:
@@ -172,7 +167,10 @@ def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:
     with torch.no_grad():
         rec = vae.decode(vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0] / 2 + 0.5
     reads = [analyze(f) for f in rec.clamp(0, 1)]
-    out = {"n": n}
-    for k in ("color", "shape", "background", "position"):
-        out[k] = float(np.mean([getattr(a, k) == getattr(s, k) for a, s in zip(reads, scenes)]))
-    return out
+    return read_right(reads, scenes, ("color", "shape", "background", "position"))
+
+
+def read_right(reads: list, scenes: list, keys: tuple[str, ...]) -> dict:
+    """{'n', then per attribute: the share of frames whose analyzed attribute is their scene's}."""
+    return {"n": len(scenes), **{k: float(np.mean([getattr(a, k) == getattr(s, k) for a, s in zip(reads, scenes)]))
+                                 for k in keys}}
