@@ -10,7 +10,8 @@ direction right over 8 directions x 2 speeds (first vs last frame centroid), con
 steps that move the asked way), speed ratio quickly / slowly, caption sensitivity (opposite
 caption vs another seed), subject colour and shape kept per frame. A joint model trained with frame 0
 given clean (`vidlab.training.joint`, its folder's vidlab_video.json) is sampled in two passes, and its
-rung 0 (single frames on held-out prompts: colour, shape, background) comes first in the output. An AnimateDiff run is exported
+rung 0 (single frames on held-out prompts: colour, shape, background) comes first in the output, then
+its clip pass alone (`from_frame0`: a true frame 0 at the centre, the asked caption and the opposite one). An AnimateDiff run is exported
 into a scratch copy of the zoo and measured as the model card's earlier table was.
 """
 import argparse
@@ -50,9 +51,10 @@ def wan_numbers(args) -> dict:
             raise SystemExit(f"--model {args.model!r} has no joint (Wan) video model; its video design is "
                              f"{backend.video_design!r}: measure AnimateDiff runs with --run-dir")
         pipe, encoder, conditioning = backend.pipeline("wan"), None, "text"
-        if backend.wan_first_frame == "clean":  # the staged model: two passes, and its rung 0 first
-            from vidlab.training.wan_ladder import image_numbers
+        if backend.wan_first_frame == "clean":  # the staged model: rung 0 first, the clip pass alone, two passes
+            from vidlab.training.wan_ladder import anchored_numbers, image_numbers
             return {"first_frame": "clean", "rung0": image_numbers(pipe, n=args.n_images, steps=args.steps),
+                    "from_frame0": anchored_numbers(pipe, n=args.n, steps=args.steps, guidance=args.guidance),
                     **ladder_numbers(pipe, conditioning, encoder, n=args.n, steps=args.steps, guidance=args.guidance,
                                      first_frame="clean")}
     return ladder_numbers(pipe, conditioning, encoder, n=args.n, steps=args.steps, guidance=args.guidance)

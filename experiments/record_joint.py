@@ -1,10 +1,12 @@
 """Collect the staged joint model's record into vidlab/zoo/shapes-tiny/joint_stages.json (for the model card).
 
 python experiments/record_joint.py --run-dir checkpoints/joint --vae-before before.json --vae-after after.json \
-    --probe anchored=probe.json --shipped shipped.json --notes notes.json
+    --probe anchored=probe.json --shipped shipped.json --notes notes.json \
+    --continued checkpoints/joint2:clips="clips, centre pool"
 
 Reads the decoder fine-tune's and each stage's progress.json (steps, minutes, losses) and
-monitor.jsonl (the numbers measured while it trained), the VAE round trips before and after the
+monitor.jsonl (the numbers measured while it trained; `--continued`: a stage carried on in another run
+folder from the previous stage's export, listed after the others under its own label), the VAE round trips before and after the
 decoder fine-tune (`wan_ladder.vae_reconstruction`), the memorisation probe's outputs
 (`probe_memorise.py`), the shipped model's `eval_motion_run.py` output and a notes file (JSON list of
 lines: what the run showed, what is left); `write_model_card.py` turns it into the card's section.
@@ -25,6 +27,8 @@ def main():
     parser.add_argument("--run-dir", default="checkpoints/joint")
     parser.add_argument("--commands", nargs="*", default=[], metavar="STAGE=COMMAND",
                         help="the command each stage ran with (the recipe as run)")
+    parser.add_argument("--continued", nargs="*", default=[], metavar="RUN_DIR:STAGE=LABEL",
+                        help="a stage continued in another run folder, recorded as LABEL")
     parser.add_argument("--vae-before", default=None)
     parser.add_argument("--vae-after", default=None)
     parser.add_argument("--probe", nargs="*", default=[], metavar="MODE=PROBE_JSON")
@@ -33,7 +37,15 @@ def main():
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
     read = lambda path: json.loads(Path(path).read_text()) if path else None  # noqa: E731
-    out = {"stages": [r for s in STAGES if (r := stage_row(run_dir, s))],
+    stages = [r for s in STAGES if (r := stage_row(run_dir, s))]
+    for item in args.continued:
+        where, label = item.split("=", 1)
+        folder, stage = where.rsplit(":", 1)
+        row = stage_row(Path(folder), stage)
+        if row is None:
+            parser.error(f"--continued {item!r}: no {stage}/progress.json under {folder}")
+        stages.append({**row, "stage": label})
+    out = {"stages": stages,
            "commands": dict(item.split("=", 1) for item in args.commands),
            "vae": {"before": read(args.vae_before), "after": read(args.vae_after)},
            "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},

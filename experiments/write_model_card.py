@@ -161,6 +161,14 @@ RUNGS = {"wan-label": "a. motion as a class label (no text)", "wan-zoo-clip": "c
          "wan-text": "b. caption through a UMT5 trained with the model"}
 
 
+PROBE_STARTS = {
+    "centred": "Each clip's path is centred, so its frame 0 sits on the side opposite its direction: anchored, "
+               "frame 0 alone gives the direction away.",
+    "centre": "All 16 clips share one frame 0 at the centre, so only the caption tells them apart: this is the "
+              "probe of reading the direction from text.",
+}
+
+
 def joint_lines(pct) -> list[str]:
     """The staged joint model's section (what `wan/` ships now), from joint_stages.json (experiments/record_joint.py)."""
     path = ZOO_PATH / "joint_stages.json"
@@ -190,7 +198,15 @@ def joint_lines(pct) -> list[str]:
             continue
         lines += [f"**`{r['stage']}` monitor** (EMA weights through WanPipeline; rung 0: {r['monitor'][0]['rung0']['n']} "
                   "held-out prompts, single frames, 20 steps, guidance 4)", ""]
-        if "motion" in r["monitor"][0]:
+        if "from_frame0" in r["monitor"][0]:
+            lines += ["| step | colour | shape | background | from frame 0: asked way | from frame 0: opposite "
+                      "caption's way | direction right | constancy | speed ratio | caption sensitivity | subject kept |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {m['step']} | {pct(m['rung0']['color'])} | {pct(m['rung0']['shape'])} "
+                      f"| {pct(m['rung0']['background'])} | {pct(m['from_frame0']['direction_right'])} "
+                      f"| {pct(m['from_frame0']['opposite_right'])} " + ladder_row("", m["motion"], pct)[3:]
+                      for m in r["monitor"]]
+        elif "motion" in r["monitor"][0]:
             lines += ["| step | colour | shape | background | direction right | constancy | speed ratio "
                       "| caption sensitivity | subject kept |", "|---|---|---|---|---|---|---|---|---|"]
             lines += [f"| {m['step']} | {pct(m['rung0']['color'])} | {pct(m['rung0']['shape'])} "
@@ -200,11 +216,13 @@ def joint_lines(pct) -> list[str]:
             lines += [f"| {m['step']} | {pct(m['rung0']['color'])} | {pct(m['rung0']['shape'])} "
                       f"| {pct(m['rung0']['background'])} |" for m in r["monitor"]]
         lines.append("")
-    for mode, probe in rec.get("probe", {}).items():
-        lines += [f"Memorisation probe (`experiments/probe_memorise.py --mode {mode}`, {probe['steps']} steps, "
-                  f"{probe['minutes']} min): the captioned direction in **{pct(probe['direction_right'])}** of the "
-                  f"16 clips x {len(probe['by_seed'])} seeds (by seed: "
-                  + ", ".join(pct(v) for v in probe["by_seed"].values()) + ").", ""]
+    for probe in rec.get("probe", {}).values():
+        start = probe.get("start", "centred")
+        lines += [f"Memorisation probe (`experiments/probe_memorise.py --mode {probe['mode']} --start {start}`, "
+                  f"{probe['steps']} steps, {probe['minutes']} min): the captioned direction in "
+                  f"**{pct(probe['direction_right'])}** of the 16 clips x {len(probe['by_seed'])} seeds (by seed: "
+                  + ", ".join(pct(v) for v in probe["by_seed"].values()) + "). "
+                  + PROBE_STARTS.get(start, ""), ""]
     sh = rec.get("shipped")
     if sh:
         r0 = sh["rung0"]
@@ -215,6 +233,12 @@ def joint_lines(pct) -> list[str]:
                   *LADDER_HEAD, ladder_row("shipped", sh, pct), "| target | >= 80% | >= 90% | >= 1.4 | >= 3 | >= 90% |",
                   "", f"Mean displacement first to last frame: {sh['mean_displacement_px']['slowly']:.1f} px 'slowly' "
                   f"(truth 28), {sh['mean_displacement_px']['quickly']:.1f} px 'quickly' (truth 42).", ""]
+        if "from_frame0" in sh:
+            f0 = sh["from_frame0"]
+            lines += [f"The clip pass alone (`wan_ladder.anchored_numbers`: {f0['n']} test clips' true frame 0 at the "
+                      f"centre, where every direction is open): the subject moves the captioned way in "
+                      f"**{pct(f0['direction_right'])}**, and the opposite way when the caption says the opposite in "
+                      f"**{pct(f0['opposite_right'])}** (chance 12.5%).", ""]
     if rec.get("notes"):
         lines += ["### What the stages showed, and what is left", "", *[line for note in rec["notes"] for line in (note, "")]]
     return lines

@@ -174,3 +174,18 @@ def test_a_click_generates_on_the_zoo_and_the_bar_counts_its_frames():
     panel.widgets["seed"].value = 5
     [again, _] = panel.run()
     assert again.record["request"]["seed"] == 5 and not torch.equal(again.frames, video.frames)
+
+
+def test_a_metric_band_stays_within_what_the_metric_can_take_and_its_axis_names_the_unit():
+    """An SSIM band whose upper bound is 1.006 (mean + CI half-width) is drawn up to 1, PSNR's axis says dB."""
+    import pandas as pd
+    from vidlab.viz.study_plots import plot_metric_curves
+    curves = pd.DataFrame({"metric": ["ssim_anchor"] * 2 + ["psnr_anchor"] * 2, "x": [0, 1, 0, 1],
+                           "mean": [0.99, 0.98, 30.0, 29.0], "ci_low": [0.97, 0.95, 28.0, 27.0],
+                           "ci_high": [1.006, 1.01, 32.0, 31.0]})
+    fig = plot_metric_curves(curves, "x")
+    ssim_ax, psnr_ax = fig.axes[:2]
+    band = ssim_ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].max() <= 1.0 and band[:, 1].min() >= 0.95 - 1e-9
+    assert psnr_ax.collections[0].get_paths()[0].vertices[:, 1].max() == 32.0
+    assert ssim_ax.get_ylabel() == "SSIM, 1 = identical" and psnr_ax.get_ylabel() == "PSNR (dB)"

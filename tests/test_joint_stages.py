@@ -25,7 +25,8 @@ def run(tmp_path_factory):
     init = build_zoo_wan(root)
     vae = joint.load_parts(init)["vae"]
     joint.build_frame_cache(root / "run", vae, n=16, batch=8)
-    build_pool(root / "run", 6, centred=True, p_growth=0.0, vae=vae)
+    for name, start in joint.POOLS.items():
+        build_pool(root / "run", 6, start=start, p_growth=0.0, vae=vae, name=name)
     return {"init": init, "dir": root / "run", "root": root}
 
 
@@ -43,6 +44,65 @@ def test_single_frames_and_anchored_clips_are_the_batches(run):
     torch.manual_seed(0)
     assert torch.equal(again, data.clips(rng_for(0, 1), 3)[0])   # deterministic in the step and torch seed
     assert again_captions == captions
+
+
+def test_the_centre_pool_gives_its_share_of_clips_read_forwards_from_frame_0(run):
+    """centre_share of a step's clips come from pool_centre, from its frame 0 as rendered (never reversed
+    or offset: its frame 0 is the centre whatever the caption says); without a share it is not even read."""
+    from vidlab.training.common import rng_for
+    parts = joint.load_parts(run["init"])
+    data = joint.Batches(run["dir"], parts["vae"], centre_share=0.5)
+    data._normalise = lambda mean, std: mean           # the posterior means as cached, no sample drawn
+    centre = load_file(run["dir"] / "pool_centre.safetensors")["mean"]
+    centred = load_file(run["dir"] / "pool.safetensors")["mean"]
+    for step in range(4):
+        x, captions = data.clips(rng_for(0, step), 4)
+        assert x.shape[0] == 4 and len(captions) == 4
+        for clip in x[2:]:  # the last two: frames 0-7 of a centre clip, as rendered
+            assert any(torch.equal(clip.permute(1, 0, 2, 3), c[:8]) for c in centre)
+        for clip in x[:2]:  # the first two: the centred pool, read either way, from frame 0 or 1
+            assert any(torch.equal(clip.permute(1, 0, 2, 3), c_[o:o + 8]) for c in centred
+                       for c_ in (c, c.flip(0)) for o in (0, 1))
+    assert joint.Batches(run["dir"], parts["vae"]).centre is None
+    with pytest.raises(ValueError, match="centre_share=1.5"):
+        joint.joint_stage(run["dir"], "clips", run["init"], centre_share=1.5)
+
+
+@pytest.mark.parametrize("start", ["fits", "centred", "centre"])
+def test_where_frame_0_is_drawn(start):
+    """'centre' puts every clip's frame 0 near the centre whatever its motion (the subject may leave);
+    the others keep the whole path inside the frame, 'centred' with its midpoint at the centre."""
+    import numpy as np
+    from vidlab.world.clips import CENTRED_JITTER, random_clip
+    from vidlab.world.shapes import IMAGE_SIZE
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        clip = random_clip(rng, 8, p_still=0.0, p_growth=0.0, p_camera=0.0, start=start)
+        path = np.array([(x, y) for x, y, _, _ in clip.trajectory()])
+        inside = bool(((path - clip.scene.radius - 1 >= -1e-6) & (path + clip.scene.radius + 1 <= IMAGE_SIZE + 1e-6)).all())
+        if start == "centre":
+            assert np.abs(path[0] - IMAGE_SIZE / 2).max() <= CENTRED_JITTER and clip.direction is not None
+        else:
+            assert inside
+        if start == "centred":
+            assert np.abs((path[0] + path[-1]) / 2 - IMAGE_SIZE / 2).max() <= CENTRED_JITTER + 1e-6
+    with pytest.raises(ValueError, match="start='middle'"):
+        random_clip(rng, 8, start="middle")
+
+
+def test_the_clip_pass_measure_reads_directions_from_a_centre_frame_0(run):
+    """anchored_numbers runs end to end on an untrained model (numbers in [0, 1]); its direction reader
+    follows a subject that leaves the frame, and the ground truth of every test motion reads right."""
+    from vidlab.training import wan_ladder
+    clips = wan_ladder.centre_motions(16)
+    assert [(c.direction, c.speed) for c in clips[:16]] == [(d, s) for d in wan_ladder.DIRECTIONS
+                                                            for s in wan_ladder.SPEEDS]
+    assert all(wan_ladder.direction_seen(c.render()) == c.direction for c in clips)
+    from diffusers import WanPipeline
+    pipe = WanPipeline.from_pretrained(run["init"])
+    pipe.set_progress_bar_config(disable=True)
+    numbers = wan_ladder.anchored_numbers(pipe, n=2, steps=2)
+    assert numbers["n"] == 2 and 0.0 <= numbers["direction_right"] <= 1.0 and 0.0 <= numbers["opposite_right"] <= 1.0
 
 
 def test_clip_loss_ignores_frame_0_and_gives_it_clean():
@@ -72,7 +132,7 @@ def test_clip_loss_ignores_frame_0_and_gives_it_clean():
 @pytest.mark.parametrize("stage", joint.STAGES)
 def test_a_resumed_stage_ends_where_an_unbroken_one_does(run, stage, tmp_path):
     import shutil
-    for name in ("frames.safetensors", "pool.safetensors"):
+    for name in ("frames.safetensors", *(f"{p}.safetensors" for p in joint.POOLS)):
         for d in (tmp_path / "a", tmp_path / "b"):
             d.mkdir(exist_ok=True)
             shutil.copy(run["dir"] / name, d / name)

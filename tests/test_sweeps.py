@@ -418,7 +418,7 @@ def test_sigkill_mid_sweep_then_resume_computes_each_point_once(tmp_path):
 
 def test_one_sweep_at_a_time_per_store(tmp_path):
     with ResultsStore(tmp_path).exclusive():
-        with pytest.raises(RuntimeError, match=f"another sweep is running on the store {tmp_path} .lock held by pid"):
+        with pytest.raises(RuntimeError, match=f"another sweep is writing into {tmp_path} .lock held by pid"):
             run_sweep(make_spec(), tmp_path, point_fn=metrics_of, progress=False)
     assert run_sweep(make_spec(), tmp_path, point_fn=metrics_of, progress=False).computed == 6
 

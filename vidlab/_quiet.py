@@ -35,3 +35,15 @@ def install() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Mute) for f in logger.filters):
             logger.addFilter(_Mute(muted))
+
+
+def loading_bars(show: bool) -> None:
+    """Show or hide the progress bars diffusers and transformers draw while loading a model (the command
+    line hides them: its own output is what a user reads, and an error stays one line)."""
+    import os
+
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0" if show else "1"
+    for module in (diffusers_logging, transformers_logging):
+        (module.enable_progress_bar if show else module.disable_progress_bar)()

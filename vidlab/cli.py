@@ -1,21 +1,74 @@
-"""The `vidlab` command: schema, generate, demo, sweep, rerun."""
+"""The `vidlab` command: schema, generate, demo, sweep, summarize, rerun.
+
+A user's mistake (a bad field, file, option, model, device; `errors.user_error_types`) is one line on
+stderr and exit status 2, before any model loads where it can be told then; `--debug` shows the
+traceback. A full disk is one line too. Anything else is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
+
+from ._version import __version__
+from .errors import UserInputError, one_line
 
 
 def _parse_option(text: str) -> tuple[str, object]:
     """'key=value' with value read as JSON when it parses, else as a string."""
     if "=" not in text:
-        raise SystemExit(f"option {text!r} must look like key=value")
+        raise UserInputError("-o", text, "is not key=value (the value read as JSON where it parses, e.g. "
+                                         "-o strength=0.6)")
     key, value = text.split("=", 1)
     try:
         return key, json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return key, value
+    except ValueError as err:  # an integer past Python's digit limit
+        raise UserInputError(f"-o {key}", value, f"is not a readable value ({err})") from None
+
+
+def _read_request(path: str):
+    from .config import parse_request
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise UserInputError("request", path, "does not exist: give a request JSON file") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as err:
+        raise UserInputError("request", path, f"cannot be read as a JSON file ({type(err).__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserInputError("request", path, f"is not valid JSON ({err})") from None
+    except (RecursionError, ValueError) as err:  # nested past the recursion limit; an int past the digit limit
+        raise UserInputError("request", path, f"is not a readable JSON file ({type(err).__name__}: "
+                                              f"{' '.join(str(err).split())[:120]})") from None
+    return parse_request(data)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove `.tmp-<pid>-*` files of processes that no longer run (a killed `generate`'s); returns them."""
+    from .io.atomic import TMP_MARK
+    removed = []
+    for path in folder.glob(f"{TMP_MARK}*") if folder.is_dir() else []:
+        pid = path.name[len(TMP_MARK):].split("-", 1)[0]
+        if path.is_file() and pid.isdigit() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def cmd_schema(args) -> int:
@@ -25,17 +78,23 @@ def cmd_schema(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .config import RequestError, parse_request
-    from .generate import generate
+    from ._quiet import loading_bars
+    from .generate import check_inputs, generate
+    from .io.lock import folder_lock
 
-    try:
-        request = parse_request(Path(args.request).read_text())
-    except RequestError as err:
-        print(err, file=sys.stderr)
-        return 2
+    request = _read_request(args.request)
     options = dict(_parse_option(o) for o in args.option)
-    video = generate(request, strategy=args.strategy, model=args.model, device=args.device, **options)
-    path = video.save(Path(args.out) / "video.mp4")
+    check_inputs(request, args.strategy, args.model, args.device, options)  # before any model loads
+    if args.check:
+        print(f"valid: {request.num_frames} frames at {request.width}x{request.height}, strategy {args.strategy!r}, "
+              f"model {args.model!r}")
+        return 0
+    loading_bars(False)
+    out = Path(args.out)
+    with folder_lock(out, "vidlab generate"):
+        clean_stale_temporaries(out)
+        video = generate(request, strategy=args.strategy, model=args.model, device=args.device, **options)
+        path = video.save(out / "video.mp4")
     print(f"wrote {path} and {path.with_suffix('.json')} ({video.num_frames} frames at {video.fps} fps, "
           f"{video.record['timing']['seconds']:.1f} s)")
     return 0
@@ -45,6 +104,15 @@ def cmd_demo(args) -> int:
     from .quickstart import run_quickstart
     paths = run_quickstart(args.out, prompt=args.prompt, strategy=args.strategy)
     for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    from .experiments.summary import write_summary
+    if not (Path(args.store) / "sweep.json").exists():
+        raise UserInputError("store", args.store, "is not a sweep's results folder (no sweep.json in it)")
+    for name, path in write_summary(args.store).items():
         print(f"{name}: {path}")
     return 0
 
@@ -61,6 +129,8 @@ def cmd_rerun(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vidlab", description="diffusion text-to-video research workbench")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
+    parser.add_argument("--version", action="version", version=f"vidlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("schema", help="print the JSON Schema of a generation request").set_defaults(fn=cmd_schema)
     g = sub.add_parser("generate", help="generate a video from a request JSON file")
@@ -70,19 +140,50 @@ def main(argv=None) -> int:
     g.add_argument("--model", default="shapes-tiny")
     g.add_argument("--device", default=None)
     g.add_argument("-o", "--option", action="append", default=[], help="strategy option key=value (JSON value)")
+    g.add_argument("--check", action="store_true", help="check the request, options, model and device; run nothing")
     g.set_defaults(fn=cmd_generate)
     d = sub.add_parser("demo", help="the quickstart on the offline zoo: MP4, metrics table and plot")
     d.add_argument("--out", default="results/demo")
     d.add_argument("--prompt", default=None)
     d.add_argument("--strategy", default="frame_chain")
     d.set_defaults(fn=cmd_demo)
+    s = sub.add_parser("summarize", help="write summary.csv and summary.png of a sweep's results store")
+    s.add_argument("store")
+    s.set_defaults(fn=cmd_summarize)
     for name, fn, text in (("sweep", cmd_sweep, "run a sweep spec (YAML); resumable"),
                            ("rerun", cmd_rerun, "rerun a notebook with strictly checked parameters")):
-        s = sub.add_parser(name, help=text, add_help=False)
+        s = sub.add_parser(name, help=text, add_help=False)  # its own parser reads the rest, -h included
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(fn=fn)
-    args = parser.parse_args(argv)
-    return args.fn(args)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command not in ("sweep", "rerun"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.rest = extra + args.rest  # options before the first positional (`vidlab sweep -h`) are its own
+    return run_command(args.fn, args, args.command, args.debug)
+
+
+def run_command(fn, args, command: str, debug: bool = False) -> int:
+    """fn(args), with every user error (and a full disk) as one line on stderr and exit status 2."""
+    from .errors import user_error_types
+    try:
+        return fn(args)
+    except user_error_types() as err:
+        if debug:
+            raise
+        print(f"vidlab {command}: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if debug or err.errno != errno.ENOSPC:
+            raise
+        print(f"vidlab {command}: {one_line(err)}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        if debug:
+            raise
+        print(f"vidlab {command}: an input is nested too deeply to read (Python's recursion limit is "
+              f"{sys.getrecursionlimit()} levels); flatten it", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -223,6 +223,14 @@ def _allowed(model: type[BaseModel], loc: tuple) -> str:
     return ", ".join(bounds)
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+MISSING = _Missing()  # the value named in a problem with a required field that was not given
+
+
 def format_validation_error(model: type[BaseModel], err: ValidationError) -> RequestError:
     problems = []
     for e in err.errors():
@@ -230,7 +238,8 @@ def format_validation_error(model: type[BaseModel], err: ValidationError) -> Req
         field = ".".join(str(p) for p in loc) or "(request)"
         allowed = _allowed(model, loc)
         msg = e["msg"] + (f" (allowed: {allowed})" if allowed else "")
-        problems.append((field, e.get("input"), msg))
+        value = MISSING if e["type"] == "missing" else e.get("input")  # pydantic gives the whole parent there
+        problems.append((field, value, msg))
     return RequestError(model.__name__, problems)
 
 

@@ -8,7 +8,7 @@ import torch
 from .backends import Backend, load_backend
 from .config import (DEFAULT_BATCH_PIXEL_FRAMES, DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget,
                      parse_request, seed_batch_splits)
-from .strategies import BATCHED_STRATEGIES, STRATEGIES, batches_on, check_seed_batch
+from .strategies import BATCHED_STRATEGIES, STRATEGIES, batches_on, check_options, check_seed_batch
 from .strategies.effects import color_grade
 from .strategies.video_fields import unseen_words
 from .video import Video, git_commit, library_versions, measured
@@ -54,8 +54,7 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
     """
     # 1. check inputs, before any model loads
     requests = [r if isinstance(r, GenerationRequest) else parse_request(r) for r in requests]
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
+    check_options(strategy, options)
     check_seed_batch(requests)
     check_budget(requests[0], budget)
     # a bad budget is refused before any model loads; 'auto' needs the model's device and family
@@ -99,6 +98,18 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
         }
         videos.append(Video(frames.to(torch.float32), r.fps, record))
     return videos
+
+
+def check_inputs(request: GenerationRequest, strategy: str, model: str, device: str | None, options: dict,
+                 budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES) -> None:
+    """What `generate` would refuse, told before any model loads: the strategy and its options, the
+    frame budget, the model (a preset, an existing folder or a hub id) and the device."""
+    from .backends.loading import check_device
+    from .backends.presets import resolve
+    check_options(strategy, options)
+    check_budget(request, budget)
+    resolve(model)
+    check_device(device)
 
 
 def replay(record: dict, callback=None) -> Video:

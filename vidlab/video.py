@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import platform
 import resource
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .io.atomic import atomic_write_json
+from .io.atomic import atomic_output, atomic_write_json
 
 
 @dataclasses.dataclass
@@ -32,21 +33,56 @@ class Video:
         return self.frames.shape[0]
 
     def save(self, path: str | Path) -> Path:
-        """Write the MP4 and a JSON manifest (`<name>.json`) beside it; returns the MP4 path."""
+        """Write the MP4 and a JSON manifest (`<name>.json`) beside it; returns the MP4 path.
+
+        The pair is one unit: the manifest carries the MP4's sha256 (`"video": {"file", "sha256"}`),
+        the MP4 is encoded to a temporary file first, the manifest is moved into place, then the
+        MP4. A process killed between the two moves leaves a manifest that names another video,
+        which `read_manifest` refuses; never a pair that silently disagrees.
+        """
         from .io import write_mp4
 
         path = Path(path)
         if path.suffix != ".mp4":
             path = path / "video.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_mp4(self.frames, path, fps=self.fps)
-        atomic_write_json(path.with_suffix(".json"), self.record)
+        with atomic_output(path) as tmp:
+            write_mp4(self.frames, tmp, fps=self.fps)
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            atomic_write_json(path.with_suffix(".json"), {**self.record, "video": {"file": path.name, "sha256": digest}})
         return path
 
     def display(self, width: int = 256):
         """Inline HTML5 video for a notebook."""
         from .io import display_video
         return display_video(self.frames, fps=self.fps, width=width)
+
+
+class MismatchedPairError(ValueError):
+    """A video's manifest does not describe the MP4 beside it (a write was interrupted between the two)."""
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest (`<name>.json`) of a saved MP4, checked against the MP4's sha256.
+
+    MismatchedPairError when the manifest names another video (an interrupted `save`) or the MP4 is
+    missing; a manifest written before the pair carried a sha256 is returned unchecked.
+    """
+    from .errors import read_json_config
+    path = Path(path)
+    manifest = read_json_config(path.with_suffix(".json"))
+    video = manifest.get("video")
+    if video is None:
+        return manifest
+    if not path.exists():
+        raise MismatchedPairError(f"{path.with_suffix('.json')} describes {path.name}, which is missing; "
+                                  f"generate it again")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != video.get("sha256"):
+        raise MismatchedPairError(f"{path.with_suffix('.json')} describes another video than {path} (sha256 "
+                                  f"{str(video.get('sha256'))[:12]}... vs {digest[:12]}...): a save was interrupted; "
+                                  f"generate it again")
+    return manifest
 
 
 def library_versions() -> dict:

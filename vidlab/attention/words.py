@@ -137,3 +137,24 @@ def find_word(words: list[Word], text: str) -> list[Word]:
     if not hits:
         raise KeyError(f"word={text!r} is not in the prompt; its words are {[w.text for w in words]}")
     return hits
+
+
+def subject_word(names: list[str], word: str = "") -> str:
+    """The word whose map to show: `word` when the prompt has it (case-insensitive); with `word` empty,
+    the prompt's first shape word of the shapes world (circle, box, ...), else its first word.
+    A word the prompt lacks raises UserInputError listing the prompt's words.
+
+    >>> subject_word(["a", "red", "box", "moves"]), subject_word(["a", "red", "box"], "RED")
+    ('box', 'red')
+    """
+    from ..errors import UserInputError
+    from ..world.captions import SHAPE_WORDS
+    lowered = {n.lower(): n for n in names}
+    if word:
+        if word.lower() not in lowered:
+            raise UserInputError("word", word, f"is not a word of the prompt; its words are {list(names)}")
+        return lowered[word.lower()]
+    shapes = {form for forms in SHAPE_WORDS.values() for form in forms}
+    if not names:
+        raise UserInputError("prompt", "", "has no words to map")
+    return next((n for n in names if n.lower() in shapes), names[0])

@@ -7,6 +7,7 @@ how tests load tiny real-format components and how an offline machine points at 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 ZOO_PATH = Path(__file__).resolve().parent.parent / "zoo" / "shapes-tiny"
@@ -68,6 +69,24 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def looks_like_path(text: str) -> bool:
+    """Written as a path: absolute, relative from '.', '..' or '~', a backslash, or more than one '/'."""
+    return (text.startswith(("/", "./", "../", "~", ".")) or "\\" in text or text.count("/") > 1
+            or text.endswith("/"))
+
+
+def is_hub_id(text: str) -> bool:
+    """'org/name' as the hub spells ids; a path (`looks_like_path`) never is one.
+
+    >>> is_hub_id("runwayml/stable-diffusion-v1-5"), is_hub_id("/data/models/sd15"), is_hub_id("./sd15/")
+    (True, False, False)
+    """
+    return bool(HUB_ID.match(text)) and not looks_like_path(text) and ".." not in text
+
+
 def resolve(model: str | Preset, family: str | None = None, **overrides: str | None) -> Preset:
     """A preset by name, or a preset made for a local folder / hub id.
 
@@ -88,10 +107,14 @@ def resolve(model: str | Preset, family: str | None = None, **overrides: str | N
             video_unet = str(local / "video_unet") if (local / "video_unet").exists() else None
             wan = str(local / "wan") if (local / "wan").exists() else None
             preset = Preset(str(model), family or "sd", str(local), controlnet, adapter, lora, video_unet, wan)
-        elif "/" in model:  # a hub id
+        elif is_hub_id(model):
             preset = Preset(model, family or "sd", model)
         else:
-            raise ValueError(f"model={model!r} is not a preset {sorted(PRESETS)}, an existing folder or a hub id 'org/name'")
+            from ..errors import UserInputError
+            what = ("is a path to no folder (nothing at " + str(local.absolute()) + ")" if looks_like_path(model)
+                    else "is not a preset")
+            raise UserInputError("model", model, f"{what}; allowed: a preset {sorted(PRESETS)}, an existing "
+                                                 "diffusers folder, or a hub id 'org/name'")
     if family is not None and family != preset.family:
         preset = dataclasses.replace(preset, family=family)
     unknown = set(overrides) - set(PARTS)

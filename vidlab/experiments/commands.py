@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from ..config import RequestError
+from ..errors import one_line
 from .rerun import ParameterError, coerce_cli_params, declared_parameters, rerun_notebook
-from .spec import load_sweep_spec
+from .spec import MAX_POINTS, check_grid, load_sweep_spec
 from .sweep import run_sweep
 
 
@@ -33,13 +34,23 @@ def sweep_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-hash", default=None, help="skip loading the model to read its weights hash")
     parser.add_argument("--baseline-seconds", type=float, default=None,
                         help="the slowdown alert's baseline (default: median of the first 3 ok points)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--max-points", type=int, default=MAX_POINTS,
+                        help=f"the largest grid run (default {MAX_POINTS:,}); a larger spec is refused before it starts")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars, model loading's included")
+    parser.add_argument("--check", action="store_true",
+                        help="check the spec and its grid (no model loads, nothing runs) and print the grid's size")
     args = parser.parse_args(argv)
     try:
         spec = load_sweep_spec(args.spec)
     except (RequestError, OSError) as err:
-        print(err, file=sys.stderr)
+        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
         return 2
+    if args.check:
+        print(f"sweep {spec.name!r}: {check_grid(spec, args.max_points):,} points, every value valid")
+        return 0
+    if args.no_progress:
+        from .._quiet import loading_bars
+        loading_bars(False)
     store = args.store or Path("results") / "sweeps" / spec.name
     executor = args.executor
     try:
@@ -49,9 +60,10 @@ def sweep_main(argv: list[str] | None = None) -> int:
             from .executors import RayExecutor
             executor = RayExecutor(address=args.ray_address)
         report = run_sweep(spec, store, weights_hash=args.weights_hash, progress=not args.no_progress,
-                           executor=executor, baseline_seconds=args.baseline_seconds, batch_seeds=args.batch_seeds)
+                           executor=executor, baseline_seconds=args.baseline_seconds, batch_seeds=args.batch_seeds,
+                           max_points=args.max_points)
     except (ValueError, RuntimeError, ImportError) as err:  # bad value, strategy or model; a locked store; no ray
-        print(err, file=sys.stderr)
+        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
         return 2
     finally:
         if not isinstance(executor, str):
@@ -77,12 +89,12 @@ def rerun_main(argv: list[str] | None = None) -> int:
             return 0
         params = coerce_cli_params(args.notebook, [tuple(p) for p in args.parameter])
     except (ParameterError, OSError) as err:
-        print(err, file=sys.stderr)
+        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
         return 2
     try:
         path = rerun_notebook(args.notebook, params, out_dir=args.out, cwd=args.cwd, kernel_name=args.kernel)
     except ParameterError as err:
-        print(err, file=sys.stderr)
+        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - a failing cell: papermill has written the copy with the error
         print(f"{type(err).__name__}: {err}", file=sys.stderr)

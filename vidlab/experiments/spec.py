@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,11 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from ..config import GenerationRequest, RequestError, Strict, parse_request
+from ..errors import short
 
 OPTION_PREFIX = "options."
 ID_LENGTH = 16  # hex chars of the sha256 kept in a point id
+MAX_POINTS = 10_000  # the largest grid a spec may ask for unless the caller raises it (`vidlab sweep --max-points`)
 # a sweep's name names its folder: no separator, no leading dot, so never '..' or an absolute path
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
@@ -70,10 +73,11 @@ class SweepSpec(Strict):
             for v in values:
                 try:
                     key = canonical_json(v)
-                except (TypeError, ValueError) as err:
-                    raise ValueError(f"axis {axis!r} value {v!r} is not representable as JSON ({err})") from None
+                except (TypeError, ValueError, RecursionError) as err:
+                    raise ValueError(f"axis {axis!r} value {short(v)} is not representable as JSON "
+                                     f"({type(err).__name__}: {short(str(err))})") from None
                 if key in seen:
-                    raise ValueError(f"axis {axis!r} lists the value {v!r} twice")
+                    raise ValueError(f"axis {axis!r} lists the value {short(v)} twice")
                 seen.add(key)
         return axes
 
@@ -83,8 +87,9 @@ class SweepSpec(Strict):
         for key, v in options.items():
             try:
                 canonical_json(v)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"option {key!r} value {v!r} is not representable as JSON ({err})") from None
+            except (TypeError, ValueError, RecursionError) as err:
+                raise ValueError(f"option {key!r} value {short(v)} is not representable as JSON "
+                                 f"({type(err).__name__}: {short(str(err))})") from None
         return options
 
     @model_validator(mode="after")
@@ -107,22 +112,59 @@ def check_axis_name(axis: str) -> None:
                          f"or '{OPTION_PREFIX}<name>' for a strategy option")
 
 
+def repeated_key(node) -> tuple[str, int, int] | None:
+    """The first mapping key written twice in a composed YAML node tree: (key, first line, second line).
+    Plain YAML loading keeps the last of the two silently."""
+    stack, visited = [node], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:  # an alias repeats a node (or holds itself: `&a [*a]`)
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        return key.value, seen[key.value] + 1, key.start_mark.line + 1
+                    seen[key.value] = key.start_mark.line
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
+
+
 def load_sweep_spec(path: str | Path) -> SweepSpec:
-    """Read a YAML sweep spec (`yaml.safe_load`: no Python objects); a bad field raises RequestError."""
+    """Read a YAML sweep spec (safe loading: no Python objects; a key given twice is refused); a bad field
+    raises RequestError."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        text = path.read_text()
+        twice = repeated_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text) if twice is None else None
+    except RecursionError:
+        raise RequestError(f"SweepSpec ({path})", [("(yaml)", path.name, "nested too deeply to read")]) from None
+    except ValueError as err:  # a value YAML parsed but Python cannot hold, e.g. an int past the digit limit
+        if isinstance(err, UnicodeDecodeError):
+            raise RequestError(f"SweepSpec ({path})", [("(yaml)", path.name, f"not UTF-8 text ({err.reason})")]) from None
+        raise RequestError(f"SweepSpec ({path})", [("(yaml)", path.name, f"a value cannot be read: "
+                                                    f"{short(str(err))}")]) from None
+    except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
         raise RequestError(f"SweepSpec ({path})", [("(yaml)", path.name, f"not valid YAML{at}: "
                                                     f"{getattr(err, 'problem', None) or err}")]) from None
+    if twice is not None:
+        raise RequestError(f"SweepSpec ({path})", [(twice[0], "(given twice)", f"the key appears at lines "
+                                                    f"{twice[1]} and {twice[2]}; keep one")])
     if not isinstance(data, dict):
         raise RequestError(f"SweepSpec ({path})", [("(spec)", type(data).__name__, "the YAML must be a mapping")])
     try:
         return parse_request(data, SweepSpec)
     except RequestError as err:
         raise RequestError(f"SweepSpec ({path})", err.problems) from None
+    except RecursionError:
+        raise RequestError(f"SweepSpec ({path})", [("(spec)", path.name, "nested too deeply to read")]) from None
 
 
 def canonical_json(obj) -> str:
@@ -170,21 +212,55 @@ class Point:
         return GenerationRequest.model_validate(self.config["request"])
 
 
-def expand_grid(spec: SweepSpec, weights_hash: str = "") -> list[Point]:
-    """The cartesian product of the axes, in order (first axis slowest), each point validated.
+def check_grid(spec: SweepSpec, max_points: int = MAX_POINTS, strategy_options: bool = True) -> int:
+    """The grid's size, from the axes' lengths (nothing enumerated), after checking every axis value alone.
 
-    A value that makes an invalid request raises RequestError naming `axes.<axis>` and the value,
-    before any point runs. With no axes the grid is the base request alone.
+    RequestError, before any point runs or any model loads, for: a grid over `max_points`; a value
+    that makes an invalid request (naming `axes.<axis>` and the value); values of one axis that are
+    the same after validation (`seed: [1, 1.0, "1"]` would be one point three times). With
+    `strategy_options`, `options` and each `options.<name>` value are checked by the strategy's
+    option model too (`strategies.check_options`).
     """
+    size = math.prod(len(v) for v in spec.axes.values())
+    if size > max_points:
+        raise RequestError("SweepSpec", [("axes", " x ".join(str(len(v)) for v in spec.axes.values()),
+                                          f"make {size:,} points, over the limit of {max_points:,}; "
+                                          f"shrink an axis or raise the limit (vidlab sweep --max-points N)")])
     base = spec.base_request.model_dump(mode="json")
-    # 1. each axis value alone on the base request: the error names exactly one axis and value
     problems = []
+    if strategy_options:
+        from ..strategies import STRATEGIES
+        if spec.strategy not in STRATEGIES:
+            problems.append(("strategy", spec.strategy, f"is not one of {sorted(STRATEGIES)}"))
+            strategy_options = False
+    if strategy_options:
+        problems += _option_problems(spec, "options", dict(spec.options))
     for axis, values in spec.axes.items():
+        normalised = {}
         for value in values:
-            problems += _value_problems(axis, value, base)
+            found, same = _value_problems(spec, axis, value, base, strategy_options)
+            problems += found
+            if not found:
+                key = canonical_json(same)
+                if key in normalised:
+                    problems.append((f"axes.{axis}", [normalised[key], value],
+                                     f"both validate to {short(same)}: one point twice; keep one"))
+                normalised.setdefault(key, value)
     if problems:
         raise RequestError("SweepSpec", problems)
-    # 2. every combination: fields can constrain each other (keyframe times vs duration)
+    return size
+
+
+def expand_grid(spec: SweepSpec, weights_hash: str = "", max_points: int = MAX_POINTS,
+                strategy_options: bool = True) -> list[Point]:
+    """The cartesian product of the axes, in order (first axis slowest), each point validated.
+
+    `check_grid` first (its RequestErrors, before any point runs). With no axes the grid is the base
+    request alone.
+    """
+    check_grid(spec, max_points, strategy_options)
+    base = spec.base_request.model_dump(mode="json")
+    # every combination: fields can constrain each other (keyframe times vs duration)
     names = list(spec.axes)
     points = []
     for index, combo in enumerate(itertools.product(*spec.axes.values())):
@@ -211,12 +287,33 @@ def _point_config(spec: SweepSpec, base: dict, axis_values: dict) -> dict:
             "options": options}
 
 
-def _value_problems(axis: str, value, base: dict) -> list[tuple[str, Any, str]]:
-    """Problems of the axis's own field; cross-field ones wait for the combinations (step 2)."""
+def _value_problems(spec: SweepSpec, axis: str, value, base: dict, strategy_options: bool):
+    """Problems of the axis's own field (cross-field ones wait for the combinations), and the value as
+    validated (what two values must not share)."""
     if axis.startswith(OPTION_PREFIX):
-        return []  # strategy options are checked by the strategy itself
+        name = axis[len(OPTION_PREFIX):]
+        if not strategy_options:
+            return [], value
+        found = _option_problems(spec, f"axes.{axis}", {name: value}, name)  # `options` has its own check
+        return found, (None if found else _validated_options(spec, {name: value}).get(name, value))
     try:
-        parse_request({**base, axis: value})
+        validated = parse_request({**base, axis: value}).model_dump(mode="json")
     except RequestError as err:
-        return [(f"axes.{axis}", value, p[2]) for p in err.problems if p[0] == axis or p[0].startswith(axis + ".")]
+        found = [(f"axes.{axis}", value, p[2]) for p in err.problems if p[0] == axis or p[0].startswith(axis + ".")]
+        return found, None
+    return [], validated[axis]
+
+
+def _validated_options(spec: SweepSpec, options: dict) -> dict:
+    from ..strategies import check_options
+    return check_options(spec.strategy, options).model_dump(mode="json")
+
+
+def _option_problems(spec: SweepSpec, where: str, options: dict, only: str | None = None) -> list:
+    """The strategy option model's problems with `options` (only the option `only`'s, when given)."""
+    try:
+        _validated_options(spec, options)
+    except RequestError as err:
+        return [(f"{where}.{field}" if only is None else where, value, msg) for field, value, msg in err.problems
+                if only is None or field.split(".")[0] == only]
     return []

@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import time
@@ -33,7 +32,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..io.atomic import TMP_MARK, atomic_move, atomic_write_bytes, atomic_write_json, is_temp
+from ..io.lock import folder_lock
 from .spec import Point
+
+
+class DiskFullError(OSError):
+    """The store's disk filled during a sweep: what is done is kept, the rest resumes on a rerun."""
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.parquet"
@@ -200,31 +204,10 @@ class ResultsStore:
 
     @contextlib.contextmanager
     def exclusive(self):
-        """Hold the store's lock file while a sweep runs: a second sweep on the same store is an error.
-
-        An OS lock (flock), so a killed sweep releases it with its process; where flock does not
-        exist (Windows) nothing is locked.
-        """
-        try:
-            import fcntl
-        except ImportError:
+        """Hold the store's lock file while a sweep runs: a second sweep on the same store is an error
+        (`io.lock.FolderLockedError`). An OS lock, so a killed sweep releases it with its process."""
+        with folder_lock(self.root, "sweep"):
             yield self
-            return
-        with open(self.root / ".lock", "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                raise RuntimeError(f"another sweep is running on the store {self.root} "
-                                   f"(lock held by pid {fh.read().strip() or '?'})") from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()))
-            fh.flush()
-            try:
-                yield self
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def clean_temp(self) -> list[Path]:
         """Remove leftovers of the store's own interrupted writes; returns what was removed.

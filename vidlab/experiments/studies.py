@@ -33,7 +33,7 @@ import torch
 from .batching import generate_points
 from .spec import SweepSpec
 from .points import generate_point
-from .sweep import SweepReport, check_strategy, default_weights_hash, run_sweep
+from .sweep import SweepReport, default_weights_hash, run_sweep
 
 DEFAULT_PROMPT = "a red circle in the top left on a white background"
 DEFAULT_CHANGE_PROMPT = "a red circle in the bottom right on a white background"
@@ -162,13 +162,14 @@ def segment_decay_specs(segment_counts: Sequence[int], seeds: Sequence[int], pro
                         frames_per_segment: int = 4, fps: int = 16, num_inference_steps: int = 20,
                         transition: str = "none", options: dict | None = None,
                         model: str = "shapes-tiny") -> list[SweepSpec]:
-    """03: one segment_chain spec per segment count; each segment `frames_per_segment` frames long."""
-    transition_frames = {"none": 0, "crossfade": 2, "flow": 2}
-    if transition not in transition_frames:
-        raise ValueError(f"transition={transition!r} is not one of {list(transition_frames)}")
+    """03: one segment_chain spec per segment count; each segment `frames_per_segment` frames long (the
+    clip's length from `segment_chain.frames_for`, so custom crossfade weights count too)."""
+    from ..config import parse_request
+    from ..strategies.segment_chain import SegmentChainOptions, frames_for
+    chain_options = parse_request({**(options or {}), "transition": transition}, SegmentChainOptions)
     specs = []
     for n in segment_counts:
-        num_frames = n * frames_per_segment + transition_frames[transition] * (n - 1)
+        num_frames = frames_for(n, frames_per_segment, chain_options)
         request = {"prompt": prompt, "duration": num_frames / fps, "fps": fps,
                    "num_inference_steps": num_inference_steps}
         specs.append(SweepSpec(name=f"segment_decay_{n}", base_request=request, strategy="segment_chain",
@@ -251,6 +252,7 @@ def run_study(specs: SweepSpec | Sequence[SweepSpec], store_dir: str | Path, pro
     axis values, metrics, wall time and error (see `ResultsStore.table`).
     """
     specs = [specs] if isinstance(specs, SweepSpec) else list(specs)
+    from ..strategies import check_strategy
     for spec in specs:  # a misspelt strategy is an error before any point runs
         check_strategy(spec.strategy)
     reports = []

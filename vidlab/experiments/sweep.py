@@ -19,6 +19,7 @@ writes into a store (a lock file; a second one raises RuntimeError).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import time
 import traceback
 import warnings
@@ -33,17 +34,10 @@ from .executors import get_executor
 from .memory import PeakMemory
 from .monitor import SlowdownAlert, SlowdownMonitor, compare_with_last_run, points_table
 from .points import generate_point
-from .spec import Point, SweepSpec, code_identity, expand_grid, load_sweep_spec
-from .store import ResultsStore
+from .spec import MAX_POINTS, Point, SweepSpec, check_grid, code_identity, expand_grid, load_sweep_spec
+from .store import DiskFullError, ResultsStore
 
 PointFn = Callable[[dict], tuple]  # config -> (metrics: dict[str, float], video or None)
-
-
-def check_strategy(strategy: str) -> None:
-    """A strategy name `generate` will accept, checked before the first point rather than at every one."""
-    from ..strategies import STRATEGIES
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} is not one of {sorted(STRATEGIES)}")
 
 
 def default_weights_hash(model: str) -> str:
@@ -122,6 +116,8 @@ def record_point(point: Point, output, store: ResultsStore, attempts: int, wall:
                    video=video, weights_hash=weights_hash, sweep=sweep, extra=extra)
         return PointResult(point.point_id, "ok", attempts, wall, memory.get("peak_memory_bytes"), batch_size=batch_size)
     except Exception as err:  # noqa: BLE001 - one bad point must not stop the sweep
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise  # a full disk is not the point's fault: the sweep stops (run_sweep says so), nothing is recorded
         error, retryable = f"{type(err).__name__}: {err}", is_retryable(err)
         try:
             store.save(point, status="failed", attempts=attempts, wall_time_s=wall, memory=memory,
@@ -225,7 +221,7 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
               weights_hash: str | None = None, progress: bool = True, executor=None,
               baseline_seconds: float | None = None, baseline_points: int = 3,
               trace_python_memory: bool = False, batch_seeds: int = 16, batch_fn: BatchFn | None = None,
-              regression_ratio: float = 1.5) -> SweepReport:
+              regression_ratio: float = 1.5, max_points: int = MAX_POINTS) -> SweepReport:
     """Run the missing points of `spec`'s grid into the store at `store_dir`; resumable.
 
     point_fn: config -> (metrics, video or None); default `generate_point` (vidlab.generate + video_metrics).
@@ -240,18 +236,22 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
     trace_python_memory: also record the tracemalloc peak of Python allocations (slower).
     regression_ratio: a point is flagged `regression` when its time is over this ratio of the last
         run's (see `monitor.compare_with_last_run`).
+    max_points: the largest grid run (`spec.check_grid`); the grid is checked before any model loads,
+        with the strategy's option model when point_fn is the default.
     """
     # 1. the grid, every point validated before any work starts
     if not isinstance(spec, SweepSpec):
         spec = load_sweep_spec(spec)
     if point_fn is None:
+        from ..strategies import check_strategy  # the strategies (torch, diffusers) load only when used
         check_strategy(spec.strategy)
         batch_fn = generate_points if batch_fn is None else batch_fn
     if isinstance(batch_seeds, bool) or not isinstance(batch_seeds, int) or batch_seeds < 1:
         raise ValueError(f"batch_seeds={batch_seeds!r} must be an integer >= 1 (1: no batching)")
+    check_grid(spec, max_points, strategy_options=point_fn is None)  # before the model loads for its hash
     if weights_hash is None:
         weights_hash = default_weights_hash(spec.model) if point_fn is None else ""
-    points = expand_grid(spec, weights_hash)
+    points = expand_grid(spec, weights_hash, max_points, strategy_options=point_fn is None)
     owned = executor is None or isinstance(executor, str)  # made here: its workers end with the sweep
     executor = get_executor(executor)
 
@@ -264,10 +264,31 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
             report = _run_grid(spec, points, store, task, batch_seeds, progress, executor,
                                SlowdownMonitor(baseline_seconds, baseline_points))
             compare_with_last_run(report, store.root, regression_ratio, executor=getattr(executor, "name", "custom"))
+            _summarize(store.root)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        done = sum(1 for p in points if (store.verify(p.point_id)[0] or {}).get("status") == "ok")
+        raise DiskFullError(f"no space left on the device of the store {store.root} ({err.filename or 'a write'}): "
+                            f"{done} of {len(points)} points are done and kept there; free space and rerun the "
+                            f"same command to resume") from err
     finally:
         if owned:
             executor.close()
     return report
+
+
+def _summarize(store_root: Path) -> None:
+    """summary.csv and summary.png of the store (`summary.write_summary`); a figure that cannot be drawn is
+    a warning, never a lost sweep (a full disk still stops it, as every write does)."""
+    from .summary import write_summary
+    try:
+        write_summary(store_root)
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the points are kept whatever the summary does
+        warnings.warn(f"the summary of {store_root} could not be written ({type(err).__name__}: {err}); "
+                      f"`vidlab summarize {store_root}` tries again", stacklevel=3)
 
 
 def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, task: _PointTask, batch_seeds: int,
@@ -325,7 +346,9 @@ def _run_grid(spec: SweepSpec, points: list[Point], store: ResultsStore, task: _
                     computed += 1
                     failures.pop(point.point_id, None)
                     bar.update(1)
-                    alert = monitor.observe(point.point_id, result.wall_time_s)
+                    # a point redone after tampering is no sign of a slower machine: no alert from it
+                    alert = None if point.point_id in recomputed else monitor.observe(point.point_id,
+                                                                                        result.wall_time_s)
                     if alert is not None:
                         bar.write(f"ALERT {alert}")
                 else:

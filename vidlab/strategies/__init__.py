@@ -57,6 +57,20 @@ STRATEGY_OPTIONS = {
 }
 
 
+def check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        from ..errors import UserInputError
+        raise UserInputError("strategy", strategy, f"is not one of {sorted(STRATEGIES)}")
+
+
+def check_options(strategy: str, options: dict):
+    """The options validated by the strategy's option model: RequestError naming each bad one (name, value,
+    what is allowed), before any model loads. Returns the validated model."""
+    from ..config import parse_request
+    check_strategy(strategy)
+    return parse_request(dict(options), STRATEGY_OPTIONS[strategy])
+
+
 def option_defaults(strategy: str) -> dict:
     """The default of every option of `strategy`, as JSON values."""
     model = STRATEGY_OPTIONS[strategy]

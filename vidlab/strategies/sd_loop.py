@@ -296,7 +296,7 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
     if isinstance(generator, list) and len(generator) == 1:
         generator = generator[0]
     if not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength={strength} must be in (0, 1]")
+        raise ValueError(f"strength={strength:.6g} must be in (0, 1]")
     if init_latents is None and strength < 1.0:
         raise ValueError("strength < 1 needs init_latents (img2img)")
     # 1. timesteps; img2img starts at step N - int(N * strength), as the diffusers pipeline does
@@ -306,7 +306,7 @@ def denoise(backend, cond: torch.Tensor, uncond: torch.Tensor, noise: torch.Tens
         start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
         timesteps = timesteps[start * scheduler.order:]
         if len(timesteps) == 0:
-            raise ValueError(f"strength={strength} with num_inference_steps={num_inference_steps} leaves no step")
+            raise ValueError(f"strength={strength:.6g} with num_inference_steps={num_inference_steps} leaves no step")
         latents = scheduler.add_noise(init_latents.to(device, dtype), noise, timesteps[:1].repeat(noise.shape[0]))
     else:
         latents = noise * scheduler.init_noise_sigma

@@ -49,6 +49,26 @@ class SegmentChainOptions(Strict):
     max_retries: int = Field(2, ge=0, le=10)
 
 
+FLOW_TRANSITION_FRAMES = 2  # frames a 'flow' transition puts between two segments
+
+
+def transition_frames(opts: SegmentChainOptions) -> int:
+    """Frames one transition puts between two segments: none 0, crossfade one per weight pair, flow 2."""
+    return {"none": 0, "crossfade": len(opts.crossfade_weights), "flow": FLOW_TRANSITION_FRAMES}[opts.transition]
+
+
+def frames_for(num_segments: int, frames_per_segment: int, options: dict | SegmentChainOptions | None = None) -> int:
+    """The clip length that gives `num_segments` segments of `frames_per_segment` frames each with these
+    options' transitions between them (what a request's duration x fps must come to).
+
+    >>> frames_for(3, 4), frames_for(3, 4, {"transition": "crossfade"}), frames_for(3, 4, {"transition": "crossfade",
+    ...     "crossfade_weights": [[0.5, 0.5]]})
+    (12, 16, 14)
+    """
+    opts = options if isinstance(options, SegmentChainOptions) else SegmentChainOptions.model_validate(options or {})
+    return num_segments * frames_per_segment + transition_frames(opts) * (num_segments - 1)
+
+
 def segment_prompts(request: GenerationRequest, opts: SegmentChainOptions) -> list[str]:
     """Per-segment prompts: explicit, else one segment per keyframe span, else the base prompt."""
     if opts.segment_prompts is not None:
@@ -114,7 +134,7 @@ def segment_chain_batch(backend, requests: list[GenerationRequest], options: dic
     prompts = segment_prompts(request, opts)
     prompts = [p if k == 0 or not opts.consistency_suffix else f"{p} , {opts.consistency_suffix}"
                for k, p in enumerate(prompts)]
-    n_trans = {"none": 0, "crossfade": len(opts.crossfade_weights), "flow": 2}[opts.transition]
+    n_trans = transition_frames(opts)
     from_keyframes = bool(request.keyframes) and opts.num_segments is None and opts.segment_prompts is None
     lengths = (keyframe_lengths(request, n_trans) if from_keyframes
                else segment_lengths(request.num_frames, len(prompts), n_trans))

@@ -9,9 +9,15 @@ those two uses:
 1. `frames`: single frames (`num_frames=1`, 64 tokens: 8x cheaper than a clip) through the same
    `WanTransformer3DModel`, text encoder trained with it. Half the batch are scenes with image
    captions, half the first frames of pool clips with their clip captions (what pass 1 is asked).
-2. `clips`: 8-frame clips of the latent pool (paths centred, 8 directions x 2 speeds, a tenth
-   still), frame 0's latent given clean in the noisy input and the loss on frames 1-7, plus a
-   quarter of every batch single frames (as in `frames`) so drawing is not forgotten.
+2. `clips`: 8-frame clips (8 directions x 2 speeds, a tenth still), frame 0's latent given clean
+   in the noisy input and the loss on frames 1-7, plus a quarter of every batch single frames
+   (as in `frames`) so drawing is not forgotten. The clips come from two latent pools:
+   - `pool`: paths centred in the frame. The subject stays inside, so frame 0 sits on the side
+     opposite the motion and gives the direction away: trained on these alone, the model moved
+     the subject from where frame 0 put it and ignored the caption (measured, see the model card).
+   - `pool_centre`: every clip's frame 0 at the centre, the subject free to leave the frame: from
+     one frame 0 all 16 motions are possible, so only the caption says which (`centre_share` of
+     the clips, read forwards from frame 0).
 
 Both are flow matching (x_s = (1 - s) x_0 + s e, target e - x_0, s drawn with the sampler's
 shift), subject latent cells weighted (`wan.subject_cells`), EMA weights exported. Each stage
@@ -34,6 +40,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -85,41 +92,51 @@ def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int =
     return out
 
 
+POOLS = {"pool": "centred", "pool_centre": "centre"}  # latent pool file -> where its clips' frame 0 is
+
+
 def build_data(run_dir, init=None, frames: int = 12_000, clips: int = 4_000) -> dict:
-    """The frame cache and the centred clip pool, encoded by the VAE of `init` (the zoo's by default)."""
+    """The frame cache and the two clip pools (`POOLS`), encoded by the VAE of `init` (the zoo's by default)."""
     vae = load_parts(init or default_init())["vae"]
-    return {"frames": str(build_frame_cache(run_dir, vae, frames)),
-            "pool": str(build_pool(run_dir, clips, centred=True, p_growth=0.0, vae=vae))}
+    built = {"frames": str(build_frame_cache(run_dir, vae, frames))}
+    for name, start in POOLS.items():
+        built[name] = str(build_pool(run_dir, clips, start=start, p_growth=0.0, vae=vae, name=name))
+    return built
 
 
 class Batches:
     """Training batches in the pipeline's normalised latent space, deterministic in the step's rng."""
 
-    def __init__(self, run_dir, vae, caption_dropout: float = 0.1):
+    def __init__(self, run_dir, vae, caption_dropout: float = 0.1, centre_share: float = 0.0):
         self.frames = load_file(Path(run_dir) / "frames.safetensors")
         self.pool = load_file(Path(run_dir) / "pool.safetensors")
+        self.centre = load_file(Path(run_dir) / "pool_centre.safetensors") if centre_share > 0 else None
         self.mu, self.sd = wan_latent_stats(vae)
         self.caption_dropout = caption_dropout
+        self.centre_share = centre_share
 
     def _normalise(self, mean, std):
         """A posterior sample of (B, C, F, h, w) latents, in the pipeline's normalised space."""
         return (mean + std * torch.randn_like(mean) - self.mu) / self.sd
 
-    def _clips(self, rng, n: int, frames: int):
-        """n pool clips (read backwards half the time), `frames` frames from frame 0 or 1:
-        x0 (n, C, F, h, w) and captions."""
-        idx = rng.integers(0, self.pool["mean"].shape[0], n)
+    def _clips(self, rng, n: int, frames: int, pool: dict | None = None, forwards: bool = False):
+        """n clips of `pool` (default: the centred one), `frames` frames: x0 (n, C, F, h, w) and captions.
+        Read backwards half the time and from frame 0 or 1, unless `forwards` (from frame 0, as rendered)."""
+        pool = self.pool if pool is None else pool
+        idx = rng.integers(0, pool["mean"].shape[0], n)
         reverse = rng.random(n) < 0.5
         offset = rng.integers(0, POOL_FRAMES - TRAIN_FRAMES + 1, n)
+        if forwards:
+            reverse, offset = np.zeros_like(reverse), np.zeros_like(offset)
         out = []
         for i, r, o in zip(idx, reverse, offset):
-            mean, std = self.pool["mean"][i], self.pool["std"][i]     # (POOL_FRAMES, C, h, w)
+            mean, std = pool["mean"][i], pool["std"][i]     # (POOL_FRAMES, C, h, w)
             if r:
                 mean, std = mean.flip(0), std.flip(0)
             out.append((mean[o:o + frames], std[o:o + frames]))
         mean = torch.stack([m for m, _ in out]).permute(0, 2, 1, 3, 4)  # (n, C, F, h, w)
         std = torch.stack([s for _, s in out]).permute(0, 2, 1, 3, 4)
-        texts = [caption_of(self.pool["labels"][i].tolist(), bool(r))[0] for i, r in zip(idx, reverse)]
+        texts = [caption_of(pool["labels"][i].tolist(), bool(r))[0] for i, r in zip(idx, reverse)]
         return self._normalise(mean, std), self._dropped(rng, texts)
 
     def _dropped(self, rng, texts: list[str]) -> list[str]:
@@ -136,7 +153,12 @@ class Batches:
         return torch.cat([x_scenes, x_first]), texts
 
     def clips(self, rng, n: int):
-        return self._clips(rng, n, TRAIN_FRAMES)
+        """n clips, round(n x centre_share) of them from the centre pool (the last ones)."""
+        n_centre = round(n * self.centre_share)
+        parts = [self._clips(rng, n - n_centre, TRAIN_FRAMES)] if n > n_centre else []
+        if n_centre:
+            parts.append(self._clips(rng, n_centre, TRAIN_FRAMES, self.centre, forwards=True))
+        return torch.cat([x for x, _ in parts]), [t for _, texts in parts for t in texts]
 
 
 # ---- the loss ---------------------------------------------------------------------------------
@@ -161,21 +183,23 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
 
 def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
-                monitor_every: int = 500) -> Stage:
+                monitor_every: int = 500, centre_share: float = 0.5) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
-    frames: `batch` single frames a step. clips: `clip_batch` anchored clips and, making
-    `frame_share` of the step's samples, single frames.
+    frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
+    from the centre pool) and, making `frame_share` of the step's samples, single frames.
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
     if not 0.0 <= frame_share < 1.0:
         raise ValueError(f"frame_share={frame_share} must be in [0, 1)")
+    if not 0.0 <= centre_share <= 1.0:
+        raise ValueError(f"centre_share={centre_share} must be in [0, 1]")
     torch.manual_seed(seed)
     parts = load_parts(init or default_init())
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
-    data = Batches(run_dir, vae)
+    data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0)
     n_frames = round(clip_batch * frame_share / (1 - frame_share)) if stage == "clips" else batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -220,10 +244,12 @@ def pipeline_of(parts: dict, model):
 
 
 def rung_numbers(stage: str, pipe, n_images: int = 32, n_clips: int = 16) -> dict:
-    """frames: rung 0 (held-out prompts, single frames); clips: rung 0 and the ladder's motion numbers."""
-    from .wan_ladder import image_numbers, ladder_numbers
+    """frames: rung 0 (held-out prompts, single frames); clips: rung 0, the clip pass alone from a given
+    frame 0 (`wan_ladder.anchored_numbers`) and the ladder's motion numbers of two-pass clips."""
+    from .wan_ladder import anchored_numbers, image_numbers, ladder_numbers
     numbers = {"rung0": image_numbers(pipe, n=n_images)}
     if stage == "clips":
+        numbers["from_frame0"] = anchored_numbers(pipe, n=n_clips, steps=10)
         numbers["motion"] = ladder_numbers(pipe, "text", None, n=n_clips, steps=10, first_frame=FIRST_FRAME)
     return numbers
 
@@ -282,6 +308,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64, help="frames: single frames a step")
     parser.add_argument("--clip-batch", type=int, default=12, help="clips: anchored clips a step")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--centre-share", type=float, default=0.5,
+                        help="clips: share of clips from the centre pool (frame 0 at the centre)")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--vae-dir", default=None, help="export: a VAE folder to ship instead of init's")
     parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
@@ -298,7 +326,7 @@ def main(argv=None) -> None:
         print(export_stage(args.run_dir, args.stage, args.out, args.init, args.vae_dir))
         return
     stage = joint_stage(args.run_dir, args.command, args.init, batch=args.batch, clip_batch=args.clip_batch,
-                        lr=args.lr, monitor_every=args.monitor_every)
+                        lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

@@ -226,8 +226,8 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
         num_frames = CLIP_FRAMES[1] if step % 4 == 3 else CLIP_FRAMES[0]
         batch = frames_per_batch // num_frames
         directions = CARDINAL if step < curriculum_steps else tuple(DIRECTIONS)
-        clips = [random_clip(rng, num_frames, directions=directions, centred=rng.random() < centred_fraction)
-                 for _ in range(batch)]
+        clips = [random_clip(rng, num_frames, directions=directions,
+                             start="centred" if rng.random() < centred_fraction else "fits") for _ in range(batch)]
         pixels = torch.cat([c.render() for c in clips]) * 2 - 1  # (B*F, 3, 64, 64)
         with torch.no_grad():
             post = vae.encode(pixels).latent_dist

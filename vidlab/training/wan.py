@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..world.captions import clip_caption
-from ..world.clips import random_clip
+from ..world.clips import START_MODES, random_clip
 from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, OPPOSITE, SHAPES, SIZES, SPEEDS, Scene
 from .common import MonitorLog, Stage, export_target, rng_for, run_summary, train_stage
 from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, motion_class, text_encoder_config, text_tokens,
@@ -49,28 +49,29 @@ def clip_labels(clip) -> list[int]:
             list(SPEEDS).index(clip.speed), GROWTHS.index(clip.growth)]
 
 
-def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 288, centred: bool = False,
-               p_growth: float = 0.2, vae=None) -> Path:
-    """Render and encode `clips` training clips (resumable in chunks); returns pool.safetensors.
+def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 288, start: str = "fits",
+               p_growth: float = 0.2, vae=None, name: str = "pool") -> Path:
+    """Render and encode `clips` training clips (resumable in chunks); returns <name>.safetensors.
 
-    centred: every path's midpoint lies within 8 px of the frame's centre (`random_clip`). A clip
-    caption names no position, so a model must otherwise draw the start anywhere the path fits:
-    the ladder's first design measured that as the step the tiny model had not taken at a quarter
-    of its budget (see the model card).
+    start: where frame 0 lies (`random_clip`). 'centred': every path's midpoint within 8 px of the
+    frame's centre. A clip caption names no position, so a model must otherwise draw the start
+    anywhere the path fits: the ladder's first design measured that as the step the tiny model
+    had not taken at a quarter of its budget (see the model card). 'centre': frame 0 at the centre
+    whatever the motion (the subject may leave the frame), so only the caption says the direction.
     vae: the frame-wise VAE to encode with (default: the run's own `vae` stage).
     """
     vae = vae if vae is not None else load_vae(run_dir)
-    out = Path(run_dir) / "pool.safetensors"
-    parts = Path(run_dir) / "pool_parts"
+    out = Path(run_dir) / f"{name}.safetensors"
+    parts = Path(run_dir) / f"{name}_parts"
     parts.mkdir(exist_ok=True)
     per_chunk = batch_frames // POOL_FRAMES
-    for c, start in enumerate(range(0, clips, per_chunk)):
+    for c, first in enumerate(range(0, clips, per_chunk)):
         part = parts / f"{c:05d}.safetensors"
         if part.exists():
             continue
-        rng = rng_for(seed, start)
-        chunk = [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=p_growth, p_camera=0.0, centred=centred)
-                 for _ in range(min(per_chunk, clips - start))]
+        rng = rng_for(seed, first)
+        chunk = [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=p_growth, p_camera=0.0, start=start)
+                 for _ in range(min(per_chunk, clips - first))]
         pixels = torch.cat([c_.render() for c_ in chunk]) * 2 - 1  # (n*F, 3, 64, 64)
         with torch.no_grad():
             post = vae.encode(pixels[:, :, None]).latent_dist
@@ -279,7 +280,7 @@ def main(argv=None) -> None:
     parser.add_argument("--run-dir", default="checkpoints/wan")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--clips", type=int, default=5000)
-    parser.add_argument("--centred", action="store_true", help="pool: paths centred in the frame")
+    parser.add_argument("--start", default="fits", choices=START_MODES, help="pool: where frame 0 lies (random_clip)")
     parser.add_argument("--p-growth", type=float, default=0.2, help="pool: share of clips that grow or shrink")
     parser.add_argument("--conditioning", choices=CONDITIONINGS, default="text",
                         help="'label': the motion class (rung a); 'text': a UMT5 trained with the model (rung b); "
@@ -303,7 +304,7 @@ def main(argv=None) -> None:
         print(export_decoder(args.run_dir, args.vae_dir or default_vae_dir(), args.out))
         return
     elif args.command == "pool":
-        print(build_pool(args.run_dir, args.clips, centred=args.centred, p_growth=args.p_growth))
+        print(build_pool(args.run_dir, args.clips, start=args.start, p_growth=args.p_growth))
         return
     elif args.command == "export":
         print(export_wan(args.run_dir, args.out))

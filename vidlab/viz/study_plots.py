@@ -11,12 +11,38 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
+# what a metric can be, so a confidence band never shows a value it cannot take (an SSIM band past 1),
+# and the unit its axis names; by name prefix, the first match wins
+METRIC_SCALES = (
+    ("ssim", (-1.0, 1.0), "SSIM, 1 = identical"),
+    ("psnr", (0.0, None), "PSNR (dB)"),
+    ("flicker", (0.0, 1.0), "flicker score, 1 = none"),
+    ("warp_error", (0.0, None), "warp error (pixel values in 0-1)"),
+    ("color_drift", (0.0, None), "colour drift (ΔE, CIE76)"),
+    ("subject_consistency_1_to_5", (1.0, 5.0), "subject consistency (1-5)"),
+    ("score_1_to_5", (1.0, 5.0), "score (1-5)"),
+)
+
+
+def metric_scale(metric: str) -> tuple[tuple[float | None, float | None], str]:
+    """((lowest, highest) a metric can take, None where open; its axis label with unit) by name prefix.
+
+    >>> metric_scale("ssim_anchor")
+    ((-1.0, 1.0), 'SSIM, 1 = identical')
+    """
+    for prefix, bounds, label in METRIC_SCALES:
+        if metric.startswith(prefix):
+            return bounds, label
+    return (None, None), metric
+
+
 def _band(ax, part: pd.DataFrame, x: str, y: str = "mean", low: str = "ci_low", high: str = "ci_high",
-          label: str | None = None, color=None):
+          label: str | None = None, color=None, bounds: tuple[float | None, float | None] = (None, None)):
+    """The mean curve and its confidence band, the band clipped to `bounds` (what the metric can take)."""
     part = part.sort_values(x)
     line, = ax.plot(part[x], part[y], marker="o", ms=3, label=label, color=color)
     if low in part and high in part:
-        ax.fill_between(part[x], part[low], part[high], alpha=0.2, color=line.get_color())
+        ax.fill_between(part[x], part[low].clip(*bounds), part[high].clip(*bounds), alpha=0.2, color=line.get_color())
     return line
 
 
@@ -28,8 +54,10 @@ def plot_metric_curves(curves: pd.DataFrame, x: str, metrics: Sequence[str] | No
     fig = Figure(figsize=(3.4 * min(ncols, len(metrics)), 2.6 * nrows))
     axes = np.atleast_1d(fig.subplots(nrows, min(ncols, len(metrics)), squeeze=False)).ravel()
     for ax, metric in zip(axes, metrics):
-        _band(ax, curves[curves["metric"] == metric], x)
+        bounds, unit = metric_scale(metric)
+        _band(ax, curves[curves["metric"] == metric], x, bounds=bounds)
         ax.set_title(metric, fontsize=9)
+        ax.set_ylabel(unit, fontsize=8)
         ax.set_xlabel(xlabel or x, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(metrics):]:
@@ -112,7 +140,9 @@ def plot_frame_decay(curves: pd.DataFrame, seams: Sequence[int] = (), title: str
     fig = Figure(figsize=(4.2 * len(metrics), 3.0))
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     for ax, metric in zip(axes, metrics):
-        _band(ax, curves[curves["metric"] == metric], "frame")
+        bounds, unit = metric_scale(metric)
+        _band(ax, curves[curves["metric"] == metric], "frame", bounds=bounds)
+        ax.set_ylabel(unit, fontsize=8)
         for i, seam in enumerate(seams):
             ax.axvline(seam, ls="--", lw=0.8, color="tab:red", label="window starts" if i == 0 else None)
         ax.set_title(metric, fontsize=9)

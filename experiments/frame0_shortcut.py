@@ -1,0 +1,90 @@
+"""Does an anchored joint model take the direction from the caption, or from where frame 0 puts the subject?
+
+In 64 px an 8-frame path that stays in the frame starts on the side opposite its motion, so a clip
+pass given frame 0 can read the direction off frame 0's position without the caption. Measured on a
+joint model trained with frame 0 clean (`--model`, default the zoo's), on the ladder's 32 test
+motions (subject inside the frame throughout, `wan_ladder.test_motions`):
+
+- t2v: two-pass clips from the caption: how often pass 1 puts the subject on the side opposite the
+  asked motion (where the motion fits; the test clips' own first frames do in `truth_placed_opposite`),
+  how often the clip then moves toward the frame's centre, and direction right (first vs last frame);
+- i2v: the test clip's true frame 0 as the anchor, sampled with its caption and with the opposite
+  direction's: how often the subject moves the clip's true way under each. The same share under
+  both captions means the caption is ignored and frame 0's position decides.
+
+    python experiments/frame0_shortcut.py --model shapes-tiny-joint [--out shortcut.json]
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from vidlab.backends import load_backend
+from vidlab.strategies.native import encode_anchors, wan_decode, wan_two_pass
+from vidlab.training.wan_ladder import caption_with, test_motions
+from vidlab.world.analyzer import analyze, direction_of
+from vidlab.world.shapes import IMAGE_SIZE, OPPOSITE
+
+CENTRE = np.array([IMAGE_SIZE / 2, IMAGE_SIZE / 2])
+
+
+def moves(frames) -> str | None:
+    a, b = analyze(frames[0]).centroid, analyze(frames[-1]).centroid
+    return None if a is None or b is None else direction_of(np.subtract(b, a))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="shapes-tiny-joint")
+    parser.add_argument("--n", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    backend = load_backend(args.model)
+    if backend.wan_first_frame != "clean":
+        raise SystemExit(f"--model {args.model!r}: its joint model is not trained with frame 0 clean "
+                         f"(wan_first_frame={backend.wan_first_frame!r}); nothing to measure")
+    pipe = backend.pipeline("wan")
+    clips = test_motions(args.n)
+
+    def call(prompts):
+        return dict(prompt=prompts, height=64, width=64, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                    max_sequence_length=pipe.tokenizer.model_max_length,
+                    generator=[torch.Generator().manual_seed(4242 + i) for i in range(len(clips))])
+
+    with torch.no_grad():
+        t2v = [wan_decode(pipe, one[None]) for one in wan_two_pass(pipe, call([c.caption for c in clips]), 8)]
+    placed, truth_placed, toward, right = [], [], [], []
+    for c, frames in zip(clips, t2v):
+        first = analyze(frames[0]).centroid
+        offset = None if first is None else np.subtract(first, CENTRE)
+        placed.append(offset is not None and direction_of(-offset) == c.direction)
+        truth_placed.append(direction_of(CENTRE - np.array(c.scene.center)) == c.direction)
+        toward.append(offset is not None and moves(frames) == direction_of(-offset))
+        right.append(moves(frames) == c.direction)
+    out = {"model": args.model, "n": args.n, "steps": args.steps,
+           "t2v": {"placed_opposite": float(np.mean(placed)), "truth_placed_opposite": float(np.mean(truth_placed)),
+                   "moved_toward_centre": float(np.mean(toward)), "direction_right": float(np.mean(right))}}
+    anchors = torch.cat(encode_anchors(pipe, [c.render()[0] for c in clips]))
+    for name, prompts in (("asked", [c.caption for c in clips]),
+                          ("opposite", [caption_with(c, OPPOSITE[c.direction]) for c in clips])):
+        with torch.no_grad():
+            latents = wan_two_pass(pipe, call(prompts), 8, anchors=anchors)
+        out[f"i2v_{name}_caption_moves_the_clip_s_way"] = float(np.mean(
+            [moves(wan_decode(pipe, one[None])) == c.direction for c, one in zip(clips, latents)]))
+    out["seconds"] = round(time.time() - t0)
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
