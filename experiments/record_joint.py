@@ -44,7 +44,7 @@ def main():
         row = stage_row(Path(folder), stage)
         if row is None:
             parser.error(f"--continued {item!r}: no {stage}/progress.json under {folder}")
-        stages.append({**row, "stage": label})
+        stages.append({**row, "stage": label, "trained_as": stage})
     out = {"stages": stages,
            "commands": dict(item.split("=", 1) for item in args.commands),
            "vae": {"before": read(args.vae_before), "after": read(args.vae_after)},

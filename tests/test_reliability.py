@@ -236,10 +236,13 @@ def test_a_malformed_manifest_is_one_recomputed_point_not_a_stopped_sweep(tmp_pa
     assert again.computed == 2 and again.done == 3 and again.table["status"].tolist() == ["ok"] * 3
 
 
-def test_a_full_disk_while_recording_a_failure_fails_that_point_only(tmp_path, monkeypatch):
+def test_a_full_disk_stops_the_sweep_and_the_rerun_completes_it(tmp_path, monkeypatch):
+    """A full disk is not a point's fault: the sweep stops (DiskFullError, one line: what is done and kept),
+    rather than failing every later point; the rerun completes the grid."""
     import errno
 
     from vidlab.experiments import ResultsStore, run_sweep
+    from vidlab.experiments.store import DiskFullError
 
     original = ResultsStore.save
 
@@ -249,10 +252,8 @@ def test_a_full_disk_while_recording_a_failure_fails_that_point_only(tmp_path, m
         return original(self, point, **kw)
 
     monkeypatch.setattr(ResultsStore, "save", save)
-    report = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
-    assert (report.computed, report.failed) == (2, 1)
-    why = report.failures[report.failed_ids[0]]
-    assert why.startswith("OSError: [Errno 28] No space left on device") and "could not be recorded either" in why
+    with pytest.raises(DiskFullError, match=r"1 of 3 points are done and kept there; free space and rerun"):
+        run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False, batch_seeds=1)
     monkeypatch.setattr(ResultsStore, "save", original)
     assert run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False).table["score"].tolist() == [0.0, 1.0, 2.0]
 

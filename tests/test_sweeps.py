@@ -68,8 +68,10 @@ def test_grid_is_the_cartesian_product_first_axis_slowest():
 
 def test_grid_without_axes_is_the_base_request_and_fixed_options_reach_every_point():
     assert len(expand_grid(make_spec(axes={}))) == 1
-    points = expand_grid(make_spec(options={"num_segments": 4}, axes={"seed": [5, 6]}))
+    points = expand_grid(make_spec(strategy="segment_chain", options={"num_segments": 4}, axes={"seed": [5, 6]}))
     assert [p.config["options"] for p in points] == [{"num_segments": 4}] * 2
+    with pytest.raises(RequestError, match="options.num_segments = 4: Extra inputs are not permitted"):
+        expand_grid(make_spec(options={"num_segments": 4}, axes={"seed": [5, 6]}))  # not a frame_chain option
 
 
 def test_point_ids_are_content_addressed():
@@ -104,7 +106,7 @@ def write_yaml(path: Path, spec: dict) -> Path:
 
 def test_load_sweep_spec_reads_yaml(tmp_path):
     path = write_yaml(tmp_path / "s.yaml", {"name": "cs", "base_request": {"prompt": PROMPT, "duration": 1},
-                                            "strategy": "frame_chain", "options": {"num_inference_steps": 4},
+                                            "strategy": "frame_chain", "options": {"mode": "controlnet_img2img"},
                                             "axes": {"seed": [0, 1], "options.strength": [0.3]},
                                             "max_retries": 2})
     spec = load_sweep_spec(path)

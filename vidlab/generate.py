@@ -104,7 +104,7 @@ def check_inputs(request: GenerationRequest, strategy: str, model: str, device: 
                  budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES) -> None:
     """What `generate` would refuse, told before any model loads: the strategy and its options, the
     frame budget, the model (a preset, an existing folder or a hub id) and the device."""
-    from .backends.loading import check_device
+    from .backends.checks import check_device
     from .backends.presets import resolve
     check_options(strategy, options)
     check_budget(request, budget)

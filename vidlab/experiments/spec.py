@@ -5,7 +5,7 @@ A spec in YAML (read with `yaml.safe_load` only):
     name: control-strength
     base_request: {prompt: "a red circle in the center on a white background", duration: 1, fps: 16}
     strategy: frame_chain
-    options: {num_inference_steps: 4}
+    options: {mode: controlnet_img2img}
     axes:
       seed: [0, 1, 2]
       options.controlnet_conditioning_scale: [0.5, 1.0, 1.5]

@@ -41,15 +41,18 @@ def make_pipeline(transformer, tokenizer, text_encoder, channel_mean, channel_st
     return pipe
 
 
-def test_motions(n: int, seed: int = 4242, num_frames: int = 8):
-    """n clips never drawn in training (another seed), cycling over the 8 directions x 2 speeds."""
-    rng = np.random.default_rng([seed, 99])
+def test_motions(n: int, seed: int = 4242, num_frames: int = 8, start: str = "fits", stream: int = 99):
+    """n clips never drawn in training (another seed), cycling over the 8 directions x 2 speeds; `start`
+    as `random_clip`'s ('fits': the subject stays inside; 'centre': frame 0 at the centre)."""
+    rng = np.random.default_rng([seed, stream])
     wanted = [(d, s) for d in DIRECTIONS for s in SPEEDS]
     clips = []
     while len(clips) < n:
         d, s = wanted[len(clips) % len(wanted)]
         clip = random_clip(rng, num_frames, "heldout" if len(clips) % 2 else "train", p_still=0.0, p_growth=0.0,
-                           p_camera=0.0, directions=(d,))
+                           p_camera=0.0, directions=(d,), start=start)
+        if start == "centre":  # every motion fits a free path: the speed is set, not drawn
+            clip = dataclasses.replace(clip, speed=s)
         if clip.direction == d and clip.speed == s:  # random_clip draws the speed, and may fall back
             clips.append(clip)
     return clips
@@ -99,17 +102,8 @@ def direction_seen(frames) -> str | None:
 
 
 def centre_motions(n: int, seed: int = 4343, num_frames: int = 8):
-    """n clips never drawn in training whose frame 0 is at the centre (`random_clip(start='centre')`),
-    cycling over the 8 directions x 2 speeds."""
-    rng = np.random.default_rng([seed, 98])
-    wanted = [(d, s) for d in DIRECTIONS for s in SPEEDS]
-    clips = []
-    while len(clips) < n:
-        d, s = wanted[len(clips) % len(wanted)]
-        clip = random_clip(rng, num_frames, "heldout" if len(clips) % 2 else "train", p_still=0.0, p_growth=0.0,
-                           p_camera=0.0, directions=(d,), start="centre")
-        clips.append(dataclasses.replace(clip, speed=s))
-    return clips
+    """`test_motions` whose frame 0 is at the centre, so every direction is open from it."""
+    return test_motions(n, seed, num_frames, start="centre", stream=98)
 
 
 def anchored_numbers(pipe, n: int = 16, steps: int = 20, guidance: float = 4.0, seed: int = 4343) -> dict:
