@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidlab.cli import clean_stale_temporaries, main as cli_main
+from vidlab.cli import main as cli_main
+from vidlab.io.atomic import clean_stale_temporaries
 from vidlab.errors import short
 from vidlab.io.lock import folder_lock
 

@@ -7,9 +7,7 @@ traceback. A full disk is one line too. Anything else is a bug and keeps its tra
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -49,28 +47,6 @@ def _read_request(path: str):
     return parse_request(data)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def clean_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove `.tmp-<pid>-*` files of processes that no longer run (a killed `generate`'s); returns them."""
-    from .io.atomic import TMP_MARK
-    removed = []
-    for path in folder.glob(f"{TMP_MARK}*") if folder.is_dir() else []:
-        pid = path.name[len(TMP_MARK):].split("-", 1)[0]
-        if path.is_file() and pid.isdigit() and not _pid_alive(int(pid)):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
 def cmd_schema(args) -> int:
     from .config import request_schema
     print(json.dumps(request_schema(), indent=2))
@@ -80,6 +56,7 @@ def cmd_schema(args) -> int:
 def cmd_generate(args) -> int:
     from ._quiet import loading_bars
     from .generate import check_inputs, generate
+    from .io.atomic import clean_stale_temporaries
     from .io.lock import folder_lock
 
     request = _read_request(args.request)
@@ -164,25 +141,15 @@ def main(argv=None) -> int:
 
 
 def run_command(fn, args, command: str, debug: bool = False) -> int:
-    """fn(args), with every user error (and a full disk) as one line on stderr and exit status 2."""
-    from .errors import user_error_types
+    """fn(args), with every user error (`errors.is_user_error`: a full disk and an input nested past the
+    recursion limit included) as one line on stderr and exit status 2."""
+    from .errors import is_user_error
     try:
         return fn(args)
-    except user_error_types() as err:
-        if debug:
+    except Exception as err:  # noqa: BLE001 - anything not a user's mistake is re-raised with its traceback
+        if debug or not is_user_error(err):
             raise
         print(f"vidlab {command}: {one_line(err)}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if debug or err.errno != errno.ENOSPC:
-            raise
-        print(f"vidlab {command}: {one_line(err)}", file=sys.stderr)
-        return 2
-    except RecursionError:
-        if debug:
-            raise
-        print(f"vidlab {command}: an input is nested too deeply to read (Python's recursion limit is "
-              f"{sys.getrecursionlimit()} levels); flatten it", file=sys.stderr)
         return 2
 
 

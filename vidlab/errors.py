@@ -50,9 +50,21 @@ def user_error_types() -> tuple[type[BaseException], ...]:
             FieldNotSupportedError, UnseenWordsError, DiskFullError, FolderLockedError)
 
 
+def is_user_error(err: BaseException) -> bool:
+    """Whether the command line shows `err` as one line: a user error type, a full disk, or an input
+    nested past Python's recursion limit."""
+    return (isinstance(err, user_error_types()) or isinstance(err, RecursionError)
+            or (isinstance(err, OSError) and err.errno == errno.ENOSPC))
+
+
 def one_line(err: BaseException) -> str:
     """The error's message on one line (a multi-field RequestError's lines joined by '; ')."""
+    import sys
+
     from .config import RequestError
+    if isinstance(err, RecursionError):
+        return (f"an input is nested too deeply to read (Python's recursion limit is {sys.getrecursionlimit()} "
+                f"levels); flatten it")
     if isinstance(err, RequestError):
         head = str(err).split("\n", 1)[0].rstrip(":")
         return head + ": " + "; ".join(f"{field} = {short(value)}: {allowed}"

@@ -234,7 +234,7 @@ def check_grid(spec: SweepSpec, max_points: int = MAX_POINTS, strategy_options: 
             problems.append(("strategy", spec.strategy, f"is not one of {sorted(STRATEGIES)}"))
             strategy_options = False
     if strategy_options:
-        problems += _option_problems(spec, "options", dict(spec.options))
+        problems += _checked_options(spec, "options", dict(spec.options))[0]
     for axis, values in spec.axes.items():
         normalised = {}
         for value in values:
@@ -294,8 +294,8 @@ def _value_problems(spec: SweepSpec, axis: str, value, base: dict, strategy_opti
         name = axis[len(OPTION_PREFIX):]
         if not strategy_options:
             return [], value
-        found = _option_problems(spec, f"axes.{axis}", {name: value}, name)  # `options` has its own check
-        return found, (None if found else _validated_options(spec, {name: value}).get(name, value))
+        found, validated = _checked_options(spec, f"axes.{axis}", {name: value}, name)  # `options`: its own check
+        return found, (None if found else validated.get(name, value))
     try:
         validated = parse_request({**base, axis: value}).model_dump(mode="json")
     except RequestError as err:
@@ -304,16 +304,12 @@ def _value_problems(spec: SweepSpec, axis: str, value, base: dict, strategy_opti
     return [], validated[axis]
 
 
-def _validated_options(spec: SweepSpec, options: dict) -> dict:
+def _checked_options(spec: SweepSpec, where: str, options: dict, only: str | None = None) -> tuple[list, dict]:
+    """`options` through the strategy's option model, once: (its problems, only the option `only`'s when
+    given; the options as validated, {} when there are problems)."""
     from ..strategies import check_options
-    return check_options(spec.strategy, options).model_dump(mode="json")
-
-
-def _option_problems(spec: SweepSpec, where: str, options: dict, only: str | None = None) -> list:
-    """The strategy option model's problems with `options` (only the option `only`'s, when given)."""
     try:
-        _validated_options(spec, options)
+        return [], check_options(spec.strategy, options).model_dump(mode="json")
     except RequestError as err:
         return [(f"{where}.{field}" if only is None else where, value, msg) for field, value, msg in err.problems
-                if only is None or field.split(".")[0] == only]
-    return []
+                if only is None or field.split(".")[0] == only], {}

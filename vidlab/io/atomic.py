@@ -31,6 +31,28 @@ def is_temp(path: Path) -> bool:
     return path.name.startswith(TMP_MARK)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files (`temp_path_for`'s `.tmp-<pid>-<name>`) of processes that no longer run,
+    e.g. a killed `vidlab generate`'s, from `folder`; a running process's stay. Returns what was removed."""
+    removed = []
+    for path in folder.glob(f"{TMP_MARK}*") if folder.is_dir() else []:
+        pid = path.name[len(TMP_MARK):].split("-", 1)[0]
+        if path.is_file() and pid.isdigit() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename inside `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."""
     try:
