@@ -27,7 +27,7 @@ from vidlab.backends import load_backend
 from vidlab.backends.presets import ZOO_PATH
 from vidlab.training import evaluation as ev
 
-VIDEO_PARTS = ("motion_adapter", "motion_lora", "video_unet", "wan")
+VIDEO_PARTS = ("video_unet", "wan")
 
 
 def scratch_zoo(run_dir, into: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The zoo's motion model: clips of the shapes world, the training stage, and the shipped adapter."""
+"""The zoo's factorized video model: clips of the shapes world, the training stage, the export."""
 import json
 
 import numpy as np
@@ -96,16 +96,17 @@ def stage(tmp_path_factory):
     return mo.motion_stage(tmp_path_factory.mktemp("motion_run"), frames_per_batch=16)
 
 
-def test_motion_stage_starts_as_the_image_model_and_trains_only_motion(stage):
+def test_motion_stage_starts_as_the_image_model_and_trains_the_whole_video_unet(stage):
     unet = stage.model.unet
     outs = [m for n, m in unet.named_modules() if "motion_modules" in n and n.endswith("proj_out")]
     assert outs and all(float(m.weight.detach().abs().max()) == 0 for m in outs)
     trainable = {n for n, p in stage.model.named_parameters() if p.requires_grad}
-    assert all("motion_modules" in n or "lora_" in n or n.endswith("token_embedding.weight") for n in trainable)
-    # the LoRA sits on the image UNet's text cross-attention only, and starts as a no-op (B = 0)
-    lora = {n: p for n, p in stage.model.named_parameters() if "lora_" in n}
-    assert lora and all(".attn2." in n and "motion_modules" not in n for n in lora)
-    assert all(float(p.detach().abs().max()) == 0 for n, p in lora.items() if "lora_B" in n)
+    assert {n for n in trainable if not n.startswith("unet.")} == {"text_encoder.text_model.embeddings."
+                                                                   "token_embedding.weight"}
+    assert all(p.requires_grad for p in unet.parameters())  # the shipped recipe: every UNet weight
+    assert not any("lora" in n for n, _ in stage.model.named_parameters())  # the LoRA design is retired
+    rates = sorted(g["lr"] for g in stage.optimizer.param_groups)
+    assert rates == [2e-4, 1e-3, 1e-3]  # spatial layers slower than the motion modules and the word table
     static_ids = [i for w, i in build_tokenizer().get_vocab().items() if w in mo.static_words()]
     motion_ids = mo.motion_word_ids(build_tokenizer())
     assert set(static_ids).isdisjoint(motion_ids)
@@ -148,34 +149,6 @@ def test_motion_stage_resumes(tmp_path):
     assert again["step"] == 2 and len(again["losses"]) == 2
 
 
-def test_export_writes_adapter_and_lora_that_the_backend_fuses_into_the_video_unet_only(tmp_path):
-    """A trained step is exported in diffusers formats; the backend fuses the LoRA into its copy of the UNet."""
-    import shutil
-
-    from vidlab.backends import load_backend
-    run = tmp_path / "run"
-    mo.train_motion(run, steps=1, frames_per_batch=8)
-    zoo = tmp_path / "zoo"
-    shutil.copytree(ZOO_PATH, zoo, ignore=shutil.ignore_patterns("motion_*", "video_unet"))
-    mo.export_motion(run, zoo)
-    assert (zoo / "motion_adapter" / "diffusion_pytorch_model.safetensors").exists()
-    assert (zoo / "motion_lora" / "pytorch_lora_weights.safetensors").exists()
-    backend = load_backend(str(zoo))
-    assert backend.preset.motion_lora == str(zoo / "motion_lora")
-    image_unet = {k: v.clone() for k, v in backend.components["unet"].state_dict().items()}
-    video_unet = backend.pipeline("animatediff").unet
-    assert not any("lora" in n for n, _ in video_unet.named_modules())  # fused, plain layers again
-    from safetensors.torch import load_file
-    state = load_file(run / "motion" / "state.safetensors")
-    key = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
-    a, b = state[f"unet.{key}.lora_A.default.weight"], state[f"unet.{key}.lora_B.default.weight"]
-    ema = load_file(run / "motion" / "ema.safetensors")
-    a, b = ema.get(f"unet.{key}.lora_A.default.weight", a), ema.get(f"unet.{key}.lora_B.default.weight", b)
-    torch.testing.assert_close(video_unet.state_dict()[f"{key}.weight"], image_unet[f"{key}.weight"] + b @ a)
-    after = backend.components["unet"].state_dict()
-    assert all(torch.equal(image_unet[k], after[k]) for k in image_unet)  # text-to-image untouched
-
-
 def test_a_fully_fine_tuned_run_exports_a_video_unet_the_backend_uses_as_it_is(tmp_path):
     import shutil
 
@@ -183,12 +156,12 @@ def test_a_fully_fine_tuned_run_exports_a_video_unet_the_backend_uses_as_it_is(t
 
     from vidlab.backends import load_backend
     run = tmp_path / "run"
-    mo.train_motion(run, steps=1, frames_per_batch=8, train_unet="full")
+    mo.train_motion(run, steps=1, frames_per_batch=8)
     zoo = tmp_path / "zoo"
     shutil.copytree(ZOO_PATH, zoo, ignore=shutil.ignore_patterns("motion_*", "video_unet"))
     mo.export_motion(run, zoo)
     assert (zoo / "video_unet" / "diffusion_pytorch_model.safetensors").exists()
-    assert not (zoo / "motion_adapter").exists() and not (zoo / "motion_lora").exists()
+    assert not (zoo / "motion_adapter").exists()
     backend = load_backend(str(zoo))
     assert backend.preset.video_unet == str(zoo / "video_unet") and backend.has_video_model
     video_unet = backend.pipeline("animatediff").unet

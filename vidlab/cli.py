@@ -1,4 +1,4 @@
-"""The `vidlab` command: schema, generate, demo, sweep, summarize, rerun.
+"""The `vidlab` command: schema, generate, replay, demo, sweep, summarize, rerun.
 
 A user's mistake (a bad field, file, option, model, device; `errors.user_error_types`) is one line on
 stderr and exit status 2, before any model loads where it can be told then; `--debug` shows the
@@ -53,27 +53,93 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def _budget(text: str | None) -> int | None:
+    """--budget: frames x pixels, an integer (underscores allowed) or 'none'; unset: the default."""
+    from .config import DEFAULT_BUDGET_PIXEL_FRAMES
+    if text is None:
+        return DEFAULT_BUDGET_PIXEL_FRAMES
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserInputError("--budget", text, "is not a positive integer (frames x pixels) or 'none'")
+    return value
+
+
+def _backend_spec(args):
+    """The BackendSpec the flags name (one error naming every bad field)."""
+    from .backends.presets import PARTS
+    from .backends.spec import BackendSpec
+    from .config import RequestError, parse_request
+    fields = {"model": args.model, "family": args.family, "device": args.device, "dtype": args.dtype,
+              **{p: getattr(args, p) for p in PARTS}}
+    try:
+        return parse_request({k: v for k, v in fields.items() if v is not None}, BackendSpec)
+    except RequestError as err:
+        raise RequestError("the model flags", [(f"--{f.replace('_', '-')}", v, m) for f, v, m in err.problems]) \
+            from None
+
+
+def _write_video(out: Path, make) -> Path:
+    """make() -> Video, saved as out/video.mp4 + video.json under the folder's lock."""
+    from .io.atomic import clean_stale_temporaries
+    from .io.lock import folder_lock
+    with folder_lock(out, "vidlab generate"):
+        clean_stale_temporaries(out)
+        video = make()
+        path = video.save(out / "video.mp4")
+    print(f"wrote {path} and {path.with_suffix('.json')} ({video.num_frames} frames at {video.fps} fps, "
+          f"{video.record['timing']['seconds']:.1f} s)")
+    return path
+
+
 def cmd_generate(args) -> int:
     from ._quiet import loading_bars
     from .generate import check_inputs, generate
-    from .io.atomic import clean_stale_temporaries
-    from .io.lock import folder_lock
 
     request = _read_request(args.request)
     options = dict(_parse_option(o) for o in args.option)
-    check_inputs(request, args.strategy, args.model, args.device, options)  # before any model loads
+    backend = _backend_spec(args)
+    budget = _budget(args.budget)
+    check_inputs(request, args.strategy, backend, options, budget)  # before any model loads
     if args.check:
         print(f"valid: {request.num_frames} frames at {request.width}x{request.height}, strategy {args.strategy!r}, "
               f"model {args.model!r}")
         return 0
     loading_bars(False)
-    out = Path(args.out)
-    with folder_lock(out, "vidlab generate"):
-        clean_stale_temporaries(out)
-        video = generate(request, strategy=args.strategy, model=args.model, device=args.device, **options)
-        path = video.save(out / "video.mp4")
-    print(f"wrote {path} and {path.with_suffix('.json')} ({video.num_frames} frames at {video.fps} fps, "
-          f"{video.record['timing']['seconds']:.1f} s)")
+    _write_video(Path(args.out), lambda: generate(request, strategy=args.strategy, model=backend.load(),
+                                                  budget=budget, **options))
+    return 0
+
+
+def cmd_replay(args) -> int:
+    """Make a manifest's video again; say whether its frames match the recorded ones."""
+    from ._quiet import loading_bars
+    from .backends.spec import BackendSpec
+    from .errors import read_json_config
+    from .generate import replay
+    if Path(args.manifest).suffix != ".json" or not Path(args.manifest).is_file():
+        raise UserInputError("manifest", args.manifest, "is not a video's manifest: give the existing .json file "
+                                                        "beside its MP4")
+    record = read_json_config(Path(args.manifest))
+    if not {"request", "strategy", "options", "backend"} <= set(record):
+        raise UserInputError("manifest", args.manifest, "has no generation record (request, strategy, options, "
+                                                        "backend): not written by vidlab generate")
+    BackendSpec.from_record(record["backend"], device=args.device, dtype=args.dtype).check()  # before loading
+    loading_bars(False)
+    path = _write_video(Path(args.out), lambda: replay(record, device=args.device, dtype=args.dtype))
+    before = record.get("video", {}).get("frames_sha256")
+    if before is not None:
+        from .video import read_manifest
+        now = read_manifest(path)
+        hashes = (record["backend"].get("weights_hash"), now["backend"].get("weights_hash"))
+        print("frames identical to the recorded ones" if now["video"]["frames_sha256"] == before else
+              "frames differ from the recorded ones: " + ("the weights changed (hash "
+              f"{hashes[0]} then, {hashes[1]} now)" if hashes[0] != hashes[1] else
+              "same weights; another device, dtype or library version?"))
     return 0
 
 
@@ -104,6 +170,22 @@ def cmd_rerun(args) -> int:
     return rerun_main(args.rest) or 0
 
 
+DTYPES = ("float32", "float16", "bfloat16")  # as backends.spec.DTYPES, without importing torch for --help
+
+
+def _backend_flags(parser) -> None:
+    """--family, --device, --dtype and one flag per model part (backends.presets.PARTS)."""
+    parser.add_argument("--family", default=None, choices=["sd", "animatediff", "wan"],
+                        help="the pipeline family of a folder or hub id (default: sd)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the best there is)")
+    parser.add_argument("--dtype", default=None, choices=DTYPES, help="default: bfloat16 on CUDA, float32 on CPU")
+    for part, text in (("base", "a whole pipeline folder or hub id replacing the model's"),
+                       ("vae", "a VAE folder or hub id"), ("controlnet", "a ControlNetModel folder or hub id"),
+                       ("motion-adapter", "an AnimateDiff MotionAdapter folder or hub id"),
+                       ("video-unet", "a whole UNetMotionModel folder"), ("wan", "a whole WanPipeline folder")):
+        parser.add_argument(f"--{part}", default=None, help=text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vidlab", description="diffusion text-to-video research workbench")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
@@ -114,11 +196,20 @@ def main(argv=None) -> int:
     g.add_argument("request")
     g.add_argument("--out", required=True)
     g.add_argument("--strategy", default="frame_chain")
-    g.add_argument("--model", default="shapes-tiny")
-    g.add_argument("--device", default=None)
+    g.add_argument("--model", default="shapes-tiny", help="a preset, a local diffusers folder or a hub id")
+    _backend_flags(g)
+    g.add_argument("--budget", default=None, help="the most frames x pixels the request may ask for, checked "
+                                                  "before anything loads ('none': no limit; default 1080p x 480 "
+                                                  "frames)")
     g.add_argument("-o", "--option", action="append", default=[], help="strategy option key=value (JSON value)")
     g.add_argument("--check", action="store_true", help="check the request, options, model and device; run nothing")
     g.set_defaults(fn=cmd_generate)
+    r = sub.add_parser("replay", help="make a video again from its manifest (video.json)")
+    r.add_argument("manifest")
+    r.add_argument("--out", required=True)
+    r.add_argument("--device", default=None, help="run on another device than the recorded one")
+    r.add_argument("--dtype", default=None, choices=DTYPES, help="run in another dtype than the recorded one")
+    r.set_defaults(fn=cmd_replay)
     d = sub.add_parser("demo", help="the quickstart on the offline zoo: MP4, metrics table and plot")
     d.add_argument("--out", default="results/demo")
     d.add_argument("--prompt", default=None)

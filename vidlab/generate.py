@@ -6,6 +6,7 @@ from typing import Literal
 import torch
 
 from .backends import Backend, load_backend
+from .backends.spec import BackendSpec
 from .config import (DEFAULT_BATCH_PIXEL_FRAMES, DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget,
                      parse_request, seed_batch_splits)
 from .strategies import BATCHED_STRATEGIES, STRATEGIES, batches_on, check_options, check_seed_batch
@@ -100,23 +101,18 @@ def generate_batch(requests: list, strategy: str = "frame_chain", model: str | B
     return videos
 
 
-def check_inputs(request: GenerationRequest, strategy: str, model: str, device: str | None, options: dict,
+def check_inputs(request: GenerationRequest, strategy: str, backend: BackendSpec, options: dict,
                  budget: int | None = DEFAULT_BUDGET_PIXEL_FRAMES) -> None:
     """What `generate` would refuse, told before any model loads: the strategy and its options, the
-    frame budget, the model (a preset, an existing folder or a hub id) and the device."""
-    from .backends.checks import check_device
-    from .backends.presets import resolve
+    frame budget, the model and its parts (presets, existing folders or hub ids) and the device."""
     check_options(strategy, options)
     check_budget(request, budget)
-    resolve(model)
-    check_device(device)
+    backend.check()
 
 
-def replay(record: dict, callback=None) -> Video:
-    """Run a recorded generation again (same request, strategy, options, model)."""
-    b = record["backend"]
-    backend = load_backend(b["model"], device=b["device"], family=b["family"], base=b["base"],
-                           controlnet=b["controlnet"], motion_adapter=b["motion_adapter"],
-                           motion_lora=b.get("motion_lora"), video_unet=b.get("video_unet"), wan=b.get("wan"))
+def replay(record: dict, callback=None, **changes) -> Video:
+    """Run a recorded generation again: the same request, strategy, options and model parts
+    (`changes`: device=, dtype= to run it elsewhere; frames match only on the same device and dtype)."""
+    backend = BackendSpec.from_record(record["backend"], **changes).load()
     return generate(record["request"], strategy=record["strategy"], model=backend, callback=callback,
-                    **record["options"])
+                    budget=None, **record["options"])  # its size was allowed when it was made

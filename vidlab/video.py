@@ -35,7 +35,8 @@ class Video:
     def save(self, path: str | Path) -> Path:
         """Write the MP4 and a JSON manifest (`<name>.json`) beside it; returns the MP4 path.
 
-        The pair is one unit: the manifest carries the MP4's sha256 (`"video": {"file", "sha256"}`),
+        The pair is one unit: the manifest carries the MP4's sha256 (`"video": {"file", "sha256",
+        "frames_sha256"}`; the last over the float frames, what `vidlab replay` compares),
         the MP4 is encoded to a temporary file first, the manifest is moved into place, then the
         MP4. A process killed between the two moves leaves a manifest that names another video,
         which `read_manifest` refuses; never a pair that silently disagrees.
@@ -49,13 +50,19 @@ class Video:
         with atomic_output(path) as tmp:
             write_mp4(self.frames, tmp, fps=self.fps)
             digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-            atomic_write_json(path.with_suffix(".json"), {**self.record, "video": {"file": path.name, "sha256": digest}})
+            atomic_write_json(path.with_suffix(".json"), {**self.record, "video": {
+                "file": path.name, "sha256": digest, "frames_sha256": frames_digest(self.frames)}})
         return path
 
     def display(self, width: int = 256):
         """Inline HTML5 video for a notebook."""
         from .io import display_video
         return display_video(self.frames, fps=self.fps, width=width)
+
+
+def frames_digest(frames: torch.Tensor) -> str:
+    """sha256 of the frames as float32 (bit-exact: equal only for the same numbers)."""
+    return hashlib.sha256(frames.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()
 
 
 class MismatchedPairError(ValueError):

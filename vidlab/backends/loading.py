@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .checks import check_device, find_broken_file
-from .presets import Preset, resolve
+from .presets import PARTS, Preset, resolve
 
 DEFAULT_CACHE_SIZE = 2
 
@@ -154,7 +154,7 @@ class Backend:
             raise ValueError(f"pipeline kind={kind!r} is not available for model {self.preset.name!r}; "
                              f"allowed: {self.kinds}")
         if kind not in self._pipes:
-            # video-to-video and ControlNet video share the 'animatediff' pipeline's video UNet (LoRA fused once)
+            # video-to-video and ControlNet video share the 'animatediff' pipeline's video UNet
             video = self.pipeline("animatediff") if kind in VIDEO_VARIANTS else None
             pipe = _build_pipeline(kind, self.components, video)
             _place(pipe, self.device, self.dtype)
@@ -163,11 +163,11 @@ class Backend:
         return self._pipes[kind]
 
     def record(self) -> dict:
-        return {"model": self.preset.name, "family": self.preset.family, "base": self.preset.base,
-                "controlnet": self.preset.controlnet, "motion_adapter": self.preset.motion_adapter,
-                "motion_lora": self.preset.motion_lora, "video_unet": self.preset.video_unet,
-                "wan": self.preset.wan, "video_design": self.video_design, "weights_hash": self.weights_hash,
-                "device": str(self.device), "dtype": str(self.dtype)}
+        """What the manifest says about the model: its name, family and every part (`PARTS`), the video
+        design, the weights hash, device and dtype (`BackendSpec.from_record` reads it back)."""
+        return {"model": self.preset.name, "family": self.preset.family,
+                **{p: getattr(self.preset, p) for p in PARTS}, "video_design": self.video_design,
+                "weights_hash": self.weights_hash, "device": str(self.device), "dtype": str(self.dtype)}
 
 
 def _place(pipe, device: torch.device, dtype: torch.dtype) -> None:
@@ -188,18 +188,6 @@ WAN_OPTIONS = "wan_pipeline_options"  # components key of Wan's model_index opti
 WAN = "wan"  # components key of an 'sd' preset's Wan video model: a dict of the WanPipeline's components
 WAN_RECIPE = "wan_recipe"  # components key of the joint model's vidlab_video.json (how it was trained), if any
 VIDEO_UNET = "video_unet"  # components key of a whole UNetMotionModel (the zoo's fine-tuned video UNet)
-MOTION_LORA = "motion_lora"  # components key of the video LoRA's folder (a path, fused when the pipeline is built)
-
-
-def _fuse_lora(pipe, folder: str) -> None:
-    """Load a diffusers-format LoRA into pipe's UNet and fuse it: plain layers afterwards."""
-    try:
-        import peft  # noqa: F401 - diffusers loads LoRAs through peft
-    except ImportError as err:
-        raise ImportError(f"the motion LoRA {folder!r} needs peft to load: pip install peft") from err
-    pipe.unet.load_lora_adapter(folder, prefix="unet", adapter_name="motion", use_safetensors=True)
-    pipe.fuse_lora(components=["unet"], lora_scale=1.0)
-    pipe.unload_lora_weights()
 
 
 def _config_adapter(unet_motion):
@@ -236,12 +224,8 @@ def _build_pipeline(kind: str, c: dict, video=None):
         if VIDEO_UNET in c:  # a whole video UNet: used as it is
             return d.AnimateDiffPipeline(**{**sd, "unet": c[VIDEO_UNET]}, motion_adapter=_config_adapter(c[VIDEO_UNET]),
                                          feature_extractor=None)
-        # the pipeline builds its own UNetMotionModel (a copy of the image UNet's weights), so a
-        # LoRA fused into it leaves the text-to-image pipelines untouched
-        pipe = d.AnimateDiffPipeline(**sd, motion_adapter=c["motion_adapter"], feature_extractor=None)
-        if c.get(MOTION_LORA):
-            _fuse_lora(pipe, c[MOTION_LORA])
-        return pipe
+        # the pipeline builds its own UNetMotionModel (a copy of the image UNet's weights)
+        return d.AnimateDiffPipeline(**sd, motion_adapter=c["motion_adapter"], feature_extractor=None)
     if kind in VIDEO_VARIANTS:
         parts = dict(video.components)
         if kind == "animatediff_v2v":
@@ -266,11 +250,16 @@ def _load_components(preset: Preset, device, dtype) -> dict:
     import diffusers as d
 
     kw = dict(dtype=dtype)
+    vae = {}
+    if preset.vae:  # a pipeline folder's vae/ or a VAE folder / hub id of its own
+        cls = d.AutoencoderKLWan if preset.family == "wan" else d.AutoencoderKL
+        sub = dict(subfolder="vae") if (Path(preset.vae) / "vae" / "config.json").is_file() else {}
+        vae = {"vae": _from_pretrained(cls, preset.vae, "vae", preset, **sub, **kw)}
     if preset.family == "wan":
-        pipe = _from_pretrained(d.WanPipeline, preset.base, "base", preset, **kw)
+        pipe = _from_pretrained(d.WanPipeline, preset.base, "base", preset, **vae, **kw)
     else:
         pipe = _from_pretrained(d.StableDiffusionPipeline, preset.base, "base", preset,
-                                safety_checker=None, requires_safety_checker=False, **kw)
+                                safety_checker=None, requires_safety_checker=False, **vae, **kw)
     components = {k: v for k, v in pipe.components.items() if v is not None}
     if preset.family == "wan":
         components[WAN_OPTIONS] = {k: pipe.config[k] for k in ("boundary_ratio", "expand_timesteps") if k in pipe.config}
@@ -279,11 +268,6 @@ def _load_components(preset: Preset, device, dtype) -> dict:
     if preset.motion_adapter:
         components["motion_adapter"] = _from_pretrained(d.MotionAdapter, preset.motion_adapter,
                                                         "motion_adapter", preset, **kw)
-        if preset.motion_lora:
-            if not Path(preset.motion_lora).is_dir():
-                raise ValueError(f"motion_lora={preset.motion_lora!r} is not a folder; it must be a local folder "
-                                 "holding pytorch_lora_weights.safetensors")
-            components[MOTION_LORA] = preset.motion_lora
     if preset.video_unet:
         components[VIDEO_UNET] = _from_pretrained(d.UNetMotionModel, preset.video_unet, "video_unet", preset, **kw)
     if preset.wan and preset.family != "wan":
@@ -324,7 +308,8 @@ def load_backend(model: str | Preset = "shapes-tiny", device: str | None = None,
                  dtype: str | torch.dtype | None = None, family: str | None = None, **overrides) -> Backend:
     """Load (or take from the LRU cache) the components of a model preset, folder or hub id.
 
-    overrides: base=, controlnet=, motion_adapter=, motion_lora= local paths replacing the preset's parts.
+    overrides: parts (`presets.PARTS`: base=, vae=, controlnet=, ...) replacing the preset's, as local folders
+    or hub ids. `BackendSpec` is the typed, checked way to name all of this.
     """
     preset = resolve(model, family=family, **overrides)
     device, dtype = default_device_dtype(device, dtype)
@@ -336,8 +321,7 @@ def load_backend(model: str | Preset = "shapes-tiny", device: str | None = None,
             return _CACHE.items[key]
         _CACHE.misses += 1
     components = _load_components(preset, device, dtype)
-    local = [p for p in (preset.base, preset.controlnet, preset.motion_adapter, preset.motion_lora,
-                         preset.video_unet, preset.wan) if p]
+    local = [getattr(preset, p) for p in PARTS if getattr(preset, p)]
     backend = Backend(preset, device, dtype, components, weights_hash(*[_local_folder(p) for p in local]))
     with _CACHE.lock:
         _CACHE.items[key] = backend

@@ -13,7 +13,7 @@ from pathlib import Path
 ZOO_PATH = Path(__file__).resolve().parent.parent / "zoo" / "shapes-tiny"
 
 FAMILIES = ("sd", "animatediff", "wan")
-PARTS = ("base", "controlnet", "motion_adapter", "motion_lora", "video_unet", "wan")  # what `resolve(..., **overrides)` may replace
+PARTS = ("base", "vae", "controlnet", "motion_adapter", "video_unet", "wan")  # what `resolve(..., **overrides)` replaces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,9 +23,9 @@ class Preset:
     name: str
     family: str                      # one of FAMILIES
     base: str
+    vae: str | None = None           # a VAE replacing the base's (AutoencoderKL; AutoencoderKLWan for 'wan')
     controlnet: str | None = None    # ControlNetModel folder or id (canny)
     motion_adapter: str | None = None  # MotionAdapter folder or id (AnimateDiff)
-    motion_lora: str | None = None   # LoRA (diffusers format) fused into the video UNet with the adapter
     video_unet: str | None = None    # a whole UNetMotionModel folder (replaces the UNet + motion adapter for video)
     wan: str | None = None           # a whole WanPipeline folder: the video model of an 'sd' preset (joint attention)
     native_frames: int = 16          # frames the video model makes in one call
@@ -43,7 +43,6 @@ def _zoo_part(sub: str) -> str | None:
 PRESETS: dict[str, Preset] = {
     "shapes-tiny": Preset(
         "shapes-tiny", "sd", str(ZOO_PATH), controlnet=_zoo_part("controlnet"),
-        motion_adapter=_zoo_part("motion_adapter"), motion_lora=_zoo_part("motion_lora"),
         video_unet=_zoo_part("video_unet"), native_frames=16,
         description="vidlab's offline zoo: 64x64 shapes world, trained on CPU, ships inside the package; its video "
                     "model is the AnimateDiff video UNet (factorized spatial-then-temporal attention)"),
@@ -90,7 +89,8 @@ def is_hub_id(text: str) -> bool:
 def resolve(model: str | Preset, family: str | None = None, **overrides: str | None) -> Preset:
     """A preset by name, or a preset made for a local folder / hub id.
 
-    `overrides` replace parts (base=, controlnet=, motion_adapter=, motion_lora=, video_unet=, wan=) with local paths.
+    `overrides` replace parts (`PARTS`: base=, vae=, controlnet=, motion_adapter=, video_unet=, wan=) with
+    local folders or hub ids.
     >>> resolve("sd15-canny", base="/models/sd15").base
     '/models/sd15'
     """
@@ -103,10 +103,10 @@ def resolve(model: str | Preset, family: str | None = None, **overrides: str | N
         if local.exists():
             controlnet = str(local / "controlnet") if (local / "controlnet").exists() else None
             adapter = str(local / "motion_adapter") if (local / "motion_adapter").exists() else None
-            lora = str(local / "motion_lora") if adapter and (local / "motion_lora").exists() else None
             video_unet = str(local / "video_unet") if (local / "video_unet").exists() else None
             wan = str(local / "wan") if (local / "wan").exists() else None
-            preset = Preset(str(model), family or "sd", str(local), controlnet, adapter, lora, video_unet, wan)
+            preset = Preset(str(model), family or "sd", str(local), controlnet=controlnet, motion_adapter=adapter,
+                            video_unet=video_unet, wan=wan)
         elif is_hub_id(model):
             preset = Preset(model, family or "sd", model)
         else:

@@ -18,7 +18,7 @@ import time
 from typing import Callable
 
 from .memory import PeakMemory
-from .points import point_metrics
+from .points import point_backend, point_metrics
 from .spec import canonical_json
 
 BatchFn = Callable[[list], list]  # configs -> [(metrics, video), ...], one per config, in order
@@ -31,7 +31,9 @@ def batch_key(config: dict) -> str | None:
     from ..backends.presets import PRESETS
     from ..strategies import batches_on
     preset = PRESETS.get(config.get("model"))
-    if not batches_on(config.get("strategy"), default_device_dtype()[0], preset.family if preset else None):
+    given = config.get("backend", {})
+    family = given.get("family") or (preset.family if preset else None)
+    if not batches_on(config.get("strategy"), default_device_dtype(given.get("device"))[0], family):
         return None
     request = {k: v for k, v in config["request"].items() if k != "seed"}
     return canonical_json({**config, "request": request})
@@ -64,7 +66,7 @@ def generate_points(configs: list[dict]) -> list[tuple[dict, object]]:
 
     first = configs[0]
     requests = [parse_request(c["request"]) for c in configs]
-    videos = generate_batch(requests, strategy=first["strategy"], model=first["model"], **first["options"])
+    videos = generate_batch(requests, strategy=first["strategy"], model=point_backend(first), **first["options"])
     return [(point_metrics(video, r.full_prompt()), video) for r, video in zip(requests, videos)]
 
 

@@ -46,7 +46,13 @@ def sweep_main(argv: list[str] | None = None) -> int:
         print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
         return 2
     if args.check:
-        print(f"sweep {spec.name!r}: {check_grid(spec, args.max_points):,} points, every value valid")
+        try:
+            size = check_grid(spec, args.max_points)
+            spec.backend_spec().check()
+        except ValueError as err:
+            print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
+            return 2
+        print(f"sweep {spec.name!r}: {size:,} points, every value valid; model {spec.model!r}")
         return 0
     if args.no_progress:
         from .._quiet import loading_bars

@@ -12,8 +12,14 @@ def generate_point(config: dict) -> tuple[dict, object]:
     from ..config import parse_request
 
     request = parse_request(config["request"])
-    video = generate(request, strategy=config["strategy"], model=config["model"], **config["options"])
+    video = generate(request, strategy=config["strategy"], model=point_backend(config), **config["options"])
     return point_metrics(video, request.full_prompt()), video
+
+
+def point_backend(config: dict):
+    """The loaded Backend of a point's config: its model, and its `backend` block where the spec gave one."""
+    from ..backends.spec import BackendSpec
+    return BackendSpec(**config.get("backend", {}), model=config["model"]).load()
 
 
 def point_metrics(video, prompt: str) -> dict:

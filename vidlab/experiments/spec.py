@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 from pydantic import Field, field_validator, model_validator
 
+from ..backends.spec import BackendSpec
 from ..config import GenerationRequest, RequestError, Strict, parse_request
 from ..errors import short
 
@@ -55,12 +56,31 @@ class SweepSpec(Strict):
     base_request: GenerationRequest = Field(description="the request every point starts from")
     strategy: str = Field(min_length=1, description="a key of vidlab.strategies.STRATEGIES")
     model: str = Field("shapes-tiny", min_length=1, description="a preset name, local folder or hub id")
+    backend: BackendSpec | None = Field(None, description="the model in full: parts (folders or hub ids), family, "
+                                                          "device, dtype; its `model` is the spec's `model`")
     options: dict[str, Any] = Field(default_factory=dict, description="strategy options fixed for every point")
     axes: dict[str, list[Any]] = Field(default_factory=dict,
                                        description="axis name -> values; a request field or 'options.<name>'")
     max_retries: int = Field(1, ge=0, le=100, description="extra attempts of a failed point in one run, each alone")
     max_attempts: int = Field(3, ge=1, le=100, description="attempts of a point over every run of the sweep; "
                                                            "a point that used them is not tried again")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_in_one_place(cls, data):
+        """`backend.model` and `model` are one field: given in one place, the other follows."""
+        if isinstance(data, dict) and isinstance(data.get("backend"), dict):
+            inner = data["backend"].get("model")
+            if inner is not None and data.get("model", inner) != inner:
+                raise ValueError(f"model={data['model']!r} and backend.model={inner!r} disagree; give the "
+                                 f"model in one place")
+            data = {**data, "model": data.get("model", inner or "shapes-tiny")}
+            data["backend"] = {**data["backend"], "model": data["model"]}
+        return data
+
+    def backend_spec(self) -> BackendSpec:
+        """The model as a BackendSpec (the `backend` block, or the plain `model`)."""
+        return self.backend or BackendSpec(model=self.model)
 
     @field_validator("axes")
     @classmethod
@@ -204,7 +224,7 @@ class Point:
 
     index: int                 # position in the grid (first axis varies slowest)
     point_id: str
-    config: dict               # {"request": {...all fields...}, "strategy", "model", "options"}
+    config: dict               # {"request": {...all fields...}, "strategy", "model", "options"[, "backend"]}
     axis_values: dict
 
     @property
@@ -283,8 +303,10 @@ def _point_config(spec: SweepSpec, base: dict, axis_values: dict) -> dict:
     except RequestError as err:  # a combination of values no single axis value shows
         raise RequestError("SweepSpec", [("axes (this combination)", axis_values, f"{field}: {msg}")
                                          for field, _, msg in err.problems]) from None
-    return {"request": validated.model_dump(mode="json"), "strategy": spec.strategy, "model": spec.model,
-            "options": options}
+    config = {"request": validated.model_dump(mode="json"), "strategy": spec.strategy, "model": spec.model,
+              "options": options}
+    beyond = spec.backend_spec().beyond_model()
+    return {**config, "backend": beyond} if beyond else config  # a plain model keeps the ids it always had
 
 
 def _value_problems(spec: SweepSpec, axis: str, value, base: dict, strategy_options: bool):

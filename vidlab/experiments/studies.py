@@ -258,7 +258,7 @@ def run_study(specs: SweepSpec | Sequence[SweepSpec], store_dir: str | Path, pro
     reports = []
     for spec in specs:
         reports.append(run_sweep(spec, store_dir, point_fn=measure_point, batch_fn=measure_points,
-                                 weights_hash=default_weights_hash(spec.model), progress=progress))
+                                 weights_hash=default_weights_hash(spec), progress=progress))
     tables = [r.table.assign(sweep=s.name, strategy=arm_label(s, specs), model=s.model)
               for r, s in zip(reports, specs) if len(r.table)]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

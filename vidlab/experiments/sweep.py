@@ -40,10 +40,9 @@ from .store import DiskFullError, ResultsStore
 PointFn = Callable[[dict], tuple]  # config -> (metrics: dict[str, float], video or None)
 
 
-def default_weights_hash(model: str) -> str:
-    """The weights hash `generate` records for `model` (loads it once into the backend LRU cache)."""
-    from ..backends import load_backend
-    return load_backend(model).weights_hash
+def default_weights_hash(spec: SweepSpec) -> str:
+    """The weights hash `generate` records for the spec's model (loads it once into the backend LRU cache)."""
+    return spec.backend_spec().load().weights_hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,12 +244,13 @@ def run_sweep(spec: SweepSpec | str | Path, store_dir: str | Path, point_fn: Poi
     if point_fn is None:
         from ..strategies import check_strategy  # the strategies (torch, diffusers) load only when used
         check_strategy(spec.strategy)
+        spec.backend_spec().check()  # the model's folders, hub ids and device, before anything loads
         batch_fn = generate_points if batch_fn is None else batch_fn
     if isinstance(batch_seeds, bool) or not isinstance(batch_seeds, int) or batch_seeds < 1:
         raise ValueError(f"batch_seeds={batch_seeds!r} must be an integer >= 1 (1: no batching)")
     check_grid(spec, max_points, strategy_options=point_fn is None)  # before the model loads for its hash
     if weights_hash is None:
-        weights_hash = default_weights_hash(spec.model) if point_fn is None else ""
+        weights_hash = default_weights_hash(spec) if point_fn is None else ""
     points = expand_grid(spec, weights_hash, max_points, strategy_options=point_fn is None)
     owned = executor is None or isinstance(executor, str)  # made here: its workers end with the sweep
     executor = get_executor(executor)

@@ -107,13 +107,15 @@ def build_data(run_dir, init=None, frames: int = 12_000, clips: int = 4_000) -> 
 class Batches:
     """Training batches in the pipeline's normalised latent space, deterministic in the step's rng."""
 
-    def __init__(self, run_dir, vae, caption_dropout: float = 0.1, centre_share: float = 0.0):
+    def __init__(self, run_dir, vae, caption_dropout: float = 0.1, centre_share: float = 0.0,
+                 first_share: float = 0.5):
         self.frames = load_file(Path(run_dir) / "frames.safetensors")
         self.pool = load_file(Path(run_dir) / "pool.safetensors")
         self.centre = load_file(Path(run_dir) / "pool_centre.safetensors") if centre_share > 0 else None
         self.mu, self.sd = wan_latent_stats(vae)
         self.caption_dropout = caption_dropout
         self.centre_share = centre_share
+        self.first_share = first_share
 
     def _normalise(self, mean, std):
         """A posterior sample of (B, C, F, h, w) latents, in the pipeline's normalised space."""
@@ -143,8 +145,9 @@ class Batches:
         return ["" if rng.random() < self.caption_dropout else t for t in texts]
 
     def single_frames(self, rng, n: int):
-        """n frames (n, C, 1, h, w): half scenes with image captions, half clips' first frames with clip captions."""
-        n_scenes = n // 2
+        """n frames (n, C, 1, h, w): scenes with image captions and, `first_share` of them, first frames of the
+        centred pool's clips with their clip captions (where a caption's motion starts: the first pass's job)."""
+        n_scenes = n - round(n * self.first_share)
         idx = rng.integers(0, self.frames["mean"].shape[0], n_scenes)
         scenes = scenes_from_attrs(self.frames["attrs"][idx])
         x_scenes = self._normalise(self.frames["mean"][idx][:, :, None], self.frames["std"][idx][:, :, None])
@@ -183,11 +186,12 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
 
 def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
-                monitor_every: int = 500, centre_share: float = 0.5) -> Stage:
+                monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
-    from the centre pool) and, making `frame_share` of the step's samples, single frames.
+    from the centre pool) and, making `frame_share` of the step's samples, single frames (`first_share`
+    of those clips' first frames under clip captions).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
@@ -195,11 +199,13 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         raise ValueError(f"frame_share={frame_share} must be in [0, 1)")
     if not 0.0 <= centre_share <= 1.0:
         raise ValueError(f"centre_share={centre_share} must be in [0, 1]")
+    if not 0.0 <= first_share <= 1.0:
+        raise ValueError(f"first_share={first_share} must be in [0, 1]")
     torch.manual_seed(seed)
     parts = load_parts(init or default_init())
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
-    data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0)
+    data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share)
     n_frames = round(clip_batch * frame_share / (1 - frame_share)) if stage == "clips" else batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -310,6 +316,10 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--centre-share", type=float, default=0.5,
                         help="clips: share of clips from the centre pool (frame 0 at the centre)")
+    parser.add_argument("--frame-share", type=float, default=0.25,
+                        help="clips: share of a step's samples that are single frames")
+    parser.add_argument("--first-share", type=float, default=0.5,
+                        help="share of single frames that are clips' first frames under clip captions")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--vae-dir", default=None, help="export: a VAE folder to ship instead of init's")
     parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
@@ -326,7 +336,8 @@ def main(argv=None) -> None:
         print(export_stage(args.run_dir, args.stage, args.out, args.init, args.vae_dir))
         return
     stage = joint_stage(args.run_dir, args.command, args.init, batch=args.batch, clip_batch=args.clip_batch,
-                        lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share)
+                        lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share,
+                        frame_share=args.frame_share, first_share=args.first_share)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

@@ -1,4 +1,4 @@
-"""The zoo learns motion: shapes-world clips and a diffusers `MotionAdapter` trained on them.
+"""The zoo's factorized video model: shapes-world clips, the image UNet with motion modules, all fine-tuned.
 
 Stage 'motion' comes after the zoo's text-to-image stages and starts from the *packaged* zoo
 (`vidlab/zoo/shapes-tiny`), so anyone can rerun it from a clean install:
@@ -8,15 +8,15 @@ Stage 'motion' comes after the zoo's text-to-image stages and starts from the *p
    over a textured background; `clip_caption` says all of it. Colour-shape combinations in
    `HELD_OUT_COMBOS` never appear, so evaluation can use prompts the model has never seen.
 2. model: `UNetMotionModel.from_unet2d(zoo UNet, MotionAdapter(...))`. Every motion module's
-   output projection starts at zero, so at step 0 the model *is* the image model. Trained: the
-   motion modules, and the token embeddings of words only clips use ("moves", "up", "quickly",
-   "pans", ...), which static captions never contain, so text-to-image is untouched.
-3. loss: epsilon prediction, one timestep per clip, min-SNR-5, noise offset, 10% caption
-   dropout. Each batch holds 32 frames: 4 clips x 8 frames, every 4th step 2 clips x 16 frames
-   (so the 16-frame windows of `sliding_window` stay in distribution).
+   output projection starts at zero, so at step 0 the model *is* the image model. Trained: every
+   UNet weight, and the token embeddings of words only clips use ("moves", "up", "quickly",
+   "pans", ...), which static captions never contain.
+3. loss: epsilon prediction, one timestep per clip, min-SNR-5 (with the x0 weighting below SNR 1),
+   noise offset, 10% caption dropout. Each batch holds 32 frames: 4 clips x 8 frames, every 4th
+   step 2 clips x 16 frames (so the 16-frame windows of `sliding_window` stay in distribution).
 
-`python -m vidlab.training.motion train --steps N` trains (resumable); `export` writes
-`motion_adapter/`, `text_encoder/` and `tokenizer/` into the zoo.
+`python -m vidlab.training.motion train` trains the shipped recipe (resumable); `export` writes
+`video_unet/`, `text_encoder/` and `tokenizer/` into the zoo.
 """
 from __future__ import annotations
 
@@ -36,11 +36,8 @@ from .common import Stage, add_noise, export_target, rng_for, scheduler_config, 
 
 CLIP_FRAMES = (8, 16)
 FRAMES_PER_BATCH = 32
-LORA_RANK = 8
 WEIGHTINGS = ("min_snr", "x0")
 X0_WEIGHT_CAP = 20.0
-# the image UNet's text cross-attention (not the motion modules' own attention blocks)
-CROSS_ATTENTION = r".*attentions\.\d+\.transformer_blocks\.\d+\.attn2\.(to_q|to_k|to_v|to_out\.0)"
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -125,23 +122,6 @@ def load_base(base):
     return vae, tokenizer, text_encoder, unet.eval()
 
 
-def add_cross_attention_lora(unet_motion, rank: int = LORA_RANK) -> None:
-    """A LoRA (peft, B initialised to zero) on the image UNet's text cross-attention projections.
-
-    Motion modules attend across frames only and never see the prompt; what a clip caption says
-    about motion ("moves left quickly") reaches them only through the UNet's cross-attention, whose
-    frozen projections were trained to read static captions. Measured on the adapter trained
-    without it, swapping "left" for "right" in the caption changed the denoising loss by 0.4%:
-    the direction was ignored. The LoRA gives the caption's motion words a path of their own.
-    """
-    try:
-        from peft import LoraConfig
-    except ImportError as err:  # peft is a vidlab dependency; say what is missing
-        raise ImportError("training the motion LoRA needs peft: pip install peft") from err
-    unet_motion.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
-                                       target_modules=CROSS_ATTENTION))
-
-
 def timestep_weight(snr: torch.Tensor, weighting: str = "min_snr") -> torch.Tensor:
     """Weight of each clip's epsilon error given its signal-to-noise ratio (see motion_stage)."""
     w = torch.clamp(snr, max=5.0) / snr  # min-SNR-5
@@ -150,22 +130,13 @@ def timestep_weight(snr: torch.Tensor, weighting: str = "min_snr") -> torch.Tens
     return w
 
 
-TRAIN_UNET = ("adapter", "full")
-
-
 def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per_batch: int = FRAMES_PER_BATCH,
-                 noise_offset: float = 0.05, caption_dropout: float = 0.1, lora_rank: int = LORA_RANK,
-                 init_adapter=None, weighting: str = "min_snr", train_unet: str = "adapter",
-                 unet_lr: float = 2e-4, curriculum_steps: int = 0, centred_fraction: float = 0.0) -> Stage:
-    """The video model: motion modules on the zoo UNet, with the UNet frozen or fine-tuned.
+                 noise_offset: float = 0.05, caption_dropout: float = 0.1, weighting: str = "x0",
+                 unet_lr: float = 2e-4, curriculum_steps: int = 500, centred_fraction: float = 0.5) -> Stage:
+    """The video model: motion modules on the zoo UNet (output projections zero: at step 0 it is the
+    image model), every weight fine-tuned (spatial layers at unet_lr, motion modules at lr), exported as
+    a diffusers `UNetMotionModel`. The defaults are the shipped video UNet's recipe.
 
-    train_unet: 'adapter' trains the motion modules (and a cross-attention LoRA when lora_rank > 0)
-    on the frozen image UNet, exported as a MotionAdapter; 'full' fine-tunes every weight of the
-    video UNet (spatial layers at unet_lr, motion modules at lr), exported as a diffusers
-    `UNetMotionModel`. A MotionAdapter's temporal layers never see the prompt: with 'full' the
-    spatial layers can learn to carry the motion words to them.
-    init_adapter: a MotionAdapter folder whose motion modules the run starts from (default: zero
-    output projections, i.e. the image model).
     weighting: 'min_snr' (min-SNR-5 on the epsilon error) or 'x0' (also min-SNR-5 where SNR > 1;
     below, the epsilon error is weighted by 1/SNR up to 20, i.e. measured as an error of the clean clip).
     curriculum_steps: the first steps draw only the four cardinal directions, then all eight.
@@ -175,8 +146,6 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting={weighting!r} is not one of {list(WEIGHTINGS)}")
-    if train_unet not in TRAIN_UNET:
-        raise ValueError(f"train_unet={train_unet!r} is not one of {list(TRAIN_UNET)}")
     from diffusers import DDIMScheduler, MotionAdapter, UNetMotionModel
 
     from vidlab.backends.presets import ZOO_PATH
@@ -185,17 +154,7 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     vae, tokenizer, text_encoder, unet = load_base(base or ZOO_PATH)
     unet_motion = UNetMotionModel.from_unet2d(unet, MotionAdapter(**motion_adapter_config()))
     zero_motion_outputs(unet_motion)
-    if init_adapter is not None:
-        unet_motion.load_motion_modules(MotionAdapter.from_pretrained(init_adapter))
-    if train_unet == "full":
-        lora_rank = 0
-        unet_motion.requires_grad_(True)
-    else:
-        unet_motion.freeze_unet2d_params()
-    if lora_rank:
-        add_cross_attention_lora(unet_motion, lora_rank)
-        for n, p in unet_motion.named_parameters():  # peft leaves only its own layers trainable
-            p.requires_grad_("motion_modules" in n or "lora_" in n)
+    unet_motion.requires_grad_(True)
     text_encoder.requires_grad_(False)
     table = text_encoder.get_input_embeddings().weight
     table.requires_grad_(True)
@@ -203,15 +162,12 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     trainable_rows[motion_word_ids(tokenizer)] = 1.0
     table.register_hook(lambda grad: grad * trainable_rows)  # only motion words learn
     model = MotionTrainee(unet_motion, text_encoder)
-    motion_params = [p for n, p in unet_motion.named_parameters() if p.requires_grad and "motion_modules" in n
-                     or "lora_" in n]
-    spatial_params = [p for n, p in unet_motion.named_parameters() if p.requires_grad and "motion_modules" not in n
-                      and "lora_" not in n]
+    motion_params = [p for n, p in unet_motion.named_parameters() if "motion_modules" in n]
+    spatial_params = [p for n, p in unet_motion.named_parameters() if "motion_modules" not in n]
     # weight decay 0 on the table: rows without gradient then stay exactly as they were
     groups = [{"params": motion_params, "weight_decay": 1e-2},
-              {"params": [table], "weight_decay": 0.0, "lr": lr}]
-    if spatial_params:
-        groups.append({"params": spatial_params, "weight_decay": 0.0, "lr": unet_lr})
+              {"params": [table], "weight_decay": 0.0, "lr": lr},
+              {"params": spatial_params, "weight_decay": 0.0, "lr": unet_lr}]
     opt = torch.optim.AdamW(groups, lr=lr)
     for g in opt.param_groups:  # run_loop scales every group's lr by its schedule
         g["lr_scale"] = g["lr"] / lr
@@ -249,90 +205,46 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     return Stage("motion", model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=50)
 
 
-def train_motion(run_dir, steps: int = 1500, base=None, lr: float = 1e-3, seed: int = 0,
-                 frames_per_batch: int = FRAMES_PER_BATCH, lora_rank: int = LORA_RANK, init_adapter=None,
-                 weighting: str = "min_snr", train_unet: str = "adapter", unet_lr: float = 2e-4,
-                 curriculum_steps: int = 0, centred_fraction: float = 0.0) -> dict:
-    stage = motion_stage(run_dir, base, lr, seed, frames_per_batch, lora_rank=lora_rank, init_adapter=init_adapter,
-                         weighting=weighting, train_unet=train_unet, unet_lr=unet_lr,
-                         curriculum_steps=curriculum_steps, centred_fraction=centred_fraction)
-    return train_stage(stage, run_dir, steps)
-
-
-def _lora_rank_of(state: dict) -> int:
-    """The LoRA rank a saved motion stage was trained with (0: none)."""
-    ranks = {v.shape[0] for k, v in state.items() if k.endswith("lora_A.default.weight")}
-    return ranks.pop() if ranks else 0
-
-
-def _trained_unet_fully(run_dir) -> bool:
-    """Whether a saved motion stage fine-tuned the spatial UNet (its EMA holds spatial weights)."""
-    ema = Path(run_dir) / "motion" / "ema.safetensors"
-    return ema.exists() and any("motion_modules" not in k and "lora_" not in k for k in load_file(ema))
+def train_motion(run_dir, steps: int = 1600, base=None, seed: int = 0, **recipe) -> dict:
+    """Train (or resume) the motion stage; `recipe`: `motion_stage`'s keywords (default: the shipped one)."""
+    return train_stage(motion_stage(run_dir, base, seed=seed, **recipe), run_dir, steps)
 
 
 def export_motion(run_dir, out_dir=None, base=None, use_ema: bool = True) -> Path:
-    """Write the trained video model, the text encoder and the tokenizer into a zoo folder.
-
-    A fully fine-tuned run writes `video_unet/` (a diffusers `UNetMotionModel`, loaded by
-    `AnimateDiffPipeline(unet=...)`); an adapter run writes `motion_adapter/` (diffusers
-    MotionAdapter) and, with a LoRA, `motion_lora/` (diffusers LoRA format). Both write
-    `text_encoder/` (with the motion words' embeddings) and `tokenizer/`.
-    """
-    from diffusers import AnimateDiffPipeline, MotionAdapter
-
-
+    """Write the trained video model (`video_unet/`, a diffusers `UNetMotionModel` that
+    `AnimateDiffPipeline(unet=...)` loads), the text encoder (with the motion words' embeddings) and the
+    tokenizer into a zoo folder."""
     out = export_target(out_dir)
     d = Path(run_dir) / "motion"
     state = load_file(d / "state.safetensors")
-    full = _trained_unet_fully(run_dir)
     if use_ema and (d / "ema.safetensors").exists():
         state.update(load_file(d / "ema.safetensors"))
-    rank = _lora_rank_of(state)
-    stage = motion_stage(run_dir, base, lora_rank=rank, train_unet="full" if full else "adapter")
+    stage = motion_stage(run_dir, base)
     stage.model.load_state_dict(state)
-    unet = stage.model.unet.requires_grad_(False)
-    if full:
-        unet.save_pretrained(out / "video_unet", safe_serialization=True)
-    else:
-        adapter = MotionAdapter(**motion_adapter_config())
-        for mine, theirs in ((adapter.down_blocks, unet.down_blocks), (adapter.up_blocks, unet.up_blocks)):
-            for a, b in zip(mine, theirs):
-                a.motion_modules.load_state_dict(b.motion_modules.state_dict())
-        adapter.mid_block.motion_modules.load_state_dict(unet.mid_block.motion_modules.state_dict())
-        adapter.save_pretrained(out / "motion_adapter", safe_serialization=True)
-    if rank:
-        from peft.utils import get_peft_model_state_dict
-        AnimateDiffPipeline.save_lora_weights(out / "motion_lora", unet_lora_layers=get_peft_model_state_dict(unet),
-                                              safe_serialization=True)
-    text_encoder = stage.model.text_encoder.requires_grad_(False)
-    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    stage.model.unet.requires_grad_(False).save_pretrained(out / "video_unet", safe_serialization=True)
+    stage.model.text_encoder.requires_grad_(False).save_pretrained(out / "text_encoder", safe_serialization=True)
     build_tokenizer().save_pretrained(out / "tokenizer")
     return out
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Train the zoo's motion adapter on shapes-world clips.")
+    parser = argparse.ArgumentParser(description="Train the zoo's factorized video UNet on shapes-world clips "
+                                                 "(defaults: the shipped recipe).")
     parser.add_argument("command", choices=["train", "export"])
     parser.add_argument("--run-dir", default="checkpoints/shapes-tiny")
     parser.add_argument("--base", default=None, help="zoo folder to start from (default: the packaged zoo)")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1600)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames-per-batch", type=int, default=FRAMES_PER_BATCH)
     parser.add_argument("--out", default=None, help="export: target zoo folder (default: results/zoo/shapes-tiny, "
                         "a copy of the packaged zoo; pass vidlab/zoo/shapes-tiny to ship)")
-    parser.add_argument("--lora-rank", type=int, default=LORA_RANK,
-                        help="rank of the cross-attention LoRA trained with the motion modules (0: none)")
-    parser.add_argument("--init-adapter", default=None, help="MotionAdapter folder to start the motion modules from")
-    parser.add_argument("--weighting", choices=WEIGHTINGS, default="min_snr",
+    parser.add_argument("--weighting", choices=WEIGHTINGS, default="x0",
                         help="loss weighting over timesteps (see motion_stage)")
-    parser.add_argument("--train-unet", choices=TRAIN_UNET, default="adapter",
-                        help="'adapter': motion modules on the frozen UNet; 'full': fine-tune the whole video UNet")
-    parser.add_argument("--unet-lr", type=float, default=2e-4, help="learning rate of the spatial layers (full)")
-    parser.add_argument("--curriculum-steps", type=int, default=0,
+    parser.add_argument("--unet-lr", type=float, default=2e-4, help="learning rate of the spatial layers")
+    parser.add_argument("--curriculum-steps", type=int, default=500,
                         help="steps that draw only the four cardinal directions before all eight")
-    parser.add_argument("--centred-fraction", type=float, default=0.0,
+    parser.add_argument("--centred-fraction", type=float, default=0.5,
                         help="share of clips whose path is centred in the frame (see random_clip)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -340,9 +252,9 @@ def main(argv=None) -> None:
     if args.command == "export":
         print(export_motion(args.run_dir, args.out, args.base))
         return
-    result = train_motion(args.run_dir, args.steps, args.base, args.lr, args.seed, args.frames_per_batch,
-                          args.lora_rank, args.init_adapter, args.weighting, args.train_unet, args.unet_lr,
-                          args.curriculum_steps, args.centred_fraction)
+    result = train_motion(args.run_dir, args.steps, args.base, args.seed, lr=args.lr,
+                          frames_per_batch=args.frames_per_batch, weighting=args.weighting, unet_lr=args.unet_lr,
+                          curriculum_steps=args.curriculum_steps, centred_fraction=args.centred_fraction)
     print(json.dumps({"stage": "motion", "step": result["step"], "seconds": round(result["seconds"], 1),
                       "final_loss": float(np.mean(result["losses"][-50:]))}))
 
