@@ -24,7 +24,7 @@ from vidlab.backends import load_backend
 from vidlab.config import GenerationRequest
 from vidlab.seeds import sub_seed
 from vidlab.strategies import STRATEGIES
-from vidlab.strategies.effects import CANNY_THRESHOLDS
+from vidlab.strategies.image_fields import CANNY_THRESHOLDS
 
 
 def seed_loop(backend, request, scale, seeds=None):

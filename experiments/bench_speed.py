@@ -29,7 +29,7 @@ from bench_frame_chain import seed_loop  # noqa: E402
 import vidlab  # noqa: E402
 from vidlab.backends import cache_info, clear_cache, load_backend  # noqa: E402
 from vidlab.config import GenerationRequest  # noqa: E402
-from vidlab.experiments import SweepSpec, run_sweep  # noqa: E402
+from vidlab.sweeps import SweepSpec, run_sweep  # noqa: E402
 from vidlab.seeds import sub_seed  # noqa: E402
 from vidlab.strategies import STRATEGIES, step_graph  # noqa: E402
 

@@ -22,7 +22,7 @@ import torch
 import vidlab
 from vidlab.backends import load_backend
 from vidlab.config import DEFAULT_BATCH_PIXEL_FRAMES
-from vidlab.experiments import ProcessExecutor, SweepSpec, run_sweep
+from vidlab.sweeps import ProcessExecutor, SweepSpec, run_sweep
 
 PROMPT = "a red circle in the top left on a white background"
 MOTION_PROMPT = "a red circle moves right on a white background"
@@ -75,7 +75,7 @@ def executors(steps: int, threads: int, skip_ray: bool) -> None:
     if not skip_ray:
         import ray
 
-        from vidlab.experiments import RayExecutor
+        from vidlab.sweeps import RayExecutor
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         makers["ray, local cluster (2 actors)"] = lambda: RayExecutor(num_workers=2, threads=max(1, threads // 2))
     for name, make in makers.items():

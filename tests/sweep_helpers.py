@@ -16,7 +16,7 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vidlab.experiments import SweepSpec, point_id, run_sweep  # noqa: E402
+from vidlab.sweeps import SweepSpec, point_id, run_sweep  # noqa: E402
 
 WEIGHTS_HASH = "test-weights-v1"
 SLEEP_S = 0.3
@@ -63,7 +63,7 @@ if __name__ == "__main__":
 def loads_point(config: dict):
     """The default point function, plus which process ran it and how many models that process loaded."""
     from vidlab.backends import cache_info
-    from vidlab.experiments import generate_point
+    from vidlab.sweeps import generate_point
 
     metrics, video = generate_point(config)
     return {**metrics, "worker_pid": float(os.getpid()), "model_loads": float(cache_info()["misses"])}, video

@@ -331,7 +331,7 @@ def test_box_mass_ratio_on_known_maps():
 # ---- notebook and zoo -------------------------------------------------------------------------------
 
 def test_attention_notebook_runs_headlessly_with_small_parameters(tiny_sd, tmp_path):
-    from vidlab.experiments import rerun_notebook
+    from vidlab.sweeps import rerun_notebook
     notebook = Path(__file__).resolve().parents[1] / "notebooks" / "05_attention_maps.ipynb"
     out = tmp_path / "attention"
     rerun_notebook(notebook, {"model": tiny_sd["base"], "motion_adapter": tiny_sd["motion_adapter"],

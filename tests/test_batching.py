@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import vidlab
-from vidlab.experiments import ResultsStore, SweepSpec, run_sweep
-from vidlab.experiments.batching import seed_batches
+from vidlab.sweeps import ResultsStore, SweepSpec, run_sweep
+from vidlab.sweeps.batching import seed_batches
 from vidlab.config import DEFAULT_BATCH_PIXEL_FRAMES, parse_request, seed_batch_splits
 from vidlab.strategies import BATCHED_STRATEGIES, STRATEGIES, RetrySegment, batches_on, check_seed_batch
 

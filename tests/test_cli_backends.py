@@ -135,7 +135,7 @@ def write_spec(tmp_path, backend: dict, **extra) -> str:
 
 
 def test_a_sweep_backend_block_loads_the_parts_it_names(tiny_sd, tmp_path, capsys):
-    from vidlab.experiments import ResultsStore
+    from vidlab.sweeps import ResultsStore
     backend = {"model": "sd15-canny", "base": tiny_sd["base"], "controlnet": tiny_sd["controlnet"],
                "dtype": "float32", "device": "cpu"}
     spec = write_spec(tmp_path, backend)
@@ -164,7 +164,7 @@ def test_a_sweep_backend_block_is_checked_field_by_field(tiny_sd, tmp_path, caps
 
 
 def test_a_plain_model_keeps_its_point_ids_and_a_backend_block_changes_them():
-    from vidlab.experiments.spec import SweepSpec, expand_grid
+    from vidlab.sweeps.spec import SweepSpec, expand_grid
     base = dict(name="ids", base_request={"prompt": PROMPT}, strategy="frame_chain", axes={"seed": [0]})
     plain = expand_grid(SweepSpec(**base), "w")[0]
     same = expand_grid(SweepSpec(**base, backend={"model": "shapes-tiny"}), "w")[0]

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from vidlab.experiments.analysis import paired_differences, strategy_intervals
-from vidlab.experiments.studies import arm, arm_label, strategy_specs
+from vidlab.sweeps.analysis import paired_differences, strategy_intervals
+from vidlab.sweeps.studies import arm, arm_label, strategy_specs
 from vidlab.metrics import video_metrics
 from vidlab.world import Scene, render_clip
 from vidlab.world.analyzer import direction_of

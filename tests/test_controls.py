@@ -179,7 +179,7 @@ def test_a_click_generates_on_the_zoo_and_the_bar_counts_its_frames():
 def test_a_metric_band_stays_within_what_the_metric_can_take_and_its_axis_names_the_unit():
     """An SSIM band whose upper bound is 1.006 (mean + CI half-width) is drawn up to 1, PSNR's axis says dB."""
     import pandas as pd
-    from vidlab.viz.study_plots import plot_metric_curves
+    from vidlab.sweeps.plots import plot_metric_curves
     curves = pd.DataFrame({"metric": ["ssim_anchor"] * 2 + ["psnr_anchor"] * 2, "x": [0, 1, 0, 1],
                            "mean": [0.99, 0.98, 30.0, 29.0], "ci_low": [0.97, 0.95, 28.0, 27.0],
                            "ci_high": [1.006, 1.01, 32.0, 31.0]})

@@ -35,7 +35,7 @@ def test_static_camera_keeps_the_subject_in_place():
 
 
 def test_color_palette_grades_every_frame_alike():
-    from vidlab.strategies.effects import color_grade
+    from vidlab.strategies.image_fields import color_grade
     neutral, warm = chain().frames, chain(color_palette="warm").frames
     # the grade comes after the strategy: the same frames, each graded by the same matrix
     torch.testing.assert_close(warm, color_grade(neutral, "warm"), rtol=0, atol=1e-6)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vidlab.config import GenerationRequest, RequestError, check_budget, parse_request
-from vidlab.experiments.spec import SweepSpec, expand_grid, load_sweep_spec
+from vidlab.sweeps.spec import SweepSpec, expand_grid, load_sweep_spec
 
 EXAMPLES = 300
 FIELDS = list(GenerationRequest.model_fields)

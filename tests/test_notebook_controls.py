@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from vidlab.backends import ZOO_PATH
-from vidlab.experiments import rerun_notebook
+from vidlab.sweeps import rerun_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CLICK = """panel = _

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from vidlab.backends import ZOO_PATH
-from vidlab.experiments import rerun_notebook
+from vidlab.sweeps import rerun_notebook
 from vidlab.io import read_mp4
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -50,7 +50,7 @@ def test_quickstart_notebook_writes_video_metrics_and_plot(tmp_path):
 
 
 def test_quickstart_rejects_unknown_and_mistyped_parameters(tmp_path):
-    from vidlab.experiments import ParameterError
+    from vidlab.sweeps import ParameterError
     with pytest.raises(ParameterError, match="colour"):
         rerun_notebook(NOTEBOOKS / "01_quickstart.ipynb", {"colour": "red"}, out_dir=tmp_path)
     with pytest.raises(ParameterError, match="seed"):
@@ -61,15 +61,23 @@ def test_quickstart_prints_the_command_that_opens_the_notebook_in_jupyterlab(tmp
     """The README's promise; tests/test_browser.py starts JupyterLab with this same command."""
     import shlex
 
-    import vidlab.experiments
+    import vidlab.sweeps
     from vidlab.quickstart import lab_command, main
 
     def fake_rerun(notebook, parameters, out_dir):  # the notebook's run is tested above
         Path(parameters["out_dir"], "paths.json").write_text('{"video": "v.mp4"}')
         return Path(out_dir) / Path(notebook).name
 
-    monkeypatch.setattr(vidlab.experiments, "rerun_notebook", fake_rerun)
+    monkeypatch.setattr(vidlab.sweeps, "rerun_notebook", fake_rerun)
     assert main(["--notebook", str(NOTEBOOKS / "01_quickstart.ipynb"), "--out", str(tmp_path)]) == 0
     command = lab_command(NOTEBOOKS / "01_quickstart.ipynb")
     assert f"open the notebook in JupyterLab: {shlex.join(command)}" in capsys.readouterr().out
     assert command[1:3] == ["lab", str(NOTEBOOKS / "01_quickstart.ipynb")] and Path(command[0]).name == "jupyter"
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_papermill_parameter_has_a_help_text(notebook):
+    """`papermill --help-notebook` shows each parameter's inline comment as its help."""
+    import papermill
+    parameters = papermill.inspect_notebook(str(notebook))
+    assert parameters and {name: p["help"] for name, p in parameters.items() if not p["help"].strip()} == {}

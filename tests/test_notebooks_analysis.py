@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from vidlab.backends import ZOO_PATH
-from vidlab.experiments import ResultsStore, SweepSpec, rerun_notebook, run_sweep
-from vidlab.experiments.analysis import (curves_over_seeds, decay_table, freeze_flicker_table, save_outputs,
+from vidlab.sweeps import ResultsStore, SweepSpec, rerun_notebook, run_sweep
+from vidlab.sweeps.analysis import (curves_over_seeds, decay_table, freeze_flicker_table, save_outputs,
                                          seed001_score, segment_index_curves, strategy_summary, study_table)
-from vidlab.experiments.studies import (SCALE_AXIS, SEGMENTS_AXIS, control_strength_spec, per_segment_metrics,
+from vidlab.sweeps.studies import (SCALE_AXIS, SEGMENTS_AXIS, control_strength_spec, per_segment_metrics,
                                         run_study, schedule_metrics, segment_decay_specs, strategy_specs)
 from vidlab.video import Video
 from vidlab.viz.explorer import SweepExplorer, explore_sweep
@@ -71,8 +71,9 @@ def test_control_strength_notebook_shows_steadier_frames_and_freezing_at_high_st
     assert tradeoff.loc[1.5, "frozen"] > tradeoff.loc[0.0, "frozen"]
     # flicker here is the mean |frame i+1 - frame i| in 0-255 over steady pairs: frames differ, by far less
     # than a quarter of the range, and less with more control (the other side of seed 002's trade-off)
-    assert ((tradeoff["flicker"] > 0) & (tradeoff["flicker"] < 64)).all()
-    assert tradeoff.loc[0.0, "flicker"] > tradeoff.loc[1.5, "flicker"]
+    assert ((tradeoff["frame_change_255"] > 0) & (tradeoff["frame_change_255"] < 64)).all()
+    assert tradeoff.loc[0.0, "frame_change_255"] > tradeoff.loc[1.5, "frame_change_255"]
+    assert "flicker" not in tradeoff  # 'flicker' is the 0-1 score everywhere; this is a 0-255 difference
     curves = pd.read_csv(out / "curves.csv")
     assert set(curves["metric"]) >= {"ssim_steady", "psnr_steady", "flicker_steady", "adherence"}
     assert (curves["n"] == 2).all()
@@ -270,7 +271,8 @@ def test_freeze_flicker_table_converts_scores():
     table = pd.DataFrame({"status": "ok", SCALE_AXIS: [0.0, 0.0, 1.5, 1.5], "flicker_steady": [0.98, 0.96, 1.0, 1.0],
                           "change_followed": [1.0, 1.0, 0.0, 0.5]})
     t = freeze_flicker_table(table).set_index(SCALE_AXIS)
-    assert t.loc[0.0, "flicker"] == pytest.approx(255 * 0.03) and t.loc[1.5, "flicker"] == pytest.approx(0.0)
+    assert t.loc[0.0, "frame_change_255"] == pytest.approx(255 * 0.03)
+    assert t.loc[1.5, "frame_change_255"] == pytest.approx(0.0)
     assert t.loc[0.0, "frozen"] == 0.0 and t.loc[1.5, "frozen"] == 0.75
 
 

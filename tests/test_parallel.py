@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sweep_helpers import WEIGHTS_HASH, crash_spec, loads_point, read_log, slow_point
-from vidlab.experiments import ProcessExecutor, ResultsStore, SweepSpec, run_sweep
+from vidlab.sweeps import ProcessExecutor, ResultsStore, SweepSpec, run_sweep
 
 pytestmark = pytest.mark.slow
 TESTS = str(Path(__file__).resolve().parent)
@@ -84,7 +84,7 @@ def run_on(executor, store: Path):
 
 def test_a_ray_sweep_equals_the_serial_sweep_and_loads_the_model_once_a_worker(tmp_path, ray_cluster,
                                                                                  serial_store):
-    from vidlab.experiments import RayExecutor
+    from vidlab.sweeps import RayExecutor
 
     threads = torch.get_num_threads()  # the same torch threads as the serial run: same last bits
     _, worker_pids = run_on(RayExecutor(num_workers=2, threads=threads), tmp_path / "ray")
@@ -95,7 +95,7 @@ def test_a_ray_sweep_equals_the_serial_sweep_and_loads_the_model_once_a_worker(t
 
 
 def test_killing_a_ray_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path, ray_cluster):
-    from vidlab.experiments import RayExecutor
+    from vidlab.sweeps import RayExecutor
 
     store, log, starts = tmp_path / "store", tmp_path / "log.txt", tmp_path / "starts.txt"
     spec = crash_spec(seeds=4)  # 8 points of ~0.8 s on 2 workers
@@ -145,7 +145,7 @@ def test_a_process_pool_sweep_equals_the_serial_sweep(tmp_path, serial_store):
 
 
 def test_the_sweep_command_names_a_ray_address_without_the_ray_executor(tmp_path, capsys):
-    from vidlab.experiments import sweep_main
+    from vidlab.sweeps import sweep_main
 
     spec = tmp_path / "s.yaml"
     spec.write_text("name: cli\nbase_request: {prompt: a red circle}\nstrategy: frame_chain\naxes: {seed: [0]}\n")

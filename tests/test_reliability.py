@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from vidlab.config import RequestError, parse_request
-from vidlab.experiments.spec import SweepSpec
-from vidlab.experiments.store import ResultsStore
+from vidlab.sweeps.spec import SweepSpec
+from vidlab.sweeps.store import ResultsStore
 
 BASE = {"base_request": {"prompt": "a red circle"}, "strategy": "frame_chain", "axes": {"seed": [0]}}
 
@@ -100,8 +100,8 @@ def test_a_stochastic_scheduler_draws_from_the_request_seed_not_the_global_rng(t
                                                                                "['thing']"),
                                         ("red on a white background", "names no shape")])
 def test_a_prompt_outside_the_shapes_world_keeps_its_video_and_other_metrics(tiny_sd, tmp_path, prompt, why):
-    from vidlab.experiments import ResultsStore, SweepSpec, run_sweep
-    from vidlab.experiments.studies import measure_point
+    from vidlab.sweeps import ResultsStore, SweepSpec, run_sweep
+    from vidlab.sweeps.studies import measure_point
 
     spec = SweepSpec(name="outside", base_request={"prompt": prompt, "duration": 0.2, "fps": 15,
                                                    "resolution": "32x32", "num_inference_steps": 4},
@@ -164,7 +164,7 @@ def test_unknown_and_truncated_words_are_recorded_warned_or_refused(tiny_sd):
 
 # ---- the store: verified points, bounded retries, bad manifests, stale points --------------------
 def _spec(**changes):
-    from vidlab.experiments import SweepSpec
+    from vidlab.sweeps import SweepSpec
     fields = dict(name="rel", base_request={"prompt": "a red circle"}, strategy="frame_chain",
                   axes={"seed": [0, 1, 2]}, max_retries=0)
     return SweepSpec(**{**fields, **changes})
@@ -175,7 +175,7 @@ def _metrics(config):
 
 
 def test_a_truncated_metrics_file_is_recomputed_with_a_warning(tmp_path):
-    from vidlab.experiments import ResultsStore, run_sweep
+    from vidlab.sweeps import ResultsStore, run_sweep
 
     first = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
     pid = first.table["point_id"][1]
@@ -192,7 +192,7 @@ def test_a_truncated_metrics_file_is_recomputed_with_a_warning(tmp_path):
 
 
 def test_deterministic_errors_are_not_retried_and_attempts_are_bounded_across_runs(tmp_path):
-    from vidlab.experiments import run_sweep
+    from vidlab.sweeps import run_sweep
 
     calls = []
 
@@ -220,7 +220,7 @@ def test_deterministic_errors_are_not_retried_and_attempts_are_bounded_across_ru
 def test_a_malformed_manifest_is_one_recomputed_point_not_a_stopped_sweep(tmp_path):
     import json
 
-    from vidlab.experiments import run_sweep
+    from vidlab.sweeps import run_sweep
 
     first = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
     broken = tmp_path / "points" / first.table["point_id"][0] / "manifest.json"
@@ -241,8 +241,8 @@ def test_a_full_disk_stops_the_sweep_and_the_rerun_completes_it(tmp_path, monkey
     rather than failing every later point; the rerun completes the grid."""
     import errno
 
-    from vidlab.experiments import ResultsStore, run_sweep
-    from vidlab.experiments.store import DiskFullError
+    from vidlab.sweeps import ResultsStore, run_sweep
+    from vidlab.sweeps.store import DiskFullError
 
     original = ResultsStore.save
 
@@ -260,7 +260,7 @@ def test_a_full_disk_stops_the_sweep_and_the_rerun_completes_it(tmp_path, monkey
 
 def test_points_made_by_other_code_get_new_ids_and_are_reported_stale(tmp_path, monkeypatch):
     import vidlab._version
-    from vidlab.experiments import run_sweep
+    from vidlab.sweeps import run_sweep
     from vidlab.strategies import FrameChainOptions
 
     old = run_sweep(_spec(), tmp_path, point_fn=_metrics, progress=False)
@@ -288,7 +288,7 @@ def test_repeated_sigkills_lose_no_finished_point_and_duplicate_none(tmp_path):
     from pathlib import Path
 
     import sweep_helpers
-    from vidlab.experiments import ResultsStore
+    from vidlab.sweeps import ResultsStore
 
     store, log = tmp_path / "store", tmp_path / "completed.log"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -331,7 +331,7 @@ def test_repeated_sigkills_lose_no_finished_point_and_duplicate_none(tmp_path):
 def test_a_changed_video_is_found_by_the_next_run_not_by_every_table_read(tmp_path):
     import torch
 
-    from vidlab.experiments import ResultsStore, run_sweep
+    from vidlab.sweeps import ResultsStore, run_sweep
     from vidlab.video import Video
 
     def with_video(config):

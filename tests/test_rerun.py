@@ -1,4 +1,4 @@
-"""Tests for vidlab.experiments.rerun: strict notebook parameters, CLI coercion, one real papermill run.
+"""Tests for vidlab.sweeps.rerun: strict notebook parameters, CLI coercion, one real papermill run.
 
 Only `test_rerun_executes_with_injected_parameters` starts a kernel (a few seconds); every other
 test inspects notebooks without executing them.
@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vidlab.experiments import (ParameterError, check_parameters, coerce_cli_params, coerce_cli_value,
+from vidlab.sweeps import (ParameterError, check_parameters, coerce_cli_params, coerce_cli_value,
                                 declared_parameters, rerun_main, rerun_notebook)
 
 TINY = Path(__file__).parent / "data" / "tiny_params.ipynb"

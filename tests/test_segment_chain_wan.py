@@ -9,7 +9,7 @@ import torch
 from vidlab.backends import load_backend
 from vidlab.config import GenerationRequest
 from vidlab.strategies import STRATEGIES, RetrySegment
-from vidlab.strategies.effects import to_uint8
+from vidlab.strategies.image_fields import to_uint8
 
 PROMPT = "a red circle in the center on a white background"
 

@@ -8,7 +8,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from vidlab.backends import clear_cache, load_backend
-from vidlab.strategies import effects, step_graph
+from vidlab.strategies import image_fields, step_graph
 from vidlab.strategies.sd_loop import PromptCache, denoise, encode_image, latent_shape, make_noise
 from vidlab.world import Scene, render
 
@@ -31,7 +31,7 @@ def inputs(backend, seeds=(3,), negative=""):
     cond, uncond = PromptCache(backend)(PROMPT, negative)
     noise = torch.cat([make_noise(s, latent_shape(backend, 32, 32), backend.device) for s in seeds])
     image = render(Scene("circle", "red", "white", "center", "large"), 32)
-    control = effects.canny_control(image)[None].expand(len(seeds), -1, -1, -1)
+    control = image_fields.canny_control(image)[None].expand(len(seeds), -1, -1, -1)
     return cond, uncond, noise, control, image
 
 

@@ -7,7 +7,7 @@ from vidlab.seeds import sub_seed
 from vidlab.backends import load_backend
 from vidlab.config import GenerationRequest
 from vidlab.strategies import STRATEGIES, RetrySegment
-from vidlab.strategies import effects
+from vidlab.strategies import image_fields
 from vidlab.strategies.sliding_window import blend_windows, window_starts
 from vidlab.strategies.segment_chain import segment_lengths
 from vidlab.world import Scene, analyze, render
@@ -154,36 +154,36 @@ def test_window_blend_is_a_partition_of_unity():
 def test_pan_moves_the_subject_left_and_zoom_grows_it():
     frame = render(Scene("square", "blue", "white", "center", "medium"))
     x0 = analyze(frame).centroid[0]
-    pan = effects.warp(frame, effects.camera_matrix("pan", 1.0, 64, 64))
-    assert analyze(pan).centroid[0] == pytest.approx(x0 - effects.PAN_PX_PER_FRAME, abs=0.3)
-    strong = effects.warp(frame, effects.camera_matrix("pan", 1.5, 64, 64))
+    pan = image_fields.warp(frame, image_fields.camera_matrix("pan", 1.0, 64, 64))
+    assert analyze(pan).centroid[0] == pytest.approx(x0 - image_fields.PAN_PX_PER_FRAME, abs=0.3)
+    strong = image_fields.warp(frame, image_fields.camera_matrix("pan", 1.5, 64, 64))
     assert analyze(strong).centroid[0] < analyze(pan).centroid[0]          # motion_intensity scales the warp
     zoom = frame
     for _ in range(5):  # five frames of zoom: the subject grows by (1 + ZOOM_PER_FRAME)^5
-        zoom = effects.warp(zoom, effects.camera_matrix("zoom", 1.0, 64, 64))
+        zoom = image_fields.warp(zoom, image_fields.camera_matrix("zoom", 1.0, 64, 64))
     growth = (analyze(zoom).area / analyze(frame).area) ** 0.5
-    assert growth == pytest.approx((1 + effects.ZOOM_PER_FRAME) ** 5, abs=0.08)
+    assert growth == pytest.approx((1 + image_fields.ZOOM_PER_FRAME) ** 5, abs=0.08)
 
 
 def test_color_grade_is_identical_for_every_frame():
     frames = torch.rand(1, 3, 8, 8).repeat(4, 1, 1, 1)
-    graded = effects.color_grade(frames, "warm")
+    graded = image_fields.color_grade(frames, "warm")
     assert all(torch.equal(graded[0], g) for g in graded)
     assert graded[:, 0].mean() > frames[:, 0].mean() and graded[:, 2].mean() < frames[:, 2].mean()
-    assert torch.equal(effects.color_grade(frames, "neutral"), frames)
+    assert torch.equal(image_fields.color_grade(frames, "neutral"), frames)
 
 
 def test_temporal_consistency_mapping_endpoints():
-    assert effects.consistency_knobs(0.7) == {"controlnet_conditioning_scale": 0.8, "strength": 0.7,
+    assert image_fields.consistency_knobs(0.7) == {"controlnet_conditioning_scale": 0.8, "strength": 0.7,
                                               "color_coherence": 0.0}
-    assert effects.consistency_knobs(1.0) == {"controlnet_conditioning_scale": 1.5, "strength": 0.25,
+    assert image_fields.consistency_knobs(1.0) == {"controlnet_conditioning_scale": 1.5, "strength": 0.25,
                                               "color_coherence": 1.0}
 
 
 def test_lab_histogram_matching_pulls_colours_to_the_reference():
     ref = render(Scene("circle", "red", "white", "center", "large"))
     shifted = (ref * 0.8).clamp(0, 1)
-    matched = effects.match_lab_histogram(shifted, ref, 1.0)
+    matched = image_fields.match_lab_histogram(shifted, ref, 1.0)
     assert (matched - ref).abs().mean() < 0.3 * (shifted - ref).abs().mean()
 
 
@@ -191,14 +191,14 @@ def test_flow_interpolation_places_the_subject_between():
     from vidlab.world import render_clip
     clip = render_clip(Scene("circle", "red", "white", "left", "large"), 4, "right", "slowly")  # 12 px apart
     a, b = clip[0], clip[3]
-    mid = effects.flow_interpolate(a, b, times=(0.5,))[0]
+    mid = image_fields.flow_interpolate(a, b, times=(0.5,))[0]
     xa, xb, xm = (analyze(f).centroid[0] for f in (a, b, mid))
     assert xa < xm < xb and abs(xm - (xa + xb) / 2) < 3
 
 
 def test_crossfade_rejects_weights_that_do_not_sum_to_one():
     with pytest.raises(ValueError, match="sum to 1"):
-        effects.crossfade(torch.zeros(3, 4, 4), torch.ones(3, 4, 4), ((0.5, 0.6),))
+        image_fields.crossfade(torch.zeros(3, 4, 4), torch.ones(3, 4, 4), ((0.5, 0.6),))
 
 
 def test_wan_preset_native_and_segment_chain_on_tiny_components(tiny_wan):
@@ -232,7 +232,7 @@ def test_direct_attention_equals_diffusers_processors_and_spares_other_processor
     backend = load_backend(sd["model"], base=sd["base"], controlnet=sd["controlnet"])
     cond, uncond = PromptCache(backend)(PROMPT)
     noise = make_noise(3, latent_shape(backend, 32, 32), backend.device)
-    control = effects.canny_control(render(Scene("circle", "red", "white", "center", "large"), 32))[None]
+    control = image_fields.canny_control(render(Scene("circle", "red", "white", "center", "large"), 32))[None]
     run = lambda: denoise(backend, cond, uncond, noise, num_inference_steps=4, guidance_scale=5.0,  # noqa: E731
                           control=control, control_scale=1.0)
     direct = run()

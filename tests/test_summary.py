@@ -5,7 +5,7 @@ import pytest
 
 import sweep_helpers
 from vidlab.cli import main as cli_main
-from vidlab.experiments.sweep import run_sweep
+from vidlab.sweeps.sweep import run_sweep
 from vidlab.metrics import t_interval
 
 

@@ -1,4 +1,4 @@
-"""Tests for vidlab.experiments sweeps: the grid, content-addressed ids, the store, resume, retries,
+"""Tests for vidlab.sweeps sweeps: the grid, content-addressed ids, the store, resume, retries,
 the slowdown alert, peak memory, and a real SIGKILL in the middle of a sweep.
 
 Point functions are fakes (no model): the sweep machinery is what is under test. No assertion
@@ -21,7 +21,7 @@ import yaml
 
 import sweep_helpers
 from vidlab.config import RequestError
-from vidlab.experiments import (LocalExecutor, PeakMemory, ResultsStore, SlowdownMonitor, SweepSpec, expand_grid,
+from vidlab.sweeps import (LocalExecutor, PeakMemory, ResultsStore, SlowdownMonitor, SweepSpec, expand_grid,
                                 get_executor, load_sweep_spec, point_id, run_sweep, sweep_main)
 
 PROMPT = "a red circle in the center on a white background"

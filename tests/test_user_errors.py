@@ -192,9 +192,9 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_the_rerun_completes_each_po
     rerun); the spec, history and done points survive; the rerun computes each remaining point once."""
     import sweep_helpers
     from vidlab.errors import one_line
-    from vidlab.experiments import store as store_module
-    from vidlab.experiments.store import DiskFullError
-    from vidlab.experiments.sweep import run_sweep
+    from vidlab.sweeps import store as store_module
+    from vidlab.sweeps.store import DiskFullError
+    from vidlab.sweeps.sweep import run_sweep
     spec = sweep_helpers.crash_spec(seeds=3)
     calls = []
 
@@ -225,7 +225,7 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_the_rerun_completes_each_po
 
 
 def test_the_cli_says_a_full_disk_in_one_line(tmp_path, capsys, monkeypatch):
-    from vidlab.experiments import commands
+    from vidlab.sweeps import commands
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "history.jsonl"))

@@ -1,6 +1,6 @@
 """The `vidlab` command: schema, generate, replay, demo, sweep, summarize, rerun.
 
-A user's mistake (a bad field, file, option, model, device; `errors.user_error_types`) is one line on
+A user's mistake (a bad field, file, option, model, device: an `errors.UserError`) is one line on
 stderr and exit status 2, before any model loads where it can be told then; `--debug` shows the
 traceback. A full disk is one line too. Anything else is a bug and keeps its traceback.
 """
@@ -152,7 +152,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from .experiments.summary import write_summary
+    from .sweeps.summary import write_summary
     if not (Path(args.store) / "sweep.json").exists():
         raise UserInputError("store", args.store, "is not a sweep's results folder (no sweep.json in it)")
     for name, path in write_summary(args.store).items():
@@ -161,12 +161,12 @@ def cmd_summarize(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments import sweep_main
+    from .sweeps import sweep_main
     return sweep_main(args.rest) or 0
 
 
 def cmd_rerun(args) -> int:
-    from .experiments import rerun_main
+    from .sweeps import rerun_main
     return rerun_main(args.rest) or 0
 
 

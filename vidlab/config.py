@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import UserError
+
 RESOLUTION_PRESETS: dict[str, tuple[int, int]] = {
     "64p": (64, 64),      # the offline shapes-tiny zoo
     "256p": (256, 256),
@@ -150,7 +152,7 @@ def parse_resolution(value: str) -> tuple[int, int]:
     return w, h
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError, ValueError):
     """A request larger than its frames x pixels budget."""
 
 
@@ -197,7 +199,7 @@ def seed_batch_splits(requests: list, batch_budget: int | None = DEFAULT_BATCH_P
     return [list(requests[i:i + size]) for i in range(0, len(requests), size)]
 
 
-class RequestError(ValueError):
+class RequestError(UserError, ValueError):
     """Every bad field of a request at once: name, value received, what is allowed."""
 
     def __init__(self, model: str, problems: list[tuple[str, Any, str]]):

@@ -12,7 +12,12 @@ import errno
 import json
 
 
-class UserInputError(ValueError):
+class UserError(Exception):
+    """The mark of a user's mistake: every error type the command line shows as one line derives from it
+    (beside its usual base: ValueError, OSError, ...), so this module needs to know none of them."""
+
+
+class UserInputError(UserError, ValueError):
     """A bad value a user gave: `field` (or file), the value, and what is wrong with it and what is allowed,
     as one phrase that follows `field=value` ("is not one of [...]")."""
 
@@ -21,7 +26,7 @@ class UserInputError(ValueError):
         super().__init__(f"{field}={short(value)} {problem}")
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(UserError, ValueError):
     """A file that exists but cannot be read (a model part, a manifest): which file, and what is wrong."""
 
 
@@ -38,34 +43,21 @@ def short(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 12] + f"... ({len(text):,} chars)"
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """The exception types the command line shows as one line (exit 2)."""
-    from .backends.loading import ModelNotAvailableError
-    from .config import BudgetError, RequestError
-    from .experiments.rerun import ParameterError
-    from .experiments.store import DiskFullError
-    from .io.lock import FolderLockedError
-    from .strategies.video_fields import FieldNotSupportedError, UnseenWordsError
-    return (UserInputError, CorruptFileError, RequestError, BudgetError, ModelNotAvailableError, ParameterError,
-            FieldNotSupportedError, UnseenWordsError, DiskFullError, FolderLockedError)
-
-
 def is_user_error(err: BaseException) -> bool:
-    """Whether the command line shows `err` as one line: a user error type, a full disk, or an input
+    """Whether the command line shows `err` as one line: a `UserError`, a full disk, or an input
     nested past Python's recursion limit."""
-    return (isinstance(err, user_error_types()) or isinstance(err, RecursionError)
+    return (isinstance(err, UserError) or isinstance(err, RecursionError)
             or (isinstance(err, OSError) and err.errno == errno.ENOSPC))
 
 
 def one_line(err: BaseException) -> str:
-    """The error's message on one line (a multi-field RequestError's lines joined by '; ')."""
+    """The error's message on one line (the lines of an error naming several fields, like
+    `config.RequestError` with its `problems`, joined by '; ')."""
     import sys
-
-    from .config import RequestError
     if isinstance(err, RecursionError):
         return (f"an input is nested too deeply to read (Python's recursion limit is {sys.getrecursionlimit()} "
                 f"levels); flatten it")
-    if isinstance(err, RequestError):
+    if isinstance(getattr(err, "problems", None), list):
         head = str(err).split("\n", 1)[0].rstrip(":")
         return head + ": " + "; ".join(f"{field} = {short(value)}: {allowed}"
                                          for field, value, allowed in err.problems)

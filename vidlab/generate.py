@@ -10,7 +10,7 @@ from .backends.spec import BackendSpec
 from .config import (DEFAULT_BATCH_PIXEL_FRAMES, DEFAULT_BUDGET_PIXEL_FRAMES, GenerationRequest, check_budget,
                      parse_request, seed_batch_splits)
 from .strategies import BATCHED_STRATEGIES, STRATEGIES, batches_on, check_options, check_seed_batch
-from .strategies.effects import color_grade
+from .strategies.image_fields import color_grade
 from .strategies.video_fields import unseen_words
 from .video import Video, git_commit, library_versions, measured
 

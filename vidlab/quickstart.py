@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     if args.notebook:
-        from .experiments import rerun_notebook
+        from .sweeps import rerun_notebook
         executed = rerun_notebook(args.notebook, {"out_dir": str(out)}, out_dir=out)
         print(f"executed notebook: {executed}")
         paths = json.loads((out / "paths.json").read_text())

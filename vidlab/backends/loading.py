@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from .checks import check_device, find_broken_file
 from .presets import PARTS, Preset, resolve
 
 DEFAULT_CACHE_SIZE = 2
 
 
-class ModelNotAvailableError(OSError):
+class ModelNotAvailableError(UserError, OSError):
     """A model part is neither a local folder nor in the local hub cache, and the hub is unreachable."""
 
 

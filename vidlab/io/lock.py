@@ -5,10 +5,12 @@ import contextlib
 import os
 from pathlib import Path
 
+from ..errors import UserError
+
 LOCK_FILE = ".lock"
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(UserError, RuntimeError):
     """Another process holds the folder's lock."""
 
 

@@ -18,13 +18,13 @@ from tqdm.auto import tqdm
 from ..config import GenerationRequest, Strict, check_seed_batch
 from ..seeds import generator, sub_seed
 from .events import Progress
-from .effects import CONTROL_EXTRACTORS, camera_matrix, consistency_knobs, match_lab_histogram, warp
+from .image_fields import CONTROL_EXTRACTORS, camera_matrix, consistency_knobs, match_lab_histogram, warp
 from .sd_loop import PromptCache, denoise, encode_image, latent_shape, make_noise
 
 
 class FrameChainOptions(Strict):
     mode: Literal["controlnet", "controlnet_img2img"] = "controlnet"
-    control_type: str = Field("canny", description="a key of effects.CONTROL_EXTRACTORS")
+    control_type: str = Field("canny", description="a key of image_fields.CONTROL_EXTRACTORS")
     controlnet_conditioning_scale: float | None = Field(None, ge=0.0, le=3.0,
                                                         description="None: from temporal_consistency")
     strength: float | None = Field(None, gt=0.0, le=1.0, description="img2img strength; None: from temporal_consistency")

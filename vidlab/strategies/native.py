@@ -181,7 +181,7 @@ def _wan_clips(backend, common: dict, num_frames: int, seeds: list[int], images,
     if images is not None and "wan_i2v" in backend.kinds:
         from PIL import Image
 
-        from .effects import to_uint8
+        from .image_fields import to_uint8
         i2v = backend.pipeline("wan_i2v")
         return [frames_from_output(i2v(image=Image.fromarray(to_uint8(image)), **dict(common, generator=g)))
                 [:num_frames] for image, g in zip(images, common["generator"])]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..config import GenerationRequest, Strict, check_seed_batch
 from ..seeds import generator, sub_seed
 from .events import Progress
-from .effects import (camera_matrix, consistency_knobs, crossfade, flow_interpolate, match_lab_histogram, warp)
+from .image_fields import (camera_matrix, consistency_knobs, crossfade, flow_interpolate, match_lab_histogram, warp)
 from .sd_loop import PromptCache, denoise, encode_image, latent_shape, make_noise
 
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..config import GenerationRequest, Strict, check_seed_batch
 from ..seeds import sub_seed
-from .effects import consistency_knobs
+from .image_fields import consistency_knobs
 from .events import Progress
 from .native import generate_clips
 from .video_fields import NoisePrior, keyframe_prompts, shared_noise_share

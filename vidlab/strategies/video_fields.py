@@ -9,7 +9,7 @@ Each field maps onto one of those:
   segment_chain take them). `sliding_window` gives each window the prompt in effect at its first
   new frame.
 - `camera_motion`: a caption. 'pan' adds 'the camera pans right' (the camera moves right, as in
-  `effects.camera_matrix`), 'zoom' adds 'the camera zooms in'. Refused where the model's
+  `image_fields.camera_matrix`), 'zoom' adds 'the camera zooms in'. Refused where the model's
   tokenizer cannot read a word of it (the zoo knows no 'zooms').
 - `motion_intensity`: the speed word of the prompt's motion phrase: below 0.75 'slowly', from
   0.75 'quickly' ('moves left' -> 'moves left quickly'). Set to anything but its default 0.5 on a
@@ -17,7 +17,7 @@ Each field maps onto one of those:
 - `temporal_consistency` tc: the share of the initial noise every frame has in common, a mixed
   noise prior (Ge et al. 2023, "Preserve Your Own Correlation"): share = 0.3 (tc - 0.7) / 0.3,
   0 at 0.7 (independent noise) to 0.3 at 1.0. sliding_window also maps it onto how much each
-  window may change its anchor (the img2img strength of `effects.consistency_knobs`).
+  window may change its anchor (the img2img strength of `image_fields.consistency_knobs`).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import re
 import torch
 
 from ..config import GenerationRequest
+from ..errors import UserError
 from ..seeds import generator
 
 CAMERA_PHRASES = {"pan": "the camera pans right", "zoom": "the camera zooms in"}
@@ -37,7 +38,7 @@ _DIRECTION = r"(?:up left|up right|down left|down right|left|right|up|down)"
 _MOTION = re.compile(rf"\bmoves {_DIRECTION}(?: (slowly|quickly))?")
 
 
-class FieldNotSupportedError(ValueError):
+class FieldNotSupportedError(UserError, ValueError):
     """A request field the strategy cannot honour on this model: the message names field, value and why."""
 
     def __init__(self, field: str, value, reason: str):
@@ -87,7 +88,7 @@ def truncated_words(backend, text: str) -> list[str]:
     return text[offsets[kept][0]:].split() if kept < len(offsets) else []
 
 
-class UnseenWordsError(ValueError):
+class UnseenWordsError(UserError, ValueError):
     """strict=True and a prompt has words the model cannot see."""
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..strategies.effects import canny_control
+from ..strategies.image_fields import canny_control
 from ..strategies.sd_loop import denoise, embed_prompts, encode_image, latent_shape, noise_batch
 from ..world.analyzer import analyze, direction_of
 from ..world.captions import captioned_scenes

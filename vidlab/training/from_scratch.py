@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array
 
-from ..strategies.effects import CANNY_THRESHOLDS
+from ..strategies.image_fields import CANNY_THRESHOLDS
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
 from .common import (EXPORT_DIR, Stage, diffusion_batch, load_cache, random_captions, render_training_batch, rng_for,
                      scene_attrs, scheduler_config, subject_pixel_weights, text_config, train_stage, unet_config,

@@ -194,7 +194,7 @@ def point_video(run, **axis_values) -> Path | None:
     >>> point_video(study, seed=0, **{"options.num_segments": 4})  # doctest: +SKIP
     PosixPath('results/03_segment_decay/store/points/3f2a.../video.mp4')
     """
-    from ..experiments.store import VIDEO
+    from ..sweeps.store import VIDEO
 
     unknown = sorted(a for a in axis_values if a not in run.table.columns)
     if unknown:

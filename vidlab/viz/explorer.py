@@ -67,7 +67,7 @@ class SweepExplorer:
 
     def frames(self, row: pd.Series) -> torch.Tensor | None:
         """The point's frames (F, 3, H, W), read back from its MP4 (lossy: metrics come from the store)."""
-        from ..experiments.store import VIDEO
+        from ..sweeps.store import VIDEO
         from ..io import read_mp4
 
         path = self.store_dir / "points" / row["point_id"] / VIDEO
@@ -150,7 +150,7 @@ class SweepExplorer:
 def explore_sweep(store_dir: str | Path, axes: Sequence[str] | None = None,
                   metrics: Sequence[str] = DEFAULT_METRICS, max_frames: int = 8) -> SweepExplorer:
     """An explorer over the points of a results store (axes: the sweep axes, plus `strategy` when it varies)."""
-    from ..experiments.analysis import study_table
+    from ..sweeps.analysis import study_table
 
     table = study_table(store_dir)
     if axes is None:

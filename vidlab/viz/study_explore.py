@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..experiments.analysis import curves_over_seeds, decay_table, frame_curves, freeze_flicker_table, strategy_summary
-from ..experiments.studies import (SCALE_AXIS, SEGMENTS_AXIS, control_strength_spec, run_study, segment_decay_specs,
+from ..sweeps.analysis import curves_over_seeds, decay_table, frame_curves, freeze_flicker_table, strategy_summary
+from ..sweeps.studies import (SCALE_AXIS, SEGMENTS_AXIS, control_strength_spec, run_study, segment_decay_specs,
                                    strategy_specs)
 from .controls import point_video
-from .study_plots import plot_decay_beside_seed001, plot_frame_decay, plot_freeze_flicker, plot_metric_curves
+from ..sweeps.plots import plot_decay_beside_seed001, plot_frame_decay, plot_freeze_flicker, plot_metric_curves
 
 
 def control_strength_explorer(store, control_strengths, change_prompt, change_at_frame, num_frames,

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..io.atomic import atomic_write_json
 
 SIMPLE_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict, "tuple": tuple}
@@ -34,7 +35,7 @@ ANY = "any"
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
-class ParameterError(ValueError):
+class ParameterError(UserError, ValueError):
     """Every bad notebook parameter at once: name, value received, what is allowed."""
 
     def __init__(self, notebook: str | Path, problems: list[tuple[str, Any, str]]):

@@ -31,12 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserError
 from ..io.atomic import TMP_MARK, atomic_move, atomic_write_bytes, atomic_write_json, is_temp
 from ..io.lock import folder_lock
 from .spec import Point
 
 
-class DiskFullError(OSError):
+class DiskFullError(UserError, OSError):
     """The store's disk filled during a sweep: what is done is kept, the rest resumes on a rerun."""
 
 MANIFEST = "manifest.json"

@@ -1,5 +1,5 @@
 """Figures of the studies (notebooks 02-04): curves with bands, the freeze/flicker trade-off, decay
-beside seed 001, strategies side by side. Each takes a table from `vidlab.experiments.analysis`
+beside seed 001, strategies side by side. Each takes a table from `vidlab.sweeps.analysis`
 and returns a matplotlib Figure (no plt.show, no global state)."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ METRIC_SCALES = (
     ("ssim", (-1.0, 1.0), "SSIM, 1 = identical"),
     ("psnr", (0.0, None), "PSNR (dB)"),
     ("flicker", (0.0, 1.0), "flicker score, 1 = none"),
+    ("frame_change_255", (0.0, 255.0), "mean |Δframe| (0-255)"),
     ("warp_error", (0.0, None), "warp error (pixel values in 0-1)"),
     ("color_drift", (0.0, None), "colour drift (ΔE, CIE76)"),
     ("subject_consistency_1_to_5", (1.0, 5.0), "subject consistency (1-5)"),
@@ -70,23 +71,25 @@ def plot_metric_curves(curves: pd.DataFrame, x: str, metrics: Sequence[str] | No
 
 def plot_freeze_flicker(tradeoff: pd.DataFrame, x: str = "options.controlnet_conditioning_scale",
                         xlabel: str = "control strength") -> Figure:
-    """Left: flicker and frozen fraction against `x` (twin axes, bands); right: frozen against flicker."""
+    """Left: frame change (flicker, 0-255) and frozen fraction against `x` (twin axes, bands); right: frozen
+    against frame change."""
     fig = Figure(figsize=(9, 3.3))
     left, right = fig.subplots(1, 2)
     twin = left.twinx()
-    a = _band(left, tradeoff, x, "flicker", "flicker_ci_low", "flicker_ci_high", "flicker (MAE, 0-255)", "tab:blue")
+    a = _band(left, tradeoff, x, "frame_change_255", "frame_change_255_ci_low", "frame_change_255_ci_high",
+              "frame change, steady pairs (0-255)", "tab:blue")
     b = _band(twin, tradeoff, x, "frozen", "frozen_ci_low", "frozen_ci_high", "frozen (change not followed)",
               "tab:red")
     left.set_xlabel(xlabel)
-    left.set_ylabel("flicker: mean |Δframe| (0-255)")
+    left.set_ylabel("mean |Δframe|, steady pairs (0-255)")
     twin.set_ylabel("frozen fraction")
     twin.set_ylim(-0.05, 1.05)
     left.legend([a, b], [a.get_label(), b.get_label()], fontsize=7, loc="upper center")
-    right.plot(tradeoff["flicker"], tradeoff["frozen"], "o-", color="tab:purple", ms=4)
+    right.plot(tradeoff["frame_change_255"], tradeoff["frozen"], "o-", color="tab:purple", ms=4)
     for _, row in tradeoff.iterrows():
-        right.annotate(f"{row[x]:g}", (row["flicker"], row["frozen"]), fontsize=7, xytext=(3, 3),
+        right.annotate(f"{row[x]:g}", (row["frame_change_255"], row["frozen"]), fontsize=7, xytext=(3, 3),
                        textcoords="offset points")
-    right.set_xlabel("flicker (lower is steadier)")
+    right.set_xlabel("mean |Δframe| (0-255; lower is steadier)")
     right.set_ylabel("frozen (lower follows the prompt)")
     right.set_ylim(-0.05, 1.05)
     right.set_title("trade-off; labels: " + xlabel, fontsize=9)

@@ -65,7 +65,7 @@ def write_summary(store_dir: str | Path, level: float = 0.95) -> dict[str, Path]
     x = next((a for a in axes if a != SEED_AXIS), SEED_AXIS if SEED_AXIS in axes else None)
     plotted = [m for m in metrics if len(ok) and ok[m].notna().any()]
     if x is not None and plotted and len(ok):
-        from ..viz.study_plots import plot_metric_curves
+        from .plots import plot_metric_curves
         from .analysis import curves_over_seeds
         curves = curves_over_seeds(ok, x, plotted, level)
         seeds = ok[SEED_AXIS].nunique() if SEED_AXIS in ok else 1

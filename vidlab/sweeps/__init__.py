@@ -1,4 +1,4 @@
-"""Experiments: sweep specs and their grid, the results store, resumable sweeps, strict notebook reruns.
+"""Sweeps: specs and their grid, the results store, resumable runs, their tables and plots, strict notebook reruns.
 
 - `spec.py`      SweepSpec, load_sweep_spec, expand_grid -> content-addressed Points
 - `store.py`     ResultsStore: one folder per point, atomic writes, manifest last; `.table()`
@@ -9,6 +9,8 @@
 - `batching.py`  seed_batches, generate_points: points that differ only in seed, one batched call
 - `rerun.py`     declared_parameters, check_parameters, coerce_cli_value, rerun_notebook (papermill)
 - `commands.py`  sweep_main, rerun_main: the `vidlab sweep` / `vidlab rerun` commands
+- `studies.py`, `analysis.py`, `plots.py`, `summary.py`: the notebooks' studies, their tables, their
+  figures, and every sweep's summary.csv / summary.png
 """
 from .commands import rerun_main, sweep_main
 from .executors import EXECUTORS, LocalExecutor, ProcessExecutor, RayExecutor, get_executor

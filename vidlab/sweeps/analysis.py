@@ -56,17 +56,19 @@ def curves_over_seeds(table: pd.DataFrame, x: str, metrics: Sequence[str], level
 # ---- 02: freeze against flicker -------------------------------------------------------------------
 def freeze_flicker_table(table: pd.DataFrame, x: str = "options.controlnet_conditioning_scale",
                          level: float = 0.95) -> pd.DataFrame:
-    """Per value of `x`: flicker (mean |frame i+1 - frame i| in 0-255, steady pairs) and frozen (1 - change_followed).
+    """Per value of `x`: frame_change_255 (mean |frame i+1 - frame i| in 0-255 over the steady pairs, from
+    VBench's flicker score: 255 x (1 - flicker_steady); not called 'flicker', which is the 0-1 score
+    everywhere else) and frozen (1 - change_followed).
 
     Seed 002's trade-off: too little control flickers, too much freezes the video (a prompt change
     is not followed). Both with their Student-t interval over seeds; lower is better for both.
     """
-    ok = ok_points(table).assign(flicker=lambda t: 255 * (1 - t["flicker_steady"]),
+    ok = ok_points(table).assign(frame_change_255=lambda t: 255 * (1 - t["flicker_steady"]),
                                  frozen=lambda t: 1 - t["change_followed"])
     rows = []
     for value, group in ok.groupby(x, sort=True):
         row = {x: value, "n": len(group)}
-        for name in ("flicker", "frozen"):
+        for name in ("frame_change_255", "frozen"):
             ci = t_interval(group[name].to_numpy(), level)
             row.update({name: ci["mean"], f"{name}_ci_low": ci["ci_low"], f"{name}_ci_high": ci["ci_high"]})
         rows.append(row)
