@@ -25,10 +25,10 @@ def test_latent_cache_keeps_the_zoo_scaling_factor(run_dir):
     assert float(cache["scaling_factor"]) == pytest.approx(shipped, rel=1e-6)
 
 
-def test_subject_cells_cover_the_outline_grown_by_one_cell():
+def test_outline_cells_cover_the_outline_grown_by_one_cell():
     edges = torch.zeros(1, 64, 64, dtype=torch.uint8)
     edges[0, 20:28, 20] = 255           # a vertical stroke in latent column 5, rows 5-6
-    cells = refine.subject_cells(edges, 16)[0, 0]
+    cells = refine.outline_cells(edges, 16)[0, 0]
     expected = torch.zeros(16, 16)
     expected[4:8, 4:7] = 1              # rows 5-6 and column 5, each grown by one cell
     assert torch.equal(cells, expected)

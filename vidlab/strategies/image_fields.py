@@ -37,9 +37,16 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
 
 # ---- control extractors: frame (3, H, W) -> control map (3, H, W) ---------------------------
 
+def canny_edges(image_uint8_hwc: np.ndarray, low: int = CANNY_THRESHOLDS[0],
+                high: int = CANNY_THRESHOLDS[1]) -> np.ndarray:
+    """Canny edge map (H, W) uint8 in {0, 255} of an (H, W, 3) RGB image: what the zoo's ControlNet was
+    trained on and what `frame_chain` conditions it with."""
+    return cv2.Canny(cv2.cvtColor(image_uint8_hwc, cv2.COLOR_RGB2GRAY), low, high)
+
+
 def canny_control(frame: torch.Tensor, low: int = CANNY_THRESHOLDS[0], high: int = CANNY_THRESHOLDS[1]) -> torch.Tensor:
     """Canny edges of a frame, as a 3-channel control image in {0, 1}."""
-    edges = cv2.Canny(cv2.cvtColor(to_uint8(frame), cv2.COLOR_RGB2GRAY), low, high)
+    edges = canny_edges(to_uint8(frame), low, high)
     return torch.from_numpy(edges).float().div(255).expand(3, -1, -1).clone()
 
 

@@ -230,9 +230,31 @@ def render_training_batch(rng: np.random.Generator, batch: int, split: str = "tr
     return (torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks)[:, None], scenes)
 
 
+def subject_weights(cells: torch.Tensor, factor: float) -> torch.Tensor:
+    """How every zoo loss counts the subject: 1 on the background, `factor` where `cells` (a {0, 1} map of
+    pixels or latent cells) is 1."""
+    return 1 + (factor - 1) * cells
+
+
 def subject_pixel_weights(masks: torch.Tensor, factor: float = 10.0) -> torch.Tensor:
-    dilated = F.max_pool2d(masks, 5, stride=1, padding=2)
-    return 1 + (factor - 1) * dilated
+    """`subject_weights` of (B, 1, H, W) subject masks grown by 2 pixels (the outline's edge counts too)."""
+    return subject_weights(F.max_pool2d(masks, 5, stride=1, padding=2), factor)
+
+
+def cells_off_background(x0: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
+    """(B, 1, F, h, w) 1.0 where a latent cell of (B, C, F, h, w) latents differs from its frame's background
+    (per-channel median) by more than `threshold` (normalised units): ~9% of cells, the subject and its edge."""
+    background = x0.flatten(3).median(dim=3).values[..., None, None]
+    return ((x0 - background).norm(dim=1, keepdim=True) > threshold).float()
+
+
+def only_rows_learn(table: torch.nn.Parameter, rows: list[int]) -> None:
+    """Let only `rows` of an embedding table learn: the others' gradient is masked to zero (give the
+    table weight decay 0, so they stay exactly as they were)."""
+    mask = torch.zeros(table.shape[0], 1)
+    mask[rows] = 1.0
+    table.requires_grad_(True)
+    table.register_hook(lambda grad: grad * mask)
 
 
 

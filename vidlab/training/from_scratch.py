@@ -24,16 +24,14 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..strategies.image_fields import canny_edges
 from ..world.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, Scene, random_scene, render_array
-
-from ..strategies.image_fields import CANNY_THRESHOLDS
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
 from .common import (EXPORT_DIR, Stage, diffusion_batch, load_cache, random_captions, render_training_batch, rng_for,
                      scene_attrs, scheduler_config, subject_pixel_weights, text_config, train_stage, unet_config,
@@ -214,7 +212,7 @@ def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200, vae=
             post = vae.encode(x).latent_dist
             means.append(post.mean)
             stds.append(post.std)
-            edges.append(torch.from_numpy(np.stack([canny(a) for a in arrays])))
+            edges.append(torch.from_numpy(np.stack([canny_edges(a) for a in arrays])))
             attrs.append(scene_attrs(scenes))
     mean = torch.cat(means)
     tensors = {"mean": mean, "std": torch.cat(stds), "attrs": torch.cat(attrs),
@@ -222,12 +220,6 @@ def cache_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200, vae=
                "scaling_factor": torch.tensor([scaling_factor or 1.0 / float(mean.std())])}
     save_file({k: v.contiguous() for k, v in tensors.items()}, out)
     return out
-
-
-def canny(image_uint8_hwc: np.ndarray, low: int = CANNY_THRESHOLDS[0], high: int = CANNY_THRESHOLDS[1]) -> np.ndarray:
-    """Canny edge map (H, W) uint8 in {0, 255} of an RGB image: the zoo ControlNet's control."""
-    gray = cv2.cvtColor(image_uint8_hwc, cv2.COLOR_RGB2GRAY)
-    return cv2.Canny(gray, low, high)
 
 
 # ---- 4. UNet and 5. ControlNet ----------------------------------------------------------------

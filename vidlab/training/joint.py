@@ -20,7 +20,7 @@ those two uses:
      the clips, read forwards from frame 0).
 
 Both are flow matching (x_s = (1 - s) x_0 + s e, target e - x_0, s drawn with the sampler's
-shift), subject latent cells weighted (`wan.subject_cells`), EMA weights exported. Each stage
+shift), subject latent cells weighted (`common.cells_off_background`), EMA weights exported. Each stage
 resumes from its checkpoint; a stage starts from the weights named by `--init` (default: the
 shipped zoo's `wan/`, so a new session carries on from what the last one shipped). Every
 `monitor_every` steps a stage samples through the real `WanPipeline` and logs its rung's numbers
@@ -46,10 +46,9 @@ from safetensors.torch import load_file, save_file
 
 from ..strategies.native import wan_latent_stats
 from ..world.captions import caption
-from .common import (MonitorLog, Stage, export_target, render_training_batch, rng_for, run_summary, scene_attrs,
-                     scenes_from_attrs, train_stage)
-from .wan import (POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas,
-                  subject_cells)
+from .common import (MonitorLog, Stage, cells_off_background, export_target, render_training_batch, rng_for,
+                     run_summary, scene_attrs, scenes_from_attrs, subject_weights, train_stage)
+from .wan import POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas
 from .wan_parts import TEXT_TOKENS
 
 STAGES = ("frames", "clips")
@@ -177,7 +176,7 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
         xt = torch.cat([x0[:, :, :1], xt[:, :, 1:]], dim=2)
     states = encode_captions(tokenizer, model.encoder, texts, TEXT_TOKENS)
     pred = model.transformer(xt, sigma.view(-1) * 1000, states, return_dict=False)[0]
-    weight = 1 + (subject_weight - 1) * subject_cells(x0)
+    weight = subject_weights(cells_off_background(x0), subject_weight)
     err = weight * (pred - (noise - x0)) ** 2
     return (err[:, :, 1:] if first_frame_clean else err).mean()
 

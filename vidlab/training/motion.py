@@ -32,7 +32,7 @@ from ..world.captions import POSITION_WORDS, SHAPE_WORDS, TEMPLATES, vocabulary
 from ..world.clips import CARDINAL, random_clip
 from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, SIZES
 from ..world.tokenizer import MAX_TOKENS, build_tokenizer
-from .common import Stage, add_noise, export_target, rng_for, scheduler_config, train_stage
+from .common import Stage, add_noise, export_target, only_rows_learn, rng_for, scheduler_config, train_stage
 
 CLIP_FRAMES = (8, 16)
 FRAMES_PER_BATCH = 32
@@ -157,10 +157,7 @@ def motion_stage(run_dir, base=None, lr: float = 1e-3, seed: int = 0, frames_per
     unet_motion.requires_grad_(True)
     text_encoder.requires_grad_(False)
     table = text_encoder.get_input_embeddings().weight
-    table.requires_grad_(True)
-    trainable_rows = torch.zeros(table.shape[0], 1)
-    trainable_rows[motion_word_ids(tokenizer)] = 1.0
-    table.register_hook(lambda grad: grad * trainable_rows)  # only motion words learn
+    only_rows_learn(table, motion_word_ids(tokenizer))
     model = MotionTrainee(unet_motion, text_encoder)
     motion_params = [p for n, p in unet_motion.named_parameters() if "motion_modules" in n]
     spatial_params = [p for n, p in unet_motion.named_parameters() if "motion_modules" not in n]

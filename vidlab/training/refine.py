@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from .common import (Stage, diffusion_batch, export_target, load_cache, render_training_batch, rng_for,
-                     subject_pixel_weights, train_stage)
+                     subject_pixel_weights, subject_weights, train_stage)
 from .from_scratch import cache_latents, controlnet_loss, load_unet
 
 RUN_DIR = "checkpoints/shapes-tiny-refine"
@@ -57,7 +57,7 @@ def cache_zoo_latents(run_dir, n: int = 24000, seed: int = 1, batch: int = 200, 
                          scaling_factor=float(vae.config.scaling_factor))
 
 
-def subject_cells(edges: torch.Tensor, latent_size: int) -> torch.Tensor:
+def outline_cells(edges: torch.Tensor, latent_size: int) -> torch.Tensor:
     """(B, 1, h, w) float mask of the latent cells an outline (B, H, W) uint8 touches, grown by one cell."""
     outline = edges.float().div(255)[:, None]                             # (B, 1, H, W)
     cells = F.adaptive_max_pool2d(outline, latent_size)                    # (B, 1, h, w)
@@ -66,7 +66,7 @@ def subject_cells(edges: torch.Tensor, latent_size: int) -> torch.Tensor:
 
 def weighted_denoising_loss(pred, noise, timestep_weights, cells, subject_weight: float):
     """min-SNR-weighted epsilon MSE, each latent cell the subject touches counting `subject_weight` times."""
-    w = 1 + (subject_weight - 1) * cells                                   # (B, 1, h, w)
+    w = subject_weights(cells, subject_weight)                             # (B, 1, h, w)
     per_sample = (w * (pred - noise) ** 2).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
     return (timestep_weights * per_sample).mean()
 
@@ -89,7 +89,7 @@ def unet_stage(run_dir, batch: int = 64, lr: float = 3e-4, seed: int = 0, subjec
         torch.manual_seed(seed * 100003 + step)
         noisy, t, noise, states, w, idx = diffusion_batch(cache, rng, batch, tokenizer, text_encoder)
         pred = unet(noisy, t, states).sample
-        return weighted_denoising_loss(pred, noise, w, subject_cells(cache["edges"][idx], latent_size), subject_weight)
+        return weighted_denoising_loss(pred, noise, w, outline_cells(cache["edges"][idx], latent_size), subject_weight)
 
     return Stage("unet", unet, opt, loss_fn, lr, ema=ema, warmup=50, save_every=50)
 

@@ -30,7 +30,8 @@ from safetensors.torch import load_file, save_file
 from ..world.captions import clip_caption
 from ..world.clips import START_MODES, random_clip
 from ..world.shapes import BACKGROUNDS, COLORS, DIRECTIONS, OPPOSITE, SHAPES, SIZES, SPEEDS, Scene
-from .common import MonitorLog, Stage, export_target, rng_for, run_summary, train_stage
+from .common import (MonitorLog, Stage, cells_off_background, export_target, only_rows_learn, rng_for, run_summary,
+                     subject_weights, train_stage)
 from .wan_parts import (FLOW_SHIFT, TEXT_TOKENS, LabelEncoder, motion_class, text_encoder_config, text_tokens,
                         transformer_config)
 from .wan_vae import decoder_stage, default_vae_dir, export_decoder, load_vae, vae_stage
@@ -133,11 +134,7 @@ def zoo_clip_encoder(tokenizer):
     from .motion import load_text, motion_word_ids
     _, encoder = load_text(ZOO_PATH)
     encoder.requires_grad_(False)
-    table = encoder.get_input_embeddings().weight
-    table.requires_grad_(True)
-    rows = torch.zeros(table.shape[0], 1)
-    rows[motion_word_ids(tokenizer)] = 1.0
-    table.register_hook(lambda grad: grad * rows)
+    only_rows_learn(encoder.get_input_embeddings().weight, motion_word_ids(tokenizer))
     return encoder
 
 
@@ -155,16 +152,9 @@ def flow_sigmas(u: torch.Tensor, shift: float = FLOW_SHIFT) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
-def subject_cells(x0: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
-    """(B, 1, F, h, w) 1.0 where a latent cell differs from its frame's background (per-channel median)
-    by more than `threshold` (normalised units): ~9% of cells, the subject and its edge."""
-    background = x0.flatten(3).median(dim=3).values[..., None, None]
-    return ((x0 - background).norm(dim=1, keepdim=True) > threshold).float()
-
-
 def wan_stage(run_dir, conditioning: str = "text", seed: int = 0, batch: int = 24, lr: float = 5e-4,
               caption_dropout: float = 0.1, monitor_every: int = 250, subject_weight: float = 1.0) -> Stage:
-    """subject_weight: the flow-matching error on subject cells (`subject_cells`) counts this many times;
+    """subject_weight: the flow-matching error on subject cells (`common.cells_off_background`) counts this many times;
     a subject is ~6% of a frame, and the background is learned first (see the model card's ladder)."""
     if conditioning not in CONDITIONINGS:
         raise ValueError(f"conditioning={conditioning!r} is not one of {list(CONDITIONINGS)}")
@@ -211,7 +201,7 @@ def wan_stage(run_dir, conditioning: str = "text", seed: int = 0, batch: int = 2
         sigma = flow_sigmas(torch.rand(batch)).view(-1, 1, 1, 1, 1)
         xt = (1 - sigma) * x0 + sigma * noise
         pred = model.transformer(xt, sigma.view(-1) * 1000, states, return_dict=False)[0]
-        weight = 1 + (subject_weight - 1) * subject_cells(x0) if subject_weight != 1 else 1.0
+        weight = subject_weights(cells_off_background(x0), subject_weight) if subject_weight != 1 else 1.0
         return (weight * (pred - (noise - x0)) ** 2).mean()
 
     stage = Stage(name, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=50)
