@@ -171,3 +171,10 @@ def test_a_plain_model_keeps_its_point_ids_and_a_backend_block_changes_them():
     half = expand_grid(SweepSpec(**base, backend={"dtype": "bfloat16"}), "w")[0]
     assert "backend" not in plain.config and plain.point_id == same.point_id
     assert half.config["backend"] == {"dtype": "bfloat16"} and half.point_id != plain.point_id
+
+
+def test_a_home_relative_part_is_expanded_as_a_shell_would():
+    from pathlib import Path
+    spec = BackendSpec(model="~/models/sd15", controlnet="~/models/canny", vae="org/vae")
+    assert (spec.model, spec.controlnet, spec.vae) == (str(Path.home() / "models/sd15"),
+                                                       str(Path.home() / "models/canny"), "org/vae")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import Strict
 from .presets import FAMILIES, PARTS, Preset, is_hub_id, looks_like_path, resolve
@@ -48,6 +48,12 @@ class BackendSpec(Strict):
     video_unet: str | None = Field(None, min_length=1, description=PART_HELP["video_unet"])
     wan: str | None = Field(None, min_length=1, description=PART_HELP["wan"])
 
+    @field_validator("model", *PARTS)
+    @classmethod
+    def _home_expanded(cls, value: str | None) -> str | None:
+        """'~/models/sd15' names the folder in the user's home, as a shell would."""
+        return str(Path(value).expanduser()) if value is not None and value.startswith("~") else value
+
     def parts(self) -> dict[str, str]:
         """The parts given, by name (what `resolve` replaces in the preset)."""
         return {p: getattr(self, p) for p in PARTS if getattr(self, p) is not None}
@@ -61,7 +67,7 @@ class BackendSpec(Strict):
         part that is neither a preset, an existing folder nor a hub id."""
         from ..errors import UserInputError
         for part, where in self.parts().items():
-            if not Path(where).expanduser().exists() and not is_hub_id(where):
+            if not Path(where).exists() and not is_hub_id(where):
                 what = (f"is a path to no folder (nothing at {Path(where).absolute()})" if looks_like_path(where)
                         else "is neither an existing folder nor a hub id 'org/name'")
                 raise UserInputError(part, where, f"{what}; allowed: {PART_HELP[part]}")
