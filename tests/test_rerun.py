@@ -125,10 +125,12 @@ def test_rerun_main_rejects_bad_parameters_before_running(tmp_path, capsys):
                                                              "help": "control strength"}
 
 
-def test_rerun_executes_with_injected_parameters(tmp_path):
+def test_rerun_executes_with_injected_parameters(tmp_path, capfd):
     # a copy, so the kernel's working directory (the notebook's folder) is a temporary one
     notebook = shutil.copy(TINY, tmp_path / "tiny.ipynb")
     executed = rerun_notebook(notebook, {"alpha": 2, "name": "y"}, out_dir=tmp_path / "out")
+    # the kernel (its stderr is this process's) talks over Unix sockets: no plain-TCP warning
+    assert "TCP" not in capfd.readouterr().err
 
     assert executed == tmp_path / "out" / "tiny.ipynb"
     nb = nbformat.read(executed, as_version=4)

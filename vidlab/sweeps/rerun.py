@@ -218,7 +218,8 @@ def rerun_notebook(notebook_path: str | Path, params: dict | None = None, out_di
               "papermill": papermill.__version__, "started_at": _now()}
     try:
         papermill.execute_notebook(str(notebook_path), str(output), parameters=params, kernel_name=kernel_name,
-                                   cwd=record["cwd"], log_output=log_output, progress_bar=False)
+                                   cwd=record["cwd"], log_output=log_output, progress_bar=False,
+                                   kernel_manager_class=local_kernel_manager())
     except Exception as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}", finished_at=_now())
         raise
@@ -227,6 +228,25 @@ def rerun_notebook(notebook_path: str | Path, params: dict | None = None, out_di
     finally:
         atomic_write_json(output.with_suffix(".params.json"), record)
     return output
+
+
+def local_kernel_manager():
+    """The kernel manager a rerun starts its kernel with: on POSIX, one talking to the kernel over Unix
+    sockets in Jupyter's runtime folder (IPC), so nothing listens on a TCP port and ipykernel has no
+    unencrypted-TCP warning to print; elsewhere (Windows has no IPC transport) jupyter_client's default."""
+    import os
+
+    from jupyter_client.manager import AsyncKernelManager
+    if os.name != "posix":
+        return AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    return IPCKernelManager
 
 
 def _now() -> str:
