@@ -330,6 +330,22 @@ REFINE_RECIPES = {
 }
 
 
+def recipe_lines() -> list[str]:
+    """Every shipped part's recipe (vidlab/training/recipes/), its commands written from the recipe file."""
+    from vidlab.training.recipe import load_recipe, recipe_names, shell_lines
+    lines = ["## Recipes: how to train each shipped part again", "",
+             "Each part below comes from one recipe file in `vidlab/training/recipes/`, run by name "
+             "(`python -m vidlab.training.recipe run NAME`; `show NAME` prints these lines). The values are the "
+             "ones that shipped; the tables of this card say how long each took and what it measured. Every "
+             "recipe runs for one step a command in the tests (`tests/test_recipes.py`).", ""]
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        lines += [f"**{name}** (ships {', '.join(recipe.ships)}; starts from "
+                  f"{'the ' + recipe.builds_on + ' export' if recipe.builds_on else 'scratch'}). {recipe.about}", "",
+                  "```", *shell_lines(recipe), "```", ""]
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--record-refine", default=None, metavar="RUN_DIR",
@@ -424,6 +440,7 @@ def main():
               *joint_lines(pct),
               *wan_lines(pct),
               *motion_lines(log["motion"], ev, t2i, pct, log.get("motion_design", [])),
+              *recipe_lines(),
               "## Size", "", "| part | size |", "|---|---|", *size_rows(), ""]
     (ZOO_PATH / "MODEL_CARD.md").write_text("\n".join(lines))
     print((ZOO_PATH / "MODEL_CARD.md").read_text())

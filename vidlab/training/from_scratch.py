@@ -345,6 +345,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--cache-size", type=int, default=None, help="latents: scenes encoded (default 24,000)")
     parser.add_argument("--out", default=None, help="export: target folder (default: results/zoo/shapes-tiny; "
                         "pass vidlab/zoo/shapes-tiny to ship)")
     parser.add_argument("--threads", type=int, default=2)
@@ -356,6 +357,8 @@ def main(argv=None) -> None:
     kwargs = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("lr", args.lr)) if v is not None}
     if args.stage != "latents":
         kwargs["seed"] = args.seed
+    elif args.cache_size is not None:
+        kwargs["n"] = args.cache_size
     result = STAGES[args.stage](args.run_dir, **kwargs)
     if isinstance(result, dict):
         print(json.dumps({"stage": args.stage, "step": result["step"], "seconds": round(result["seconds"], 1),

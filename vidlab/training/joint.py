@@ -320,6 +320,8 @@ def main(argv=None) -> None:
     parser.add_argument("--first-share", type=float, default=0.5,
                         help="share of single frames that are clips' first frames under clip captions")
     parser.add_argument("--monitor-every", type=int, default=500)
+    parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
+    parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")
     parser.add_argument("--vae-dir", default=None, help="export: a VAE folder to ship instead of init's")
     parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
     parser.add_argument("--threads", type=int, default=2)
@@ -327,7 +329,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     if args.command == "cache":
-        print(json.dumps(build_data(args.run_dir, args.init)))
+        print(json.dumps(build_data(args.run_dir, args.init, args.cache_frames, args.cache_clips)))
         return
     if args.command == "export":
         if args.stage is None:

@@ -175,6 +175,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-size", type=int, default=24000, help="latents: scenes encoded")
     parser.add_argument("--ema", action="store_true", help="export: the UNet's EMA instead of the raw weights")
     parser.add_argument("--out", default=None, help="export: target zoo folder (default: results/zoo/shapes-tiny, "
                         "a copy of the packaged zoo; pass vidlab/zoo/shapes-tiny to ship)")
@@ -182,7 +183,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.stage == "latents":
-        print(cache_zoo_latents(args.run_dir))
+        print(cache_zoo_latents(args.run_dir, n=args.cache_size))
         return
     if args.stage == "export":
         print(json.dumps({"written": export_refined(args.run_dir, args.out, use_ema=args.ema)}))
