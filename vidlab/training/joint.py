@@ -7,11 +7,12 @@ with frame 0's latent held clean while the caption steers the motion. The stages
 those two uses:
 
 1. `frames`: single frames (`num_frames=1`, 64 tokens: 8x cheaper than a clip) through the same
-   `WanTransformer3DModel`, text encoder trained with it. Half the batch are scenes with image
-   captions, half the first frames of pool clips with their clip captions (what pass 1 is asked).
+   `WanTransformer3DModel`, text encoder trained with it: scenes with image captions and, a
+   `first_share` of them, the first frames of in-frame pool clips with their clip captions (what
+   pass 1 is asked: where a caption's motion starts).
 2. `clips`: 8-frame clips (8 directions x 2 speeds, a tenth still), frame 0's latent given clean
-   in the noisy input and the loss on frames 1-7, plus a quarter of every batch single frames
-   (as in `frames`) so drawing is not forgotten. The clips come from two latent pools:
+   in the noisy input and the loss on frames 1-7; `frame_share` of a step's samples are single
+   frames (as in `frames`) so drawing is not forgotten. The clips come from two latent pools:
    - `pool`: paths centred in the frame. The subject stays inside, so frame 0 sits on the side
      opposite the motion and gives the direction away: trained on these alone, the model moved
      the subject from where frame 0 put it and ignored the caption (measured, see the model card).
@@ -28,10 +29,10 @@ to `<run>/<stage>/monitor.jsonl`: `frames` the held-out image numbers (rung 0), 
 ladder's motion numbers of two-pass clips.
 
     python -m vidlab.training.joint cache --run-dir checkpoints/joint
-    python -m vidlab.training.joint frames --run-dir checkpoints/joint --steps 6000
-    python -m vidlab.training.joint export frames --run-dir checkpoints/joint --out vidlab/zoo/shapes-tiny
-    python -m vidlab.training.joint clips --run-dir checkpoints/joint --steps 4000
+    python -m vidlab.training.joint clips --run-dir checkpoints/joint --steps 4000 [--centre-share ...]
     python -m vidlab.training.joint export clips --run-dir checkpoints/joint --out vidlab/zoo/shapes-tiny
+
+The shipped stages' commands, with every value, are recipes (`vidlab.training.recipe show joint-...`).
 """
 from __future__ import annotations
 
