@@ -101,8 +101,8 @@ def test_motion_stage_starts_as_the_image_model_and_trains_the_whole_video_unet(
     outs = [m for n, m in unet.named_modules() if "motion_modules" in n and n.endswith("proj_out")]
     assert outs and all(float(m.weight.detach().abs().max()) == 0 for m in outs)
     trainable = {n for n, p in stage.model.named_parameters() if p.requires_grad}
-    assert {n for n in trainable if not n.startswith("unet.")} == {"text_encoder.text_model.embeddings."
-                                                                   "token_embedding.weight"}
+    outside = [n for n in trainable if not n.startswith("unet.")]
+    assert len(outside) == 1 and outside[0].endswith("token_embedding.weight")  # the word table alone
     assert all(p.requires_grad for p in unet.parameters())  # the shipped recipe: every UNet weight
     assert not any("lora" in n for n, _ in stage.model.named_parameters())  # the LoRA design is retired
     rates = sorted(g["lr"] for g in stage.optimizer.param_groups)
@@ -116,13 +116,11 @@ def test_motion_stage_starts_as_the_image_model_and_trains_the_whole_video_unet(
 def test_motion_loss_falls_and_static_words_stay_frozen(stage):
     table = stage.model.text_encoder.get_input_embeddings().weight
     before_table = table.detach().clone()
-    for g in stage.optimizer.param_groups:
-        g["lr"] = 3e-3
-    with torch.no_grad():
+    with torch.no_grad():  # the recipe's own rates: motion modules and words 1e-3, spatial layers 2e-4
         before = float(stage.loss_fn(0))
-    for step in range(8):
+    for _ in range(8):  # one batch (step 0's clips, noise and timesteps) learnt: its loss must fall
         stage.optimizer.zero_grad()
-        stage.loss_fn(step % 2).backward()
+        stage.loss_fn(0).backward()
         stage.optimizer.step()
     with torch.no_grad():
         after = float(stage.loss_fn(0))

@@ -249,7 +249,8 @@ def test_default_point_function_calls_generate_then_video_metrics(tmp_path, monk
     report = run_sweep(spec, tmp_path, weights_hash="w", progress=False)  # point_fn=None: the default
     assert report.computed == 1 and report.table["flicker"][0] == 0.25
     assert seen["request"].seed == 3 and seen["request"].prompt == PROMPT
-    assert (seen["strategy"], seen["model"], seen["options"]) == ("segment_chain", "shapes-tiny", {"num_segments": 2})
+    assert (seen["strategy"], seen["model"].preset.name, seen["options"]) == ("segment_chain", "shapes-tiny",
+                                                                              {"num_segments": 2})
     assert (seen["frames"], seen["prompt"], seen["segment_starts"]) == ("FRAMES", PROMPT, [0, 8])
     assert (tmp_path / "points" / report.table["point_id"][0] / "video.mp4").exists()
 

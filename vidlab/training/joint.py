@@ -151,6 +151,8 @@ class Batches:
         idx = rng.integers(0, self.frames["mean"].shape[0], n_scenes)
         scenes = scenes_from_attrs(self.frames["attrs"][idx])
         x_scenes = self._normalise(self.frames["mean"][idx][:, :, None], self.frames["std"][idx][:, :, None])
+        if n == n_scenes:  # no first frames (a small batch, or first_share 0)
+            return x_scenes, self._dropped(rng, [caption(s, rng=rng) for s in scenes])
         x_first, t_first = self._clips(rng, n - n_scenes, 1)
         texts = self._dropped(rng, [caption(s, rng=rng) for s in scenes]) + t_first
         return torch.cat([x_scenes, x_first]), texts
