@@ -35,3 +35,11 @@ def test_summarize_names_a_folder_that_is_no_store(tmp_path, capsys):
     assert cli_main(["summarize", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"vidlab summarize: store='{tmp_path}' is not a sweep's results folder (no sweep.json in it)"
+
+
+def test_the_figure_leaves_out_what_tells_nothing():
+    from vidlab.sweeps.summary import summary_panels
+    ok = pd.DataFrame({"num_frames": [12, 12, 12], "flicker": [0.9, 0.95, 0.99], "frame_3_ssim_prev": [0.9, 0.8, 0.7],
+                       "ssim_anchor": [0.5, None, 0.7]})
+    assert summary_panels(ok, list(ok.columns)) == ["flicker", "ssim_anchor"]  # constant and per-frame: the CSV's
+    assert summary_panels(ok.iloc[:1], list(ok.columns)) == ["num_frames", "flicker", "ssim_anchor"]  # one point

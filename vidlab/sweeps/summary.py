@@ -4,8 +4,10 @@
   and where the `seed` axis repeats a setting, each metric's mean and Student-t interval over the
   seeds that share the point's other axis values (`<metric>_mean`, `<metric>_ci_low`, `_ci_high`,
   `seeds`).
-- summary.png: each metric (a panel, its unit on the axis) against the first axis that is not the
-  seed (the seed itself when it is the only axis), mean over seeds with its band.
+- summary.png: each metric that varies over the store (a panel, its unit on the axis) against the
+  first axis that is not the seed (the seed itself when it is the only axis), mean over seeds with
+  its band. A metric equal at every point (say `num_frames`) and the per-frame columns
+  (`frame_<k>_...`, the frame curves) stay in the CSV: a panel of them would tell nothing.
 
 `run_sweep` writes both (atomically) at the end of every run, a resumed one included; `vidlab
 summarize STORE` writes them for an existing store.
@@ -13,6 +15,7 @@ summarize STORE` writes them for an existing store.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ from ..metrics import t_interval
 from .analysis import ok_points, study_table
 
 SUMMARY_CSV, SUMMARY_PNG = "summary.csv", "summary.png"
+PER_FRAME = re.compile(r"^frame_\d+_")
 SEED_AXIS = "seed"
 NOT_METRICS = {"point_id", "strategy", "status", "error", "attempts", "wall_time_s", "peak_memory_bytes",
                "batch_size", "finished_at", "weights_hash"}
@@ -53,6 +57,13 @@ def summary_tables(table: pd.DataFrame, level: float = 0.95) -> tuple[pd.DataFra
     return summary, axes, metrics
 
 
+def summary_panels(ok: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics summary.png draws: those that vary over the ok points, per-frame columns left out;
+    every one with a value where none varies (a one-point sweep still gets its figure)."""
+    shown = [m for m in metrics if len(ok) and ok[m].notna().any() and not PER_FRAME.match(m)]
+    return [m for m in shown if ok[m].nunique() > 1] or shown
+
+
 def write_summary(store_dir: str | Path, level: float = 0.95) -> dict[str, Path]:
     """summary.csv and summary.png of the store (see the module doc); returns their paths. A store with no
     point yet gets the CSV (its header) and no plot."""
@@ -63,7 +74,7 @@ def write_summary(store_dir: str | Path, level: float = 0.95) -> dict[str, Path]
     atomic_write_bytes(paths["csv"], summary.to_csv(index=False).encode())
     ok = ok_points(table) if len(table) else table
     x = next((a for a in axes if a != SEED_AXIS), SEED_AXIS if SEED_AXIS in axes else None)
-    plotted = [m for m in metrics if len(ok) and ok[m].notna().any()]
+    plotted = summary_panels(ok, metrics)
     if x is not None and plotted and len(ok):
         from .plots import plot_metric_curves
         from .analysis import curves_over_seeds
