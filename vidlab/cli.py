@@ -83,8 +83,8 @@ def _backend_spec(args):
             from None
 
 
-def _write_video(out: Path, make) -> Path:
-    """make() -> Video, saved as out/video.mp4 + video.json under the folder's lock."""
+def _write_video(out: Path, make):
+    """make() -> Video, saved as out/video.mp4 + video.json under the folder's lock; returns the Video."""
     from .io.atomic import clean_stale_temporaries
     from .io.lock import folder_lock
     with folder_lock(out, "vidlab generate"):
@@ -93,7 +93,7 @@ def _write_video(out: Path, make) -> Path:
         path = video.save(out / "video.mp4")
     print(f"wrote {path} and {path.with_suffix('.json')} ({video.num_frames} frames at {video.fps} fps, "
           f"{video.record['timing']['seconds']:.1f} s)")
-    return path
+    return video
 
 
 def cmd_generate(args) -> int:
@@ -130,13 +130,12 @@ def cmd_replay(args) -> int:
                                                         "backend): not written by vidlab generate")
     BackendSpec.from_record(record["backend"], device=args.device, dtype=args.dtype).check()  # before loading
     loading_bars(False)
-    path = _write_video(Path(args.out), lambda: replay(record, device=args.device, dtype=args.dtype))
+    video = _write_video(Path(args.out), lambda: replay(record, device=args.device, dtype=args.dtype))
     before = record.get("video", {}).get("frames_sha256")
     if before is not None:
-        from .video import read_manifest
-        now = read_manifest(path)
-        hashes = (record["backend"].get("weights_hash"), now["backend"].get("weights_hash"))
-        print("frames identical to the recorded ones" if now["video"]["frames_sha256"] == before else
+        from .video import frames_digest
+        hashes = (record["backend"].get("weights_hash"), video.record["backend"]["weights_hash"])
+        print("frames identical to the recorded ones" if frames_digest(video.frames) == before else
               "frames differ from the recorded ones: " + ("the weights changed (hash "
               f"{hashes[0]} then, {hashes[1]} now)" if hashes[0] != hashes[1] else
               "same weights; another device, dtype or library version?"))

@@ -90,9 +90,8 @@ class BackendSpec(Strict):
         """The spec a video's manifest (`record["backend"]`) was made with; `changes` (device=, dtype=)
         override it. The parts recorded are the ones loaded, so the replay needs no preset to match."""
         from ..errors import UserInputError
-        retired = [k for k in ("motion_lora",) if record.get(k)]
-        if retired:
-            raise UserInputError(f"backend.{retired[0]}", record[retired[0]],
+        if record.get("motion_lora"):
+            raise UserInputError("backend.motion_lora", record["motion_lora"],
                                  "is a part vidlab no longer loads (the motion LoRA was retired); "
                                  "regenerate with a model that has no such part")
         from .presets import PRESETS

@@ -20,6 +20,12 @@ from .spec import MAX_POINTS, check_grid, load_sweep_spec
 from .sweep import run_sweep
 
 
+def _refused(parser, err: BaseException) -> int:
+    """A user's mistake as the one line `vidlab <command>: ...` on stderr; exit status 2."""
+    print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
+    return 2
+
+
 def sweep_main(argv: list[str] | None = None) -> int:
     """`vidlab sweep`: run (or resume) a sweep spec into a results store; prints the report."""
     parser = argparse.ArgumentParser(prog="vidlab sweep", description="run a sweep spec (YAML); resumable")
@@ -43,15 +49,13 @@ def sweep_main(argv: list[str] | None = None) -> int:
     try:
         spec = load_sweep_spec(args.spec)
     except (RequestError, OSError) as err:
-        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
-        return 2
+        return _refused(parser, err)
     if args.check:
         try:
             size = check_grid(spec, args.max_points)
             spec.backend_spec().check()
         except ValueError as err:
-            print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
-            return 2
+            return _refused(parser, err)
         print(f"sweep {spec.name!r}: {size:,} points, every value valid; model {spec.model!r}")
         return 0
     if args.no_progress:
@@ -69,8 +73,7 @@ def sweep_main(argv: list[str] | None = None) -> int:
                            executor=executor, baseline_seconds=args.baseline_seconds, batch_seeds=args.batch_seeds,
                            max_points=args.max_points)
     except (ValueError, RuntimeError, ImportError) as err:  # bad value, strategy or model; a locked store; no ray
-        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
-        return 2
+        return _refused(parser, err)
     finally:
         if not isinstance(executor, str):
             executor.close()
@@ -95,13 +98,11 @@ def rerun_main(argv: list[str] | None = None) -> int:
             return 0
         params = coerce_cli_params(args.notebook, [tuple(p) for p in args.parameter])
     except (ParameterError, OSError) as err:
-        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
-        return 2
+        return _refused(parser, err)
     try:
         path = rerun_notebook(args.notebook, params, out_dir=args.out, cwd=args.cwd, kernel_name=args.kernel)
     except ParameterError as err:
-        print(f"vidlab {parser.prog.split()[-1]}: {one_line(err)}", file=sys.stderr)
-        return 2
+        return _refused(parser, err)
     except Exception as err:  # noqa: BLE001 - a failing cell: papermill has written the copy with the error
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         return 1

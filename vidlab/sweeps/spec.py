@@ -282,15 +282,17 @@ def expand_grid(spec: SweepSpec, weights_hash: str = "", max_points: int = MAX_P
     base = spec.base_request.model_dump(mode="json")
     # every combination: fields can constrain each other (keyframe times vs duration)
     names = list(spec.axes)
+    beyond = spec.backend_spec().beyond_model()  # the same for every point
     points = []
     for index, combo in enumerate(itertools.product(*spec.axes.values())):
         axis_values = dict(zip(names, combo))
-        config = _point_config(spec, base, axis_values)
+        config = _point_config(spec, base, axis_values, beyond)
         points.append(Point(index, point_id(config, weights_hash), config, axis_values))
     return points
 
 
-def _point_config(spec: SweepSpec, base: dict, axis_values: dict) -> dict:
+def _point_config(spec: SweepSpec, base: dict, axis_values: dict, beyond: dict) -> dict:
+    """A point's config; `beyond`: the backend fields besides the model (`BackendSpec.beyond_model`)."""
     request = dict(base)
     options = dict(spec.options)
     for axis, value in axis_values.items():
@@ -305,7 +307,6 @@ def _point_config(spec: SweepSpec, base: dict, axis_values: dict) -> dict:
                                          for field, _, msg in err.problems]) from None
     config = {"request": validated.model_dump(mode="json"), "strategy": spec.strategy, "model": spec.model,
               "options": options}
-    beyond = spec.backend_spec().beyond_model()
     return {**config, "backend": beyond} if beyond else config  # a plain model keeps the ids it always had
 
 
