@@ -8,7 +8,8 @@ Reads the decoder fine-tune's and each stage's progress.json (steps, minutes, lo
 monitor.jsonl (the numbers measured while it trained; `--continued`: a stage carried on in another run
 folder from the previous stage's export, listed after the others under its own label), the VAE round trips before and after the
 decoder fine-tune (`wan_ladder.vae_reconstruction`), the memorisation probe's outputs
-(`probe_memorise.py`), the shipped model's `eval_motion_run.py` output and a notes file (JSON list of
+(`probe_memorise.py`), the shipped model's `eval_motion_run.py` output, the shape study
+(`shape_capacity.py`: token size, depth, width at equal minutes) and a notes file (JSON list of
 lines: what the run showed, what is left); `write_model_card.py` turns it into the card's section.
 """
 import argparse
@@ -33,6 +34,7 @@ def main():
     parser.add_argument("--vae-after", default=None)
     parser.add_argument("--probe", nargs="*", default=[], metavar="MODE=PROBE_JSON")
     parser.add_argument("--shipped", default=None, help="eval_motion_run.py --model shapes-tiny-joint output")
+    parser.add_argument("--shape-study", default=None, help="experiments/shape_capacity.py output")
     parser.add_argument("--notes", default=None, help="JSON list of lines")
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
@@ -49,7 +51,7 @@ def main():
            "commands": dict(item.split("=", 1) for item in args.commands),
            "vae": {"before": read(args.vae_before), "after": read(args.vae_after)},
            "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},
-           "shipped": read(args.shipped), "notes": read(args.notes) or []}
+           "shipped": read(args.shipped), "shape_study": read(args.shape_study), "notes": read(args.notes) or []}
     target = ZOO_PATH / "joint_stages.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(target)

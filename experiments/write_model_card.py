@@ -239,9 +239,39 @@ def joint_lines(pct) -> list[str]:
                       f"centre, where every direction is open): the subject moves the captioned way in "
                       f"**{pct(f0['direction_right'])}**, and the opposite way when the caption says the opposite in "
                       f"**{pct(f0['opposite_right'])}** (chance 12.5%).", ""]
+    lines += shape_study_lines(rec.get("shape_study"), pct)
     if rec.get("notes"):
         lines += ["### What the stages showed, and what is left", "", *[line for note in rec["notes"] for line in (note, "")]]
     return lines
+
+
+def shape_study_lines(study: dict | None, pct) -> list[str]:
+    """The table of `experiments/shape_capacity.py`: each arm's frames stage from scratch at equal minutes."""
+    if not study:
+        return []
+    lines = ["### What caps shape: token size, depth, width at equal CPU minutes (`experiments/shape_capacity.py`)", "",
+             f"Each arm is the `frames` stage from scratch (fresh transformer and UMT5; the same frame latents, batch, "
+             f"lr, seed) for {study['minutes']:g} minutes of training at 2 threads, measured at a third, two thirds "
+             "and all of it (EMA weights; rung 0 on 64 held-out prompts through WanPipeline). Shape-word use: the "
+             "subject cells' flow loss with the caption's shape word swapped for another over the true caption's "
+             "(held-out frames, same noise; 1.00 = the word is ignored), at noise 0.3 / 0.6 / 0.9.", "",
+             "| arm | transformer | params | minutes | steps | s/step | colour | shape | background | position "
+             "| shape-word loss ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for arm in study["arms"].values():
+        shape = ", ".join(f"{k} {v}" for k, v in arm["overrides"].items()) or "as shipped"
+        for row in arm["rows"]:
+            r0, word = row["rung0"], row["shape_word_loss_ratio"]
+            lines.append(f"| {arm['arm']} | {shape} | {arm['transformer_params'] / 1e6:.2f} M | {row['minutes']:.1f} "
+                         f"| {row['step']} | {row['s_per_step']:.2f} | {pct(r0['color'])} | {pct(r0['shape'])} "
+                         f"| {pct(r0['background'])} | {pct(r0['position'])} | "
+                         + " / ".join(f"{word[k]:.3f}" for k in sorted(word)) + " |")
+    if "zoo" in study:
+        r0, word = study["zoo"]["rung0"], study["zoo"]["shape_word_loss_ratio"]
+        lines.append("| `wan/` as shipped when the study ran (stages up to `clips, first frames placed`) | as shipped "
+                     f"| | | | | {pct(r0['color'])} "
+                     f"| {pct(r0['shape'])} | {pct(r0['background'])} | {pct(r0['position'])} | "
+                     + " / ".join(f"{word[k]:.3f}" for k in sorted(word)) + " |")
+    return lines + [""]
 
 
 def wan_lines(pct) -> list[str]:

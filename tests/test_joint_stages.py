@@ -34,8 +34,8 @@ def test_single_frames_and_anchored_clips_are_the_batches(run):
     parts = joint.load_parts(run["init"])
     data = joint.Batches(run["dir"], parts["vae"])
     from vidlab.training.common import rng_for
-    x, texts = data.single_frames(rng_for(0, 1), 6)
-    assert x.shape == (6, 4, 1, 32, 32) and len(texts) == 6
+    x, texts, cells = data.single_frames(rng_for(0, 1), 6)
+    assert x.shape == (6, 4, 1, 32, 32) and len(texts) == 6 and cells is None  # no shape weight asked
     assert any(" moves " in t for t in texts)           # half are clips' first frames with their clip captions
     clips, captions = data.clips(rng_for(0, 1), 3)
     assert clips.shape == (3, 4, 8, 32, 32) and len(captions) == 3
@@ -286,3 +286,93 @@ def test_a_monitor_measures_the_ema_weights_once_a_step_and_gives_the_live_ones_
     assert resumed.maybe_run(5, model, ema, measure) is None and resumed.maybe_run(10, model, ema, measure)["x"] == 2
     rows = [json.loads(line) for line in (tmp_path / "monitor.jsonl").read_text().splitlines()]
     assert [(r["step"], r["x"]) for r in rows] == [(5, 1), (10, 2)]
+
+
+def test_a_grown_transformer_computes_what_it_grew_from_and_can_learn(run, tmp_path):
+    """`joint grow`: twice the blocks and FFN units, the same prediction for the same input (every new
+    output layer starts at zero), and the new parameters get gradient once trained a step."""
+    out = joint.grow(run["init"], tmp_path / "grown", num_layers=8, ffn_dim=512)
+    before, after = joint.load_parts(run["init"]), joint.load_parts(out)
+    assert after["transformer"].config.num_layers == 8 and after["transformer"].config.ffn_dim == 512
+    torch.manual_seed(0)
+    x, states = torch.randn(2, 4, 3, 32, 32), torch.randn(2, 24, 64)
+    t = torch.tensor([300.0, 900.0])
+    with torch.no_grad():
+        want = before["transformer"](x, t, states, return_dict=False)[0]
+        got = after["transformer"](x, t, states, return_dict=False)[0]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    grown = after["transformer"]
+    grown(x, t, states, return_dict=False)[0].square().mean().backward()
+    assert grown.blocks[1].attn1.to_out[0].weight.grad.abs().sum() > 0       # a new block learns
+    assert grown.blocks[0].ffn.net[2].weight.grad[:, 256:].abs().sum() > 0   # new FFN units learn
+    with pytest.raises(ValueError, match="num_layers=6"):
+        joint.grow(run["init"], tmp_path / "bad", num_layers=6)
+
+
+def test_shape_cells_cover_where_the_rendered_shapes_differ():
+    """`shape_difference_cells` marks the latent cells where a subject differs from the other shapes of its
+    size at its centre: every rendered pixel where they differ lies in a marked cell, and the marks stay
+    near the subject (a small share of the frame)."""
+    import numpy as np
+    from vidlab.training.common import scene_attrs, shape_difference_cells
+    from vidlab.world.shapes import SHAPES, random_scene, shape_mask
+    rng = np.random.default_rng(3)
+    scenes = [random_scene(rng, "all") for _ in range(24)]
+    centres = torch.tensor([s.resolved_center() for s in scenes])
+    cells = shape_difference_cells(scene_attrs(scenes), centres, 32)
+    assert cells.shape == (24, 1, 32, 32)
+    for scene, marked in zip(scenes, cells[:, 0].bool().numpy()):
+        cx, cy = scene.resolved_center()
+        own = shape_mask(scene.shape, cx, cy, scene.radius, 64, 64) > 0.5
+        differ = np.zeros_like(own)
+        for other in SHAPES:
+            differ |= own ^ (shape_mask(other, cx, cy, scene.radius, 64, 64) > 0.5)
+        ys, xs = np.nonzero(differ)
+        assert len(ys) > 0 and marked[ys // 2, xs // 2].all()
+        assert 0 < marked.mean() < 0.25
+        my, mx = np.nonzero(marked)
+        assert np.abs(mx * 2 + 1 - cx).max() <= scene.radius + 5 and np.abs(my * 2 + 1 - cy).max() <= scene.radius + 5
+
+
+def test_the_shape_weight_marks_scene_frames_and_needs_a_cache_with_centres(run, tmp_path):
+    from vidlab.training.common import rng_for
+    parts = joint.load_parts(run["init"])
+    data = joint.Batches(run["dir"], parts["vae"], shape_cells=True)
+    x, texts, cells = data.single_frames(rng_for(0, 1), 6)
+    assert cells.shape == (6, 1, 1, 32, 32)
+    assert all(c.any() for c in cells[:3]) and not cells[3:].any()   # scenes marked, clips' first frames not
+    frames = load_file(run["dir"] / "frames.safetensors")
+    old = tmp_path / "old"
+    old.mkdir()
+    from safetensors.torch import save_file
+    save_file({k: v for k, v in frames.items() if k != "centre"}, old / "frames.safetensors")
+    for name in ("pool.safetensors",):
+        (old / name).symlink_to(run["dir"] / name)
+    with pytest.raises(ValueError, match="has no subject centres"):
+        joint.Batches(old, parts["vae"], shape_cells=True)
+    with pytest.raises(ValueError, match="shape_weight=0.5 must be >= 1"):
+        joint.joint_stage(run["dir"], "frames", run["init"], shape_weight=0.5)
+
+
+def test_the_shape_weight_multiplies_the_marked_cells_error():
+    class Probe(torch.nn.Module):
+        def forward(self, xt, t, states, return_dict=False):
+            out = torch.zeros_like(xt)
+            out[:, :, :, 2, 3] = 1e3                         # a huge error on one cell only
+            return (out,)
+
+    class Encoder(torch.nn.Module):
+        def forward(self, ids, mask):
+            return type("O", (), {"last_hidden_state": torch.zeros(ids.shape[0], ids.shape[1], 8)})()
+
+    from vidlab.world.tokenizer import build_tokenizer
+    model = type("M", (), {"transformer": Probe(), "encoder": Encoder()})()
+    x0, cells = torch.zeros(2, 4, 1, 8, 8), torch.zeros(2, 1, 1, 8, 8)
+    cells[:, :, :, 2, 3] = 1
+
+    def loss(**kw):
+        torch.manual_seed(0)
+        return float(joint.flow_loss(model, build_tokenizer(), x0, ["a", "b"], 1.0, **kw))
+    plain = loss()
+    assert loss(shape_cells=cells, shape_weight=1.0) == plain
+    assert 9.9 < loss(shape_cells=cells, shape_weight=10.0) / plain <= 10.0

@@ -248,6 +248,27 @@ def cells_off_background(x0: torch.Tensor, threshold: float = 1.0) -> torch.Tens
     return ((x0 - background).norm(dim=1, keepdim=True) > threshold).float()
 
 
+def shape_difference_cells(attrs: torch.Tensor, centres: torch.Tensor, latent_size: int,
+                           image_size: int = 64) -> torch.Tensor:
+    """(B, 1, h, w) 1.0 on the latent cells where each scene's subject differs from the other shapes of its
+    size at its centre (grown by one cell): the cells that only the shape word decides.
+
+    `attrs` as `scene_attrs` (shape and size are read), `centres` (B, 2) in pixels. The shapes are drawn
+    analytically, as `world.shapes.shape_polygon` places them (a square's half-side is 0.9 of its size).
+    """
+    pix = torch.arange(image_size, dtype=torch.float32) + 0.5
+    dx = pix[None, None, :] - centres[:, 0, None, None].float()
+    dy = pix[None, :, None] - centres[:, 1, None, None].float()
+    r = torch.tensor([SIZES[s] for s in SIZES])[attrs[:, 4]].view(-1, 1, 1) * image_size / 64
+    drawn = {"circle": dx ** 2 + dy ** 2 <= r ** 2, "square": torch.maximum(dx.abs(), dy.abs()) <= 0.9 * r,
+             "triangle": (dy <= r) & (dx.abs() <= (dy + r) / 2), "diamond": dx.abs() + dy.abs() <= r}
+    inside = torch.stack([drawn[name] for name in SHAPES], dim=1)              # (B, shapes, H, W)
+    own = inside[torch.arange(len(attrs)), attrs[:, 0]]
+    differ = (inside ^ own[:, None]).any(dim=1, keepdim=True).float()
+    cells = F.adaptive_max_pool2d(differ, latent_size)
+    return F.max_pool2d(cells, 3, stride=1, padding=1)
+
+
 def only_rows_learn(table: torch.nn.Parameter, rows: list[int]) -> None:
     """Let only `rows` of an embedding table learn: the others' gradient is masked to zero (give the
     table weight decay 0, so they stay exactly as they were)."""

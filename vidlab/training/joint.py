@@ -48,7 +48,8 @@ from safetensors.torch import load_file, save_file
 from ..strategies.native import wan_latent_stats
 from ..world.captions import caption
 from .common import (MonitorLog, Stage, cells_off_background, export_target, render_training_batch, rng_for,
-                     run_summary, scene_attrs, scenes_from_attrs, subject_weights, train_stage)
+                     run_summary, scene_attrs, scenes_from_attrs, shape_difference_cells, subject_weights,
+                     train_stage)
 from .wan import POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas
 from .wan_parts import TEXT_TOKENS
 
@@ -74,11 +75,12 @@ def load_parts(init) -> dict:
 # ---- data: encoded once ---------------------------------------------------------------------
 
 def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int = 250) -> Path:
-    """Encode n rendered training scenes once: posterior mean/std (n, C, h, w) and scene attributes."""
+    """Encode n rendered training scenes once: posterior mean/std (n, C, h, w), scene attributes and the
+    subjects' centres (n, 2) in pixels."""
     out = Path(run_dir) / "frames.safetensors"
     if out.exists():
         return out
-    means, stds, attrs = [], [], []
+    means, stds, attrs, centres = [], [], [], []
     for k in range(0, n, batch):
         images, _, scenes = render_training_batch(rng_for(seed, k), min(batch, n - k))
         with torch.no_grad():
@@ -86,9 +88,10 @@ def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int =
         means.append(post.mean[:, :, 0])
         stds.append(post.std[:, :, 0])
         attrs.append(scene_attrs(scenes))
+        centres.append(torch.tensor([s.resolved_center() for s in scenes]))
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(),
-               "attrs": torch.cat(attrs)}, out)
+               "attrs": torch.cat(attrs), "centre": torch.cat(centres).float()}, out)
     return out
 
 
@@ -108,8 +111,12 @@ class Batches:
     """Training batches in the pipeline's normalised latent space, deterministic in the step's rng."""
 
     def __init__(self, run_dir, vae, caption_dropout: float = 0.1, centre_share: float = 0.0,
-                 first_share: float = 0.5):
+                 first_share: float = 0.5, shape_cells: bool = False):
         self.frames = load_file(Path(run_dir) / "frames.safetensors")
+        if shape_cells and "centre" not in self.frames:
+            raise ValueError(f"{Path(run_dir) / 'frames.safetensors'} has no subject centres, which the shape "
+                             "weight needs: build the cache again (`joint cache` into a new run folder)")
+        self.shape_cells = shape_cells
         self.pool = load_file(Path(run_dir) / "pool.safetensors")
         self.centre = load_file(Path(run_dir) / "pool_centre.safetensors") if centre_share > 0 else None
         self.mu, self.sd = wan_latent_stats(vae)
@@ -146,16 +153,22 @@ class Batches:
 
     def single_frames(self, rng, n: int):
         """n frames (n, C, 1, h, w): scenes with image captions and, `first_share` of them, first frames of the
-        centred pool's clips with their clip captions (where a caption's motion starts: the first pass's job)."""
+        centred pool's clips with their clip captions (where a caption's motion starts: the first pass's job).
+        Also, with `shape_cells`, (n, 1, 1, h, w) the cells only the shape word decides
+        (`common.shape_difference_cells`; zero on the clips' first frames), else None."""
         n_scenes = n - round(n * self.first_share)
         idx = rng.integers(0, self.frames["mean"].shape[0], n_scenes)
         scenes = scenes_from_attrs(self.frames["attrs"][idx])
         x_scenes = self._normalise(self.frames["mean"][idx][:, :, None], self.frames["std"][idx][:, :, None])
+        cells = None
+        if self.shape_cells:
+            cells = shape_difference_cells(self.frames["attrs"][idx], self.frames["centre"][idx], x_scenes.shape[-1])
+            cells = torch.cat([cells, cells.new_zeros(n - n_scenes, *cells.shape[1:])])[:, :, None]
         if n == n_scenes:  # no first frames (a small batch, or first_share 0)
-            return x_scenes, self._dropped(rng, [caption(s, rng=rng) for s in scenes])
+            return x_scenes, self._dropped(rng, [caption(s, rng=rng) for s in scenes]), cells
         x_first, t_first = self._clips(rng, n - n_scenes, 1)
         texts = self._dropped(rng, [caption(s, rng=rng) for s in scenes]) + t_first
-        return torch.cat([x_scenes, x_first]), texts
+        return torch.cat([x_scenes, x_first]), texts, cells
 
     def clips(self, rng, n: int):
         """n clips, round(n x centre_share) of them from the centre pool (the last ones)."""
@@ -169,9 +182,11 @@ class Batches:
 # ---- the loss ---------------------------------------------------------------------------------
 
 def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weight: float,
-              first_frame_clean: bool = False) -> torch.Tensor:
+              first_frame_clean: bool = False, shape_cells: torch.Tensor | None = None,
+              shape_weight: float = 1.0) -> torch.Tensor:
     """Flow-matching loss of a (B, C, F, h, w) batch; with first_frame_clean, frame 0 is given as it is
-    (not noised) and the loss counts frames 1.. only: the contract of the clip pass."""
+    (not noised) and the loss counts frames 1.. only: the contract of the clip pass. Subject cells count
+    `subject_weight` times, `shape_cells` (B, 1, F, h, w) at least `shape_weight` times."""
     noise = torch.randn_like(x0)
     sigma = flow_sigmas(torch.rand(x0.shape[0])).view(-1, 1, 1, 1, 1)
     xt = (1 - sigma) * x0 + sigma * noise
@@ -180,6 +195,8 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
     states = encode_captions(tokenizer, model.encoder, texts, TEXT_TOKENS)
     pred = model.transformer(xt, sigma.view(-1) * 1000, states, return_dict=False)[0]
     weight = subject_weights(cells_off_background(x0), subject_weight)
+    if shape_cells is not None:
+        weight = torch.maximum(weight, subject_weights(shape_cells, shape_weight))
     err = weight * (pred - (noise - x0)) ** 2
     return (err[:, :, 1:] if first_frame_clean else err).mean()
 
@@ -188,12 +205,14 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
 
 def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
-                monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5) -> Stage:
+                monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
+                shape_weight: float = 1.0) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
     from the centre pool) and, making `frame_share` of the step's samples, single frames (`first_share`
-    of those clips' first frames under clip captions).
+    of those clips' first frames under clip captions). `shape_weight` > 1: the scene frames' cells that only
+    the shape word decides count that many times (`common.shape_difference_cells`).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
@@ -203,11 +222,14 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         raise ValueError(f"centre_share={centre_share} must be in [0, 1]")
     if not 0.0 <= first_share <= 1.0:
         raise ValueError(f"first_share={first_share} must be in [0, 1]")
+    if shape_weight < 1.0:
+        raise ValueError(f"shape_weight={shape_weight} must be >= 1 (1: no extra weight)")
     torch.manual_seed(seed)
     parts = load_parts(init or default_init())
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
-    data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share)
+    data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share,
+                   shape_cells=shape_weight != 1.0)
     n_frames = round(clip_batch * frame_share / (1 - frame_share)) if stage == "clips" else batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -217,8 +239,9 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         monitor.maybe_run(step, model, ema)
         rng = rng_for(seed + STAGES.index(stage) * 1000, step)
         torch.manual_seed(seed * 100003 + step)
-        x_frames, t_frames = data.single_frames(rng, n_frames)
-        loss_frames = flow_loss(model, tokenizer, x_frames, t_frames, subject_weight)
+        x_frames, t_frames, c_frames = data.single_frames(rng, n_frames)
+        loss_frames = flow_loss(model, tokenizer, x_frames, t_frames, subject_weight, shape_cells=c_frames,
+                                shape_weight=shape_weight)
         if stage == "frames":
             return loss_frames
         x_clips, t_clips = data.clips(rng, clip_batch)
@@ -294,6 +317,21 @@ def export_stage(run_dir, stage: str, out_dir=None, init=None, vae_dir=None) -> 
     return out
 
 
+def grow(init, out_dir, num_layers: int | None = None, ffn_dim: int | None = None) -> Path:
+    """The WanPipeline folder `init` with its transformer grown (`wan_parts.grown_transformer`: same outputs,
+    more blocks and FFN units), written to `out_dir` for a stage's `--init`."""
+    from diffusers import WanPipeline
+
+    from .wan_parts import grown_transformer
+    parts = load_parts(init)
+    config = parts["transformer"].config
+    parts["transformer"] = grown_transformer(parts["transformer"], num_layers or config.num_layers,
+                                             ffn_dim or config.ffn_dim)
+    WanPipeline(**parts).save_pretrained(out_dir, safe_serialization=True)
+    drop_local_paths(Path(out_dir))
+    return Path(out_dir)
+
+
 LOCAL_KEYS = ("_name_or_path", "is_local", "local_files_only")  # where a part was loaded from, on this machine
 
 
@@ -308,7 +346,7 @@ def drop_local_paths(folder: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the zoo's joint video model in stages (see module doc).")
-    parser.add_argument("command", choices=["cache", *STAGES, "export"])
+    parser.add_argument("command", choices=["cache", "grow", *STAGES, "export"])
     parser.add_argument("stage", nargs="?", choices=STAGES, help="export: which stage's weights")
     parser.add_argument("--run-dir", default="checkpoints/joint")
     parser.add_argument("--init", default=None, help="the WanPipeline folder a stage starts from (default: the zoo's)")
@@ -322,17 +360,27 @@ def main(argv=None) -> None:
                         help="clips: share of a step's samples that are single frames")
     parser.add_argument("--first-share", type=float, default=0.5,
                         help="share of single frames that are clips' first frames under clip captions")
+    parser.add_argument("--shape-weight", type=float, default=1.0,
+                        help="how many times the cells only the shape word decides count (1: as other subject cells)")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
     parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")
+    parser.add_argument("--layers", type=int, default=None, help="grow: blocks of the grown transformer")
+    parser.add_argument("--ffn", type=int, default=None, help="grow: FFN hidden units of the grown transformer")
     parser.add_argument("--vae-dir", default=None, help="export: a VAE folder to ship instead of init's")
-    parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
+    parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into; grow: the folder "
+                        "of the grown pipeline")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     if args.command == "cache":
         print(json.dumps(build_data(args.run_dir, args.init, args.cache_frames, args.cache_clips)))
+        return
+    if args.command == "grow":
+        if args.out is None:
+            parser.error("grow needs --out: the folder the grown pipeline is written to")
+        print(grow(args.init or default_init(), args.out, args.layers, args.ffn))
         return
     if args.command == "export":
         if args.stage is None:
@@ -341,7 +389,7 @@ def main(argv=None) -> None:
         return
     stage = joint_stage(args.run_dir, args.command, args.init, batch=args.batch, clip_batch=args.clip_batch,
                         lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share,
-                        frame_share=args.frame_share, first_share=args.first_share)
+                        frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 
