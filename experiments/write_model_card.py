@@ -254,7 +254,8 @@ def shape_study_lines(study: dict | None, pct) -> list[str]:
              f"lr, seed) for {study['minutes']:g} minutes of training at 2 threads, measured at a third, two thirds "
              "and all of it (EMA weights; rung 0 on 64 held-out prompts through WanPipeline). Shape-word use: the "
              "subject cells' flow loss with the caption's shape word swapped for another over the true caption's "
-             "(held-out frames, same noise; 1.00 = the word is ignored), at noise 0.3 / 0.6 / 0.9.", "",
+             "(held-out frames, same noise; 1.00 = the word is ignored; a swap lands on a seen colour-shape "
+             "combination, which a model renders better, so this under-reads), at noise 0.3 / 0.6 / 0.9.", "",
              "| arm | transformer | params | minutes | steps | s/step | colour | shape | background | position "
              "| shape-word loss ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in study["arms"].values():
@@ -265,12 +266,16 @@ def shape_study_lines(study: dict | None, pct) -> list[str]:
                          f"| {row['step']} | {row['s_per_step']:.2f} | {pct(r0['color'])} | {pct(r0['shape'])} "
                          f"| {pct(r0['background'])} | {pct(r0['position'])} | "
                          + " / ".join(f"{word[k]:.3f}" for k in sorted(word)) + " |")
-    if "zoo" in study:
-        r0, word = study["zoo"]["rung0"], study["zoo"]["shape_word_loss_ratio"]
-        lines.append("| `wan/` as shipped when the study ran (stages up to `clips, first frames placed`) | as shipped "
-                     f"| | | | | {pct(r0['color'])} "
-                     f"| {pct(r0['shape'])} | {pct(r0['background'])} | {pct(r0['position'])} | "
-                     + " / ".join(f"{word[k]:.3f}" for k in sorted(word)) + " |")
+    for label, m in study.get("measured", {}).items():
+        r0 = m["rung0"]
+        lines.append(f"| {label} | as trained | | | | | {pct(r0['color'])} | {pct(r0['shape'])} | {pct(r0['background'])} "
+                     f"| {pct(r0['position'])} | " + " / ".join(f"{m['shape_word_loss_ratio'][k]:.3f}"
+                                                         for k in sorted(m["shape_word_loss_ratio"])) + " |")
+    if study.get("measured"):
+        lines += ["", "Shape-word use on training frames (every swap a seen colour-shape combination), noise 0.3 / "
+                  "0.6 / 0.9: " + "; ".join(f"{label} " + " / ".join(f"{m['shape_word_loss_ratio_train'][k]:.3f}"
+                                                                      for k in sorted(m["shape_word_loss_ratio_train"]))
+                                           for label, m in study["measured"].items()) + "."]
     return lines + [""]
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from vidlab.backends.spec import PART_HELP, BackendSpec
-from vidlab.backends.presets import PARTS
+from vidlab.backends.presets import PART_HELP, PARTS
+from vidlab.backends.spec import BackendSpec
 from vidlab.cli import main as cli_main
 from vidlab.errors import UserInputError
 
@@ -42,8 +42,14 @@ def other_vae(tiny_sd, tmp_path_factory):
     return str(folder)
 
 
-def test_every_part_has_a_flag_and_a_help_text():
+def test_every_part_has_a_flag_and_a_help_text(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")   # argparse wraps help at the terminal's width
     assert set(PART_HELP) == set(PARTS) == set(BackendSpec.model_fields) - {"model", "family", "device", "dtype"}
+    with pytest.raises(SystemExit):
+        cli_main(["generate", "-h"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for part in PARTS:                      # one flag each, with the model's help text
+        assert f"--{part.replace('_', '-')} " in shown and " ".join(PART_HELP[part].split()) in shown
 
 
 def test_sd15_controlnet_layout_from_the_cli_with_vae_dtype_device_and_budget(tiny_sd, other_vae, tmp_path):

@@ -288,27 +288,6 @@ def test_a_monitor_measures_the_ema_weights_once_a_step_and_gives_the_live_ones_
     assert [(r["step"], r["x"]) for r in rows] == [(5, 1), (10, 2)]
 
 
-def test_a_grown_transformer_computes_what_it_grew_from_and_can_learn(run, tmp_path):
-    """`joint grow`: twice the blocks and FFN units, the same prediction for the same input (every new
-    output layer starts at zero), and the new parameters get gradient once trained a step."""
-    out = joint.grow(run["init"], tmp_path / "grown", num_layers=8, ffn_dim=512)
-    before, after = joint.load_parts(run["init"]), joint.load_parts(out)
-    assert after["transformer"].config.num_layers == 8 and after["transformer"].config.ffn_dim == 512
-    torch.manual_seed(0)
-    x, states = torch.randn(2, 4, 3, 32, 32), torch.randn(2, 24, 64)
-    t = torch.tensor([300.0, 900.0])
-    with torch.no_grad():
-        want = before["transformer"](x, t, states, return_dict=False)[0]
-        got = after["transformer"](x, t, states, return_dict=False)[0]
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    grown = after["transformer"]
-    grown(x, t, states, return_dict=False)[0].square().mean().backward()
-    assert grown.blocks[1].attn1.to_out[0].weight.grad.abs().sum() > 0       # a new block learns
-    assert grown.blocks[0].ffn.net[2].weight.grad[:, 256:].abs().sum() > 0   # new FFN units learn
-    with pytest.raises(ValueError, match="num_layers=6"):
-        joint.grow(run["init"], tmp_path / "bad", num_layers=6)
-
-
 def test_shape_cells_cover_where_the_rendered_shapes_differ():
     """`shape_difference_cells` marks the latent cells where a subject differs from the other shapes of its
     size at its centre: every rendered pixel where they differ lies in a marked cell, and the marks stay

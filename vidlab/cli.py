@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ._version import __version__
+from .backends.presets import DTYPES, FAMILIES, PART_HELP, PARTS  # torch-free: --help stays quick
 from .errors import UserInputError, one_line
 
 
@@ -71,7 +72,6 @@ def _budget(text: str | None) -> int | None:
 
 def _backend_spec(args):
     """The BackendSpec the flags name (one error naming every bad field)."""
-    from .backends.presets import PARTS
     from .backends.spec import BackendSpec
     from .config import RequestError, parse_request
     fields = {"model": args.model, "family": args.family, "device": args.device, "dtype": args.dtype,
@@ -169,20 +169,14 @@ def cmd_rerun(args) -> int:
     return rerun_main(args.rest) or 0
 
 
-DTYPES = ("float32", "float16", "bfloat16")  # as backends.spec.DTYPES, without importing torch for --help
-
-
 def _backend_flags(parser) -> None:
     """--family, --device, --dtype and one flag per model part (backends.presets.PARTS)."""
-    parser.add_argument("--family", default=None, choices=["sd", "animatediff", "wan"],
+    parser.add_argument("--family", default=None, choices=FAMILIES,
                         help="the pipeline family of a folder or hub id (default: sd)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the best there is)")
     parser.add_argument("--dtype", default=None, choices=DTYPES, help="default: bfloat16 on CUDA, float32 on CPU")
-    for part, text in (("base", "a whole pipeline folder or hub id replacing the model's"),
-                       ("vae", "a VAE folder or hub id"), ("controlnet", "a ControlNetModel folder or hub id"),
-                       ("motion-adapter", "an AnimateDiff MotionAdapter folder or hub id"),
-                       ("video-unet", "a whole UNetMotionModel folder"), ("wan", "a whole WanPipeline folder")):
-        parser.add_argument(f"--{part}", default=None, help=text)
+    for part in PARTS:
+        parser.add_argument(f"--{part.replace('_', '-')}", default=None, help=PART_HELP[part])
 
 
 def main(argv=None) -> int:

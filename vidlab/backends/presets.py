@@ -14,6 +14,16 @@ ZOO_PATH = Path(__file__).resolve().parent.parent / "zoo" / "shapes-tiny"
 
 FAMILIES = ("sd", "animatediff", "wan")
 PARTS = ("base", "vae", "controlnet", "motion_adapter", "video_unet", "wan")  # what `resolve(..., **overrides)` replaces
+PART_HELP = {
+    "base": "a whole pipeline folder or hub id (SD1.5-format, or WanPipeline-format with family 'wan')",
+    "vae": "a VAE folder or hub id (AutoencoderKL; AutoencoderKLWan for family 'wan'), or a pipeline folder "
+           "holding vae/",
+    "controlnet": "a ControlNetModel folder or hub id (e.g. canny)",
+    "motion_adapter": "an AnimateDiff MotionAdapter folder or hub id",
+    "video_unet": "a whole UNetMotionModel folder (the zoo's factorized video model)",
+    "wan": "a whole WanPipeline folder: the joint video model beside an SD base",
+}
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,18 +18,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ..config import Strict
-from .presets import FAMILIES, PARTS, Preset, is_hub_id, looks_like_path, resolve
+from .presets import DTYPES, FAMILIES, PART_HELP, PARTS, Preset, is_hub_id, looks_like_path, resolve
 
-DTYPES = ("float32", "float16", "bfloat16")
-PART_HELP = {
-    "base": "a whole pipeline folder or hub id (SD1.5-format, or WanPipeline-format with family 'wan')",
-    "vae": "a VAE folder or hub id (AutoencoderKL; AutoencoderKLWan for family 'wan'), or a pipeline folder "
-           "holding vae/",
-    "controlnet": "a ControlNetModel folder or hub id (e.g. canny)",
-    "motion_adapter": "an AnimateDiff MotionAdapter folder or hub id",
-    "video_unet": "a whole UNetMotionModel folder (the zoo's factorized video model)",
-    "wan": "a whole WanPipeline folder: the joint video model beside an SD base",
-}
 
 
 class BackendSpec(Strict):

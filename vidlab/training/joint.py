@@ -317,21 +317,6 @@ def export_stage(run_dir, stage: str, out_dir=None, init=None, vae_dir=None) -> 
     return out
 
 
-def grow(init, out_dir, num_layers: int | None = None, ffn_dim: int | None = None) -> Path:
-    """The WanPipeline folder `init` with its transformer grown (`wan_parts.grown_transformer`: same outputs,
-    more blocks and FFN units), written to `out_dir` for a stage's `--init`."""
-    from diffusers import WanPipeline
-
-    from .wan_parts import grown_transformer
-    parts = load_parts(init)
-    config = parts["transformer"].config
-    parts["transformer"] = grown_transformer(parts["transformer"], num_layers or config.num_layers,
-                                             ffn_dim or config.ffn_dim)
-    WanPipeline(**parts).save_pretrained(out_dir, safe_serialization=True)
-    drop_local_paths(Path(out_dir))
-    return Path(out_dir)
-
-
 LOCAL_KEYS = ("_name_or_path", "is_local", "local_files_only")  # where a part was loaded from, on this machine
 
 
@@ -346,7 +331,7 @@ def drop_local_paths(folder: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the zoo's joint video model in stages (see module doc).")
-    parser.add_argument("command", choices=["cache", "grow", *STAGES, "export"])
+    parser.add_argument("command", choices=["cache", *STAGES, "export"])
     parser.add_argument("stage", nargs="?", choices=STAGES, help="export: which stage's weights")
     parser.add_argument("--run-dir", default="checkpoints/joint")
     parser.add_argument("--init", default=None, help="the WanPipeline folder a stage starts from (default: the zoo's)")
@@ -365,22 +350,14 @@ def main(argv=None) -> None:
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
     parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")
-    parser.add_argument("--layers", type=int, default=None, help="grow: blocks of the grown transformer")
-    parser.add_argument("--ffn", type=int, default=None, help="grow: FFN hidden units of the grown transformer")
     parser.add_argument("--vae-dir", default=None, help="export: a VAE folder to ship instead of init's")
-    parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into; grow: the folder "
-                        "of the grown pipeline")
+    parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     if args.command == "cache":
         print(json.dumps(build_data(args.run_dir, args.init, args.cache_frames, args.cache_clips)))
-        return
-    if args.command == "grow":
-        if args.out is None:
-            parser.error("grow needs --out: the folder the grown pipeline is written to")
-        print(grow(args.init or default_init(), args.out, args.layers, args.ffn))
         return
     if args.command == "export":
         if args.stage is None:

@@ -55,45 +55,6 @@ def scheduler_config() -> dict:
                 flow_shift=FLOW_SHIFT, solver_order=2)
 
 
-def grown_transformer(transformer, num_layers: int, ffn_dim: int, seed: int = 0):
-    """A deeper and/or wider-FFN copy of a `WanTransformer3DModel` that computes exactly what it computed.
-
-    Each old block is followed by new ones (interleaved) whose self-attention output, cross-attention
-    output and FFN output layers are zero, so a new block adds nothing until it learns; every FFN's
-    hidden layer gains `ffn_dim - old` units with fresh input weights and zero output weights. The
-    model's width (heads x head dim, hence the residual stream and the RoPE) and patch size stay,
-    so a grown model keeps every skill of the one it grew from and only gains room.
-    """
-    from diffusers import WanTransformer3DModel
-    old = transformer.config
-    if num_layers < old.num_layers or num_layers % old.num_layers:
-        raise ValueError(f"num_layers={num_layers}: must be a multiple of the model's {old.num_layers} blocks")
-    if ffn_dim < old.ffn_dim:
-        raise ValueError(f"ffn_dim={ffn_dim}: must be at least the model's {old.ffn_dim}")
-    torch.manual_seed(seed)
-    grown = WanTransformer3DModel(**{**dict(old), "num_layers": num_layers, "ffn_dim": ffn_dim})
-    state, old_state = grown.state_dict(), transformer.state_dict()
-    per_old = num_layers // old.num_layers
-    for key, value in old_state.items():
-        if not key.startswith("blocks."):
-            state[key] = value.clone()
-    for i in range(old.num_layers):
-        for key, value in old_state.items():
-            prefix = f"blocks.{i}."
-            if key.startswith(prefix):
-                target = f"blocks.{i * per_old}.{key[len(prefix):]}"
-                state[target][tuple(slice(0, n) for n in value.shape)] = value
-                if key.endswith("ffn.net.2.weight"):  # the new hidden units' outputs
-                    state[target][:, value.shape[1]:] = 0
-        for j in range(1, per_old):
-            new = f"blocks.{i * per_old + j}."
-            for leaf in ("attn1.to_out.0", "attn2.to_out.0", "ffn.net.2"):
-                state[new + leaf + ".weight"].zero_()
-                state[new + leaf + ".bias"].zero_()
-    grown.load_state_dict(state)
-    return grown
-
-
 def make_framewise(vae) -> None:
     """Zero every causal convolution's taps on past frames: each frame is encoded and decoded alone.
 
