@@ -249,7 +249,7 @@ def shape_study_lines(study: dict | None, pct) -> list[str]:
     """The table of `experiments/shape_capacity.py`: each arm's frames stage from scratch at equal minutes."""
     if not study:
         return []
-    lines = ["### What caps shape: token size, depth, width at equal CPU minutes (`experiments/shape_capacity.py`)", "",
+    lines = ["### What caps shape: token size, depth, width, loss weight at equal CPU minutes (`experiments/shape_capacity.py`)", "",
              f"Each arm is the `frames` stage from scratch (fresh transformer and UMT5; the same frame latents, batch, "
              f"lr, seed) for {study['minutes']:g} minutes of training at 2 threads, measured at a third, two thirds "
              "and all of it (EMA weights; rung 0 on 64 held-out prompts through WanPipeline). Shape-word use: the "
