@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidlab.training.common import cells_off_background, rng_for
+from vidlab.training.common import cells_off_background, ema_step, ema_weights, rng_for
 from vidlab.training.joint import Batches, default_init, flow_loss, load_parts, pipeline_of
 from vidlab.training.wan import WanTrainee, build_text_encoder, encode_captions
 from vidlab.training.wan_ladder import image_numbers
@@ -113,10 +113,7 @@ def run_arm(arm: str, args, parts, held) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        decay = min(0.995, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in ema.items():
-                v.lerp_(params[k].detach(), 1 - decay)
+        ema_step(ema, params, step, 0.995)
         losses.append(float(loss.detach()))
         step += 1
         trained += time.time() - t0
@@ -130,13 +127,9 @@ def run_arm(arm: str, args, parts, held) -> dict:
 
 
 def measure(model, ema, parts, held, step, trained, losses, args) -> dict:
-    live = {k: p.detach().clone() for k, p in model.named_parameters()}
-    model.load_state_dict(ema, strict=False)
-    model.eval()
-    rung0 = image_numbers(pipeline_of(parts, model), n=args.n)
-    word = shape_word_use(model, parts["tokenizer"], *held)
-    model.load_state_dict(live, strict=False)
-    model.train()
+    with ema_weights(model, ema):
+        rung0 = image_numbers(pipeline_of(parts, model), n=args.n)
+        word = shape_word_use(model, parts["tokenizer"], *held)
     return {"step": step, "minutes": round(trained / 60, 2), "s_per_step": round(trained / step, 3),
             "loss_last100": round(float(np.mean(losses[-100:])), 4), "rung0": rung0, "shape_word_loss_ratio": word}
 

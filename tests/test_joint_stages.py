@@ -105,6 +105,13 @@ def test_the_clip_pass_measure_reads_directions_from_a_centre_frame_0(run):
     assert numbers["n"] == 2 and 0.0 <= numbers["direction_right"] <= 1.0 and 0.0 <= numbers["opposite_right"] <= 1.0
 
 
+class ZeroEncoder(torch.nn.Module):
+    """A text encoder that gives zero states: the loss tests' transformers read no text."""
+
+    def forward(self, ids, mask):
+        return type("O", (), {"last_hidden_state": torch.zeros(ids.shape[0], ids.shape[1], 8)})()
+
+
 def test_clip_loss_ignores_frame_0_and_gives_it_clean():
     """With first_frame_clean the transformer sees frame 0 as it is, and frame 0's error counts nothing."""
     seen = {}
@@ -116,12 +123,8 @@ def test_clip_loss_ignores_frame_0_and_gives_it_clean():
             out[:, :, 0] = 1e6                               # a huge error on frame 0 only
             return (out,)
 
-    class Encoder(torch.nn.Module):
-        def forward(self, ids, mask):
-            return type("O", (), {"last_hidden_state": torch.zeros(ids.shape[0], ids.shape[1], 8)})()
-
     from vidlab.world.tokenizer import build_tokenizer
-    model = type("M", (), {"transformer": Probe(), "encoder": Encoder()})()
+    model = type("M", (), {"transformer": Probe(), "encoder": ZeroEncoder()})()
     x0 = torch.randn(2, 4, 3, 8, 8)
     loss = joint.flow_loss(model, build_tokenizer(), x0, ["a", "b"], 1.0, first_frame_clean=True)
     assert torch.equal(seen["xt"][:, :, 0], x0[:, :, 0]) and loss < 1e3
@@ -340,12 +343,8 @@ def test_the_shape_weight_multiplies_the_marked_cells_error():
             out[:, :, :, 2, 3] = 1e3                         # a huge error on one cell only
             return (out,)
 
-    class Encoder(torch.nn.Module):
-        def forward(self, ids, mask):
-            return type("O", (), {"last_hidden_state": torch.zeros(ids.shape[0], ids.shape[1], 8)})()
-
     from vidlab.world.tokenizer import build_tokenizer
-    model = type("M", (), {"transformer": Probe(), "encoder": Encoder()})()
+    model = type("M", (), {"transformer": Probe(), "encoder": ZeroEncoder()})()
     x0, cells = torch.zeros(2, 4, 1, 8, 8), torch.zeros(2, 1, 1, 8, 8)
     cells[:, :, :, 2, 3] = 1
 

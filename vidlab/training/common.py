@@ -6,6 +6,7 @@ lr schedule (warm-up, cosine), gradient clipping, EMA with warm-up and atomic ch
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -136,13 +137,7 @@ def run_loop(name: str, ckpt: Checkpoint, model, optimizer, loss_fn, steps: int,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if ema is not None:
-            # EMA with warm-up: early on the average follows the weights closely, so it never
-            # keeps a large share of the random initialisation (a plain 0.999 EMA over 2,000
-            # steps still holds 0.999^2000 = 13.5% of it, and measured far worse than the raw weights).
-            decay = min(ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for k, v in ema.items():
-                    v.lerp_(params[k].detach(), 1 - decay)
+            ema_step(ema, params, step, ema_decay)
         progress["losses"].append(round(float(loss.detach()), 5))
         bar.set_postfix(loss=f"{np.mean(progress['losses'][-50:]):.4f}")
         progress["step"] = step + 1
@@ -151,6 +146,33 @@ def run_loop(name: str, ckpt: Checkpoint, model, optimizer, loss_fn, steps: int,
             t0 = time.time()
             ckpt.save(model, optimizer, progress, ema)
     return progress
+
+
+def ema_step(ema: dict, params: dict, step: int, ema_decay: float) -> None:
+    """One EMA update with warm-up: early on the average follows the weights closely, so it never
+    keeps a large share of the random initialisation (a plain 0.999 EMA over 2,000 steps still holds
+    0.999^2000 = 13.5% of it, and measured far worse than the raw weights)."""
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for k, v in ema.items():
+            v.lerp_(params[k].detach(), 1 - decay)
+
+
+@contextlib.contextmanager
+def ema_weights(model: torch.nn.Module, ema: dict):
+    """The model with its EMA weights in, in eval mode; its live weights and train mode back afterwards."""
+    params = dict(model.named_parameters())
+    live = {n: p.detach().clone() for n, p in params.items()}
+    with torch.no_grad():
+        for k, v in ema.items():
+            params[k].copy_(v)
+        model.eval()
+        try:
+            yield model
+        finally:
+            for k, v in live.items():
+                params[k].copy_(v)
+            model.train()
 
 
 class MonitorLog:
@@ -167,18 +189,8 @@ class MonitorLog:
         if self.every <= 0 or step % self.every or step in self.done or step == 0:
             return None
         t0 = time.time()
-        params = dict(model.named_parameters())
-        live = {n: p.detach().clone() for n, p in params.items()}
-        with torch.no_grad():
-            for k, v in ema.items():
-                params[k].copy_(v)
-            model.eval()
-            try:
-                numbers = measure(model)
-            finally:
-                for k, v in live.items():
-                    params[k].copy_(v)
-                model.train()
+        with ema_weights(model, ema):
+            numbers = measure(model)
         row = {"step": step, **numbers, "monitor_seconds": round(time.time() - t0, 1)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
