@@ -9,7 +9,8 @@ monitor.jsonl (the numbers measured while it trained; `--continued`: a stage car
 folder from the previous stage's export, listed after the others under its own label), the VAE round trips before and after the
 decoder fine-tune (`wan_ladder.vae_reconstruction`), the memorisation probe's outputs
 (`probe_memorise.py`), the shipped model's `eval_motion_run.py` output, the shape study
-(`shape_capacity.py`: token size, depth, width at equal minutes) and a notes file (JSON list of
+(`shape_capacity.py`: token size, depth, width at equal minutes), the frame-shift study (arms of the
+frames stage from one init: `--shift-study`, `--shift-measure`, `--where`) and a notes file (JSON list of
 lines: what the run showed, what is left); `write_model_card.py` turns it into the card's section.
 """
 import argparse
@@ -35,6 +36,11 @@ def main():
     parser.add_argument("--probe", nargs="*", default=[], metavar="MODE=PROBE_JSON")
     parser.add_argument("--shipped", default=None, help="eval_motion_run.py --model shapes-tiny-joint output")
     parser.add_argument("--shape-study", default=None, help="experiments/shape_capacity.py output")
+    parser.add_argument("--shift-study", nargs="*", default=[], metavar="LABEL=RUN_DIR",
+                        help="frame-shift arms (the frames stage from one init): each arm's run folder; with "
+                             "--shift-measure (shape_capacity.py --measure output, same labels) and --where")
+    parser.add_argument("--shift-measure", default=None, help="shape_capacity.py --measure output for the arms")
+    parser.add_argument("--where", nargs="*", default=[], metavar="LABEL=JSON", help="shape_where_lost.py outputs")
     parser.add_argument("--notes", default=None, help="JSON list of lines")
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
@@ -51,10 +57,29 @@ def main():
            "commands": dict(item.split("=", 1) for item in args.commands),
            "vae": {"before": read(args.vae_before), "after": read(args.vae_after)},
            "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},
-           "shipped": read(args.shipped), "shape_study": read(args.shape_study), "notes": read(args.notes) or []}
+           "shipped": read(args.shipped), "shape_study": read(args.shape_study),
+           "shift_study": shift_study(parser, args), "notes": read(args.notes) or []}
     target = ZOO_PATH / "joint_stages.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(target)
+
+
+def shift_study(parser, args) -> dict | None:
+    """Per arm: its frames stage's steps and minutes, rung 0 (held-out and training combinations), and
+    where it loses the shape; a label with no run folder (the init itself) has only the measurements."""
+    if not args.shift_measure:
+        return None
+    measured = json.loads(Path(args.shift_measure).read_text())["measured"]
+    where = {k: json.loads(Path(v).read_text()) for k, v in (w.split("=", 1) for w in args.where)}
+    runs = dict(item.split("=", 1) for item in args.shift_study)
+    arms = {}
+    for label, m in measured.items():
+        row = stage_row(Path(runs[label]), "frames") if label in runs else None
+        if label in runs and row is None:
+            parser.error(f"--shift-study {label}={runs[label]}: no frames/progress.json there")
+        arms[label] = {"steps": row and row["steps"], "minutes": row and row["minutes"], "rung0": m["rung0"],
+                       "rung0_train": m["rung0_train"], "where": where.get(label, {}).get("levels")}
+    return {"arms": arms}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ wall-clock minutes on this machine, then measured the same way:
 
 Measurements run at a third, two thirds and all of the budget; their time is not counted.
 `--measure LABEL=DIR` measures trained WanPipeline folders (e.g. the zoo's `wan/` before and after a
-stage) the same way, without training.
+stage) the same way, without training, and rung 0 on training colour-shape combinations too.
 
     python -m vidlab.training.joint cache --run-dir checkpoints/joint   # frame latents, subjects' centres
     python experiments/shape_capacity.py --data checkpoints/joint --minutes 12 --out shape_capacity.json
@@ -142,7 +142,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=12.0, help="training minutes per arm (measurements excluded)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--n", type=int, default=64, help="held-out prompts of rung 0")
+    parser.add_argument("--n", type=int, default=64, help="prompts of rung 0")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--measure", nargs="*", default=[], metavar="LABEL=DIR",
                         help="trained WanPipeline folders to measure the same way, without training")
@@ -162,6 +162,7 @@ def main():
         seen = word_frames(parts["vae"], mu, sd, "train")
         done.setdefault("measured", {})[label] = {
             "folder": folder, "rung0": image_numbers(pipeline_of(trained, model), n=args.n),
+            "rung0_train": image_numbers(pipeline_of(trained, model), n=args.n, split="train"),
             "shape_word_loss_ratio": shape_word_use(model, trained["tokenizer"], *held),
             "shape_word_loss_ratio_train": shape_word_use(model, trained["tokenizer"], *seen)}
         out.write_text(json.dumps(done, indent=1) + "\n")

@@ -240,6 +240,7 @@ def joint_lines(pct) -> list[str]:
                       f"**{pct(f0['direction_right'])}**, and the opposite way when the caption says the opposite in "
                       f"**{pct(f0['opposite_right'])}** (chance 12.5%).", ""]
     lines += shape_study_lines(rec.get("shape_study"), pct)
+    lines += shift_study_lines(rec.get("shift_study"), pct)
     if rec.get("notes"):
         lines += ["### What the stages showed, and what is left", "", *[line for note in rec["notes"] for line in (note, "")]]
     return lines
@@ -277,6 +278,29 @@ def shape_study_lines(study: dict | None, pct) -> list[str]:
                                                                       for k in sorted(m["shape_word_loss_ratio_train"]))
                                            for label, m in study["measured"].items()) + "."]
     return lines + [""]
+
+
+def shift_study_lines(study: dict | None, pct) -> list[str]:
+    """The frame-shift arms: the frames stage continued from one model, equal steps, measured the same way."""
+    if not study:
+        return []
+    arms = study["arms"]
+    levels = sorted({k for a in arms.values() if a["where"] for k in a["where"]}, key=float)
+    lines = ["### Single frames' noise levels: the frames stage at equal steps (`--frame-shift`)", "",
+             "Each arm continues the same model with the `frames` stage (batch 64, shape weight 10, the same data and "
+             "seed), its single frames' noise levels drawn with the flow shift named (2: the sampler's; larger: more "
+             "of the loss at high noise). Rung 0: single frames through WanPipeline, 20 steps, guidance 4, on "
+             "held-out and on training colour-shape combinations. Shape kept from noise s: "
+             "`experiments/shape_where_lost.py` (64 held-out frames' true latents noised to s, denoised, read).", "",
+             "| arm | steps | minutes | colour | shape (held-out) | shape (training combos) | position | shape kept from s = "
+             + " / ".join(levels) + " |", "|---|---|---|---|---|---|---|---|"]
+    for label, a in arms.items():
+        r0, where = a["rung0"], a["where"] or {}
+        kept = " / ".join(pct(where[k]["shape"]) if k in where else "-" for k in levels)
+        lines.append(f"| {label} | {a['steps'] or '-'} | {a['minutes'] if a['minutes'] is not None else '-'} "
+                     f"| {pct(r0['color'])} | {pct(r0['shape'])} | {pct(a['rung0_train']['shape'])} "
+                     f"| {pct(r0['position'])} | {kept} |")
+    return lines + ["", f"Rung 0 here: {next(iter(arms.values()))['rung0']['n']} prompts a split."]
 
 
 def wan_lines(pct) -> list[str]:

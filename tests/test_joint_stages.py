@@ -354,3 +354,32 @@ def test_the_shape_weight_multiplies_the_marked_cells_error():
     plain = loss()
     assert loss(shape_cells=cells, shape_weight=1.0) == plain
     assert 9.9 < loss(shape_cells=cells, shape_weight=10.0) / plain <= 10.0
+
+
+def test_the_frame_shift_draws_the_single_frames_noise_levels_and_leaves_the_clips_alone(run, monkeypatch):
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, xt, t, states, return_dict=False):
+            seen.append(t / 1000)
+            return (torch.zeros_like(xt),)
+
+    from vidlab.training.wan import flow_sigmas
+    from vidlab.world.tokenizer import build_tokenizer
+    model = type("M", (), {"transformer": Probe(), "encoder": ZeroEncoder()})()
+    for shift in (1.0, 2.0, 4.0):
+        torch.manual_seed(0)
+        joint.flow_loss(model, build_tokenizer(), torch.zeros(256, 4, 1, 2, 2), [""] * 256, 1.0, shift=shift)
+        torch.manual_seed(0)
+        assert torch.allclose(seen[-1], flow_sigmas(torch.rand(256), shift))
+    assert seen[0].mean() < seen[1].mean() < seen[2].mean()      # larger shift: higher noise levels
+
+    calls = []
+    monkeypatch.setattr(joint, "flow_loss", lambda *a, **kw: calls.append(kw) or torch.zeros(()))
+    for stage in joint.STAGES:
+        calls.clear()
+        joint.joint_stage(run["dir"], stage, run["init"], monitor_every=0, frame_shift=5.0, batch=4).loss_fn(0)
+        assert calls[0]["shift"] == 5.0 and all("shift" not in kw for kw in calls[1:])
+        assert len(calls) == (1 if stage == "frames" else 2)
+    with pytest.raises(ValueError, match="frame_shift=0.0 must be > 0"):
+        joint.joint_stage(run["dir"], "frames", run["init"], frame_shift=0.0)

@@ -51,7 +51,7 @@ from .common import (MonitorLog, Stage, cells_off_background, export_target, ren
                      run_summary, scene_attrs, scenes_from_attrs, shape_difference_cells, subject_weights,
                      train_stage)
 from .wan import POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas
-from .wan_parts import TEXT_TOKENS
+from .wan_parts import FLOW_SHIFT, TEXT_TOKENS
 
 STAGES = ("frames", "clips")
 FIRST_FRAME = "clean"  # the contract of a model these stages trained: frame 0's latent is given clean
@@ -183,12 +183,13 @@ class Batches:
 
 def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weight: float,
               first_frame_clean: bool = False, shape_cells: torch.Tensor | None = None,
-              shape_weight: float = 1.0) -> torch.Tensor:
+              shape_weight: float = 1.0, shift: float = FLOW_SHIFT) -> torch.Tensor:
     """Flow-matching loss of a (B, C, F, h, w) batch; with first_frame_clean, frame 0 is given as it is
     (not noised) and the loss counts frames 1.. only: the contract of the clip pass. Subject cells count
-    `subject_weight` times, `shape_cells` (B, 1, F, h, w) at least `shape_weight` times."""
+    `subject_weight` times, `shape_cells` (B, 1, F, h, w) at least `shape_weight` times. Noise levels are
+    drawn with the flow `shift` (larger: more of the loss at high noise, where the layout is decided)."""
     noise = torch.randn_like(x0)
-    sigma = flow_sigmas(torch.rand(x0.shape[0])).view(-1, 1, 1, 1, 1)
+    sigma = flow_sigmas(torch.rand(x0.shape[0]), shift).view(-1, 1, 1, 1, 1)
     xt = (1 - sigma) * x0 + sigma * noise
     if first_frame_clean:
         xt = torch.cat([x0[:, :, :1], xt[:, :, 1:]], dim=2)
@@ -206,13 +207,14 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
 def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
                 monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
-                shape_weight: float = 1.0) -> Stage:
+                shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
     from the centre pool) and, making `frame_share` of the step's samples, single frames (`first_share`
     of those clips' first frames under clip captions). `shape_weight` > 1: the scene frames' cells that only
-    the shape word decides count that many times (`common.shape_difference_cells`).
+    the shape word decides count that many times (`common.shape_difference_cells`). `frame_shift`: the flow
+    shift of the single frames' noise levels (the clips keep the sampler's).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
@@ -224,6 +226,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         raise ValueError(f"first_share={first_share} must be in [0, 1]")
     if shape_weight < 1.0:
         raise ValueError(f"shape_weight={shape_weight} must be >= 1 (1: no extra weight)")
+    if frame_shift <= 0.0:
+        raise ValueError(f"frame_shift={frame_shift} must be > 0 (1: noise levels uniform)")
     torch.manual_seed(seed)
     parts = load_parts(init or default_init())
     tokenizer, vae = parts["tokenizer"], parts["vae"]
@@ -241,7 +245,7 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         torch.manual_seed(seed * 100003 + step)
         x_frames, t_frames, c_frames = data.single_frames(rng, n_frames)
         loss_frames = flow_loss(model, tokenizer, x_frames, t_frames, subject_weight, shape_cells=c_frames,
-                                shape_weight=shape_weight)
+                                shape_weight=shape_weight, shift=frame_shift)
         if stage == "frames":
             return loss_frames
         x_clips, t_clips = data.clips(rng, clip_batch)
@@ -347,6 +351,8 @@ def main(argv=None) -> None:
                         help="share of single frames that are clips' first frames under clip captions")
     parser.add_argument("--shape-weight", type=float, default=1.0,
                         help="how many times the cells only the shape word decides count (1: as other subject cells)")
+    parser.add_argument("--frame-shift", type=float, default=FLOW_SHIFT,
+                        help="flow shift of the single frames' noise levels (larger: more loss at high noise)")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
     parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")
@@ -366,7 +372,8 @@ def main(argv=None) -> None:
         return
     stage = joint_stage(args.run_dir, args.command, args.init, batch=args.batch, clip_batch=args.clip_batch,
                         lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share,
-                        frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight)
+                        frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight,
+                        frame_shift=args.frame_shift)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

@@ -184,15 +184,16 @@ def _displacement(clip) -> tuple[float, float]:
     return tuple(np.subtract(last, first))
 
 
-def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed: int = 999) -> dict:
+def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed: int = 999,
+                  split: str = "heldout") -> dict:
     """Rung 0: single frames (`num_frames=1`) of a Wan pipeline on n held-out prompts (image captions of
-    held-out colour-shape combos), the share whose analyzed colour, shape, background and position (the
-    caption's cell of a 3 x 3 grid, chance 1/9) are the asked ones."""
+    held-out colour-shape combos; `split='train'`: of training ones), the share whose analyzed colour, shape,
+    background and position (the caption's cell of a 3 x 3 grid, chance 1/9) are the asked ones."""
     from ..strategies.native import wan_decode, wan_frames_to_ask
     from ..world.captions import caption
     from ..world.shapes import random_scene
     rng = np.random.default_rng([seed, 0])
-    scenes = [random_scene(rng, "heldout") for _ in range(n)]
+    scenes = [random_scene(rng, split) for _ in range(n)]
     prompts = [caption(s, rng=rng) for s in scenes]
     generators = [torch.Generator().manual_seed(seed + i) for i in range(n)]
     with torch.no_grad():
