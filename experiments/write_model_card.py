@@ -287,9 +287,10 @@ def shift_study_lines(study: dict | None, pct) -> list[str]:
     arms = study["arms"]
     levels = sorted({k for a in arms.values() if a["where"] for k in a["where"]}, key=float)
     lines = ["### Single frames' noise levels: the frames stage at equal steps (`--frame-shift`)", "",
-             "Each arm continues the same model with the `frames` stage (batch 64, shape weight 10, the same data and "
-             "seed), its single frames' noise levels drawn with the flow shift named (2: the sampler's; larger: more "
-             "of the loss at high noise). Rung 0: single frames through WanPipeline, 20 steps, guidance 4, on "
+             "The arms 'flow shift 1 / 2 / 4' each continue the first row's model with the `frames` stage for the "
+             "same steps (batch 64, shape weight 10, the same data and seed), its single frames' noise levels drawn "
+             "with the flow shift named (2: the sampler's; larger: more of the loss at high noise); a row with steps "
+             "continues its stage after the arms (the stages table), a row without is a model measured as it is. Rung 0: single frames through WanPipeline, 20 steps, guidance 4, on "
              "held-out and on training colour-shape combinations. Shape kept from noise s: "
              "`experiments/shape_where_lost.py` (64 held-out frames' true latents noised to s, denoised, read).", "",
              "| arm | steps | minutes | colour | shape (held-out) | shape (training combos) | position | shape kept from s = "
@@ -300,7 +301,8 @@ def shift_study_lines(study: dict | None, pct) -> list[str]:
         lines.append(f"| {label} | {a['steps'] or '-'} | {a['minutes'] if a['minutes'] is not None else '-'} "
                      f"| {pct(r0['color'])} | {pct(r0['shape'])} | {pct(a['rung0_train']['shape'])} "
                      f"| {pct(r0['position'])} | {kept} |")
-    return lines + ["", f"Rung 0 here: {next(iter(arms.values()))['rung0']['n']} prompts a split."]
+    n = next(iter(arms.values()))["rung0"]["n"]
+    return lines + ["", f"Rung 0 here: {n} prompts a split (one standard error about {50 / n ** 0.5:.0f} points).", ""]
 
 
 def wan_lines(pct) -> list[str]:
