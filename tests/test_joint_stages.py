@@ -371,6 +371,7 @@ def test_the_frame_shift_draws_the_single_frames_noise_levels_and_leaves_the_cli
         torch.manual_seed(0)
         joint.flow_loss(model, build_tokenizer(), torch.zeros(256, 4, 1, 2, 2), [""] * 256, 1.0, shift=shift)
         torch.manual_seed(0)
+        torch.randn(256, 4, 1, 2, 2)                                # the noise is drawn first
         assert torch.allclose(seen[-1], flow_sigmas(torch.rand(256), shift))
     assert seen[0].mean() < seen[1].mean() < seen[2].mean()      # larger shift: higher noise levels
 
