@@ -21,9 +21,10 @@ those two uses:
      the clips, read forwards from frame 0).
 
 Both are flow matching (x_s = (1 - s) x_0 + s e, target e - x_0, s drawn with the sampler's
-shift), subject latent cells weighted (`common.cells_off_background`), EMA weights exported. Each stage
-resumes from its checkpoint; a stage starts from the weights named by `--init` (default: the
-shipped zoo's `wan/`, so a new session carries on from what the last one shipped). Every
+shift, the single frames' with `frame_shift`), subject latent cells weighted
+(`common.cells_off_background`), EMA weights exported. Each stage resumes from its checkpoint; a
+stage starts from the weights named by `--init` (default: the shipped zoo's `wan/`, so a new session
+carries on from what the last one shipped). Every
 `monitor_every` steps a stage samples through the real `WanPipeline` and logs its rung's numbers
 to `<run>/<stage>/monitor.jsonl`: `frames` the held-out image numbers (rung 0), `clips` the
 ladder's motion numbers of two-pass clips.
