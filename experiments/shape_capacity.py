@@ -160,9 +160,10 @@ def main():
         trained = load_parts(folder)
         model = WanTrainee(trained["transformer"], trained["text_encoder"]).eval()
         seen = word_frames(parts["vae"], mu, sd, "train")
+        pipe = pipeline_of(trained, model)
         done.setdefault("measured", {})[label] = {
-            "folder": folder, "rung0": image_numbers(pipeline_of(trained, model), n=args.n),
-            "rung0_train": image_numbers(pipeline_of(trained, model), n=args.n, split="train"),
+            "folder": folder, "rung0": image_numbers(pipe, n=args.n),
+            "rung0_train": image_numbers(pipe, n=args.n, split="train"),
             "shape_word_loss_ratio": shape_word_use(model, trained["tokenizer"], *held),
             "shape_word_loss_ratio_train": shape_word_use(model, trained["tokenizer"], *seen)}
         out.write_text(json.dumps(done, indent=1) + "\n")

@@ -290,8 +290,9 @@ def shift_study_lines(study: dict | None, pct) -> list[str]:
              "The arms 'flow shift 1 / 2 / 4' each continue the first row's model with the `frames` stage for the "
              "same steps (batch 64, shape weight 10, the same data and seed), its single frames' noise levels drawn "
              "with the flow shift named (2: the sampler's; larger: more of the loss at high noise); a row with steps "
-             "continues its stage after the arms (the stages table), a row without is a model measured as it is. Rung 0: single frames through WanPipeline, 20 steps, guidance 4, on "
-             "held-out and on training colour-shape combinations. Shape kept from noise s: "
+             "continues its stage after the arms (the stages table), a row without is a model measured as it is. "
+             "Rung 0: single frames through WanPipeline, 20 steps, guidance 4, on held-out and on training "
+             "colour-shape combinations. Shape kept from noise s: "
              "`experiments/shape_where_lost.py` (64 held-out frames' true latents noised to s, denoised, read).", "",
              "| arm | steps | minutes | colour | shape (held-out) | shape (training combos) | position | shape kept from s = "
              + " / ".join(levels) + " |", "|---|---|---|---|---|---|---|---|"]
