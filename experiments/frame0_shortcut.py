@@ -12,6 +12,10 @@ motions (subject inside the frame throughout, `wan_ladder.test_motions`):
   direction's: how often the subject moves the clip's true way under each. The same share under
   both captions means the caption is ignored and frame 0's position decides.
 
+Where the subject is lost: `kept` (share of frames whose analyzed colour and shape are the asked
+ones) splits the two passes: frame 0 right (pass 1's drawing), frames 1-7 of the clips whose frame 0
+is right (pass 2 keeping a right subject), and frames 1-7 from the true frame 0 (i2v, asked caption).
+
     python experiments/frame0_shortcut.py --model shapes-tiny-joint [--out shortcut.json]
 """
 import argparse
@@ -33,6 +37,12 @@ CENTRE = np.array([IMAGE_SIZE / 2, IMAGE_SIZE / 2])
 def moves(frames) -> str | None:
     a, b = analyze(frames[0]).centroid, analyze(frames[-1]).centroid
     return None if a is None or b is None else direction_of(np.subtract(b, a))
+
+
+def kept(frames, clip) -> list[bool]:
+    """Per frame: the analyzer reads the clip's colour and shape."""
+    reads = [analyze(f) for f in frames]
+    return [a.color == clip.scene.color and a.shape == clip.scene.shape for a in reads]
 
 
 def main():
@@ -68,16 +78,25 @@ def main():
         truth_placed.append(direction_of(CENTRE - np.array(c.scene.center)) == c.direction)
         toward.append(offset is not None and moves(frames) == direction_of(-offset))
         right.append(moves(frames) == c.direction)
+    t2v_kept = [kept(frames, c) for c, frames in zip(clips, t2v)]
+    later_when_right = [np.mean(k[1:]) for k in t2v_kept if k[0]]
     out = {"model": args.model, "n": args.n, "steps": args.steps,
            "t2v": {"placed_opposite": float(np.mean(placed)), "truth_placed_opposite": float(np.mean(truth_placed)),
-                   "moved_toward_centre": float(np.mean(toward)), "direction_right": float(np.mean(right))}}
+                   "moved_toward_centre": float(np.mean(toward)), "direction_right": float(np.mean(right)),
+                   "kept": float(np.mean(t2v_kept)), "frame0_kept": float(np.mean([k[0] for k in t2v_kept])),
+                   "later_kept_when_frame0_kept": float(np.mean(later_when_right)) if later_when_right else None}}
     anchors = torch.cat(encode_anchors(pipe, [c.render()[0] for c in clips]))
     for name, prompts in (("asked", [c.caption for c in clips]),
                           ("opposite", [caption_with(c, OPPOSITE[c.direction]) for c in clips])):
         with torch.no_grad():
             latents = wan_two_pass(pipe, call(prompts), 8, anchors=anchors)
+        decoded = [wan_decode(pipe, one[None]) for one in latents]
         out[f"i2v_{name}_caption_moves_the_clip_s_way"] = float(np.mean(
-            [moves(wan_decode(pipe, one[None])) == c.direction for c, one in zip(clips, latents)]))
+            [moves(frames) == c.direction for c, frames in zip(clips, decoded)]))
+        if name == "asked":  # frame 0 is the true one's VAE round trip; frames 1-7 are the clip pass's
+            i2v_kept = [kept(frames, c) for c, frames in zip(clips, decoded)]
+            out["i2v_frame0_kept"] = float(np.mean([k[0] for k in i2v_kept]))
+            out["i2v_later_kept"] = float(np.mean([k[1:] for k in i2v_kept]))
     out["seconds"] = round(time.time() - t0)
     text = json.dumps(out, indent=1)
     print(text)

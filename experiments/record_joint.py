@@ -33,6 +33,8 @@ def main():
                         help="a stage continued in another run folder, recorded as LABEL")
     parser.add_argument("--vae-before", default=None)
     parser.add_argument("--vae-after", default=None)
+    parser.add_argument("--vae-more", nargs="*", default=[], metavar="LABEL=JSON",
+                        help="VAE round trips after further decoder fine-tunes (--continued ...:wan-decoder), in order")
     parser.add_argument("--probe", nargs="*", default=[], metavar="MODE=PROBE_JSON")
     parser.add_argument("--shipped", default=None, help="eval_motion_run.py --model shapes-tiny-joint output")
     parser.add_argument("--shape-study", default=None, help="experiments/shape_capacity.py output")
@@ -55,7 +57,8 @@ def main():
         stages.append({**row, "stage": label, "trained_as": stage})
     out = {"stages": stages,
            "commands": dict(item.split("=", 1) for item in args.commands),
-           "vae": {"before": read(args.vae_before), "after": read(args.vae_after)},
+           "vae": {"before": read(args.vae_before), "after": read(args.vae_after),
+                   "more": {k: read(v) for k, v in (m.split("=", 1) for m in args.vae_more)}},
            "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},
            "shipped": read(args.shipped), "shape_study": read(args.shape_study),
            "shift_study": shift_study(parser, args), "notes": read(args.notes) or []}

@@ -155,6 +155,16 @@ def ladder_row(name, r: dict, pct) -> str:
             f"| {r['caption_sensitivity']:.2f} | {pct(r['subject_kept'])} |")
 
 
+def interval_row(ci: dict | None, pct) -> list[str]:
+    """The ladder row's 95% intervals over the clips (`wan_ladder.intervals`), when the eval has them."""
+    if not ci:
+        return []
+    share = lambda k: f"{pct(max(ci[k][0], 0.0))}-{pct(min(ci[k][1], 1.0))}"  # noqa: E731
+    ratio = f"{ci['speed_ratio'][0]:.2f}-{ci['speed_ratio'][1]:.2f}" if "speed_ratio" in ci else ""
+    return [f"| 95% interval | {share('direction_right')} | {share('constancy')} | {ratio} | | "
+            f"{share('subject_kept')} |"]
+
+
 LADDER_HEAD = ["| | direction right (8 x 2 speeds) | constancy | speed ratio | caption sensitivity | subject kept |",
                "|---|---|---|---|---|---|"]
 RUNGS = {"wan-label": "a. motion as a class label (no text)", "wan-zoo-clip": "cause: the zoo's frozen CLIP text path",
@@ -193,6 +203,9 @@ def joint_lines(pct) -> list[str]:
                   f"fine-tune (encoder frozen, so every latent stays valid): shape {pct(b['shape'])} / "
                   f"{pct(a['shape'])}, colour {pct(b['color'])} / {pct(a['color'])}, background "
                   f"{pct(b['background'])} / {pct(a['background'])}.", ""]
+        for label, m in vae.get("more", {}).items():
+            lines += [f"After {label} (the same {m['n']} frames): shape {pct(m['shape'])}, colour {pct(m['color'])}, "
+                      f"background {pct(m['background'])}.", ""]
     for r in rec["stages"]:
         if not r["monitor"]:
             continue
@@ -230,7 +243,8 @@ def joint_lines(pct) -> list[str]:
                   f"motions, {sh['steps']} steps, guidance {sh['guidance_scale']})", "",
                   f"Rung 0 ({r0['n']} held-out prompts, single frames): colour {pct(r0['color'])}, shape "
                   f"{pct(r0['shape'])}, background {pct(r0['background'])} (bars: 95%, 85%, 95%).", "",
-                  *LADDER_HEAD, ladder_row("shipped", sh, pct), "| target | >= 80% | >= 90% | >= 1.4 | >= 3 | >= 90% |",
+                  *LADDER_HEAD, ladder_row("shipped", sh, pct), *interval_row(sh.get("ci95"), pct),
+                  "| target | >= 80% | >= 90% | >= 1.4 | >= 3 | >= 90% |",
                   "", f"Mean displacement first to last frame: {sh['mean_displacement_px']['slowly']:.1f} px 'slowly' "
                   f"(truth 28), {sh['mean_displacement_px']['quickly']:.1f} px 'quickly' (truth 42).", ""]
         if "from_frame0" in sh:

@@ -384,3 +384,25 @@ def test_the_frame_shift_draws_the_single_frames_noise_levels_and_leaves_the_cli
         assert len(calls) == (1 if stage == "frames" else 2)
     with pytest.raises(ValueError, match="frame_shift=0.0 must be > 0"):
         joint.joint_stage(run["dir"], "frames", run["init"], frame_shift=0.0)
+
+
+def test_the_ladder_intervals_hold_their_estimates_and_narrow_with_more_clips():
+    """`wan_ladder.intervals`: the per-clip shares' t intervals and the speed ratio's bootstrap interval
+    contain the point estimates, shrink as the clips quadruple, and are the same on a second call."""
+    import numpy as np
+    from vidlab.training.wan_ladder import intervals
+
+    def rows(n):
+        rng = np.random.default_rng(n)
+        return [{"direction_right": bool(rng.random() < 0.8), "constancy": float(rng.random()),
+                 "subject_kept": float(rng.random() < 0.3), "speed": "quickly" if i % 2 else "slowly",
+                 "displacement": (float(rng.normal(42 if i % 2 else 28, 4)), 0.0)} for i in range(n)]
+
+    few, many = intervals(rows(16)), intervals(rows(64))
+    for key in ("direction_right", "constancy", "subject_kept"):
+        value = np.mean([r[key] for r in rows(64)])
+        assert many[key][0] <= value <= many[key][1]
+        assert many[key][1] - many[key][0] < few[key][1] - few[key][0]
+    assert many["speed_ratio"][0] < 42 / 28 < many["speed_ratio"][1] < 2.0
+    assert intervals(rows(64)) == many
+    assert "speed_ratio" not in intervals(rows(2))  # one clip a speed: no bootstrap to speak of

@@ -176,3 +176,32 @@ def test_the_zoo_joint_model_loads_offline_through_wan_pipeline(monkeypatch):
     frames, _ = STRATEGIES["native"](backend, request(frames=8, num_inference_steps=4), {})
     again, _ = STRATEGIES["native"](backend, request(frames=8, num_inference_steps=4), {})
     assert frames.shape == (8, 3, 64, 64) and torch.equal(frames, again)
+
+
+class _RoundTrip:
+    """A stand-in VAE: `decode(encode(x))` is `spoil(x)` (the identity: a perfect round trip)."""
+
+    def __init__(self, spoil=lambda x: x):
+        self.spoil = spoil
+
+    def encode(self, x):
+        return type("Out", (), {"latent_dist": type("Dist", (), {"mean": x})()})()
+
+    def decode(self, z):
+        return type("Out", (), {"sample": self.spoil(z)})()
+
+
+def test_vae_round_trip_reads_ground_truth_right_and_splits_shape_by_size_and_shape():
+    from vidlab.training.wan_ladder import vae_reconstruction
+    from vidlab.world.shapes import SHAPES, SIZES
+
+    perfect = vae_reconstruction(_RoundTrip(), n=48)  # the analyzer itself reads every rendered frame right
+    assert perfect["n"] == 48 and perfect["shape"] == perfect["color"] == perfect["position"] == 1.0
+    assert set(perfect["shape_by_size"]) <= set(SIZES) and set(perfect["shape_by_shape"]) <= set(SHAPES)
+    assert set(perfect["shape_by_size"].values()) == set(perfect["shape_by_shape"].values()) == {1.0}
+    blurred = vae_reconstruction(_RoundTrip(lambda x: torch.nn.functional.avg_pool3d(
+        x, (1, 7, 7), stride=1, padding=(0, 3, 3), count_include_pad=False)), n=48)
+    assert blurred["color"] > 0.9 and blurred["shape"] < 0.9  # a blur keeps the colour and rounds the shapes:
+    by_shape = blurred["shape_by_shape"]  # circles stay circles, corners are lost, small subjects first
+    assert by_shape["circle"] == 1.0 and max(v for k, v in by_shape.items() if k != "circle") < 1.0
+    assert blurred["shape_by_size"]["small"] < blurred["shape_by_size"]["large"]

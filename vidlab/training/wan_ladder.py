@@ -168,7 +168,24 @@ def ladder_numbers(pipe, conditioning: str, encoder, n: int = 32, steps: int = 2
             "constancy": float(np.mean([r["constancy"] for r in rows])),
             "speed_ratio": disp["quickly"] / max(disp["slowly"], 1e-6), "mean_displacement_px": disp,
             "caption_sensitivity": float(by_caption / max(by_seed, 1e-6)),
-            "subject_kept": float(np.mean([r["subject_kept"] for r in rows]))}
+            "subject_kept": float(np.mean([r["subject_kept"] for r in rows])), "ci95": intervals(rows)}
+
+
+def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
+    """95% intervals over the clips: Student t for the per-clip shares (direction right, constancy, subject
+    kept), a percentile bootstrap (clips resampled within each speed) for the speed ratio."""
+    from ..metrics.curves import t_interval
+    out = {}
+    for key in ("direction_right", "constancy", "subject_kept"):
+        t = t_interval([float(r[key]) for r in rows])
+        out[key] = [t["ci_low"], t["ci_high"]]
+    quick, slow = (np.array([np.hypot(*r["displacement"]) for r in rows if r["speed"] == s]) for s in ("quickly", "slowly"))
+    if quick.size > 1 and slow.size > 1:
+        rng = np.random.default_rng(seed)
+        ratios = [rng.choice(quick, quick.size).mean() / max(rng.choice(slow, slow.size).mean(), 1e-6)
+                  for _ in range(draws)]
+        out["speed_ratio"] = [float(v) for v in np.percentile(ratios, [2.5, 97.5])]
+    return out
 
 
 def _displacement(clip) -> tuple[float, float]:
@@ -205,15 +222,20 @@ def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, see
 
 
 def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:
-    """Share of ground-truth frames whose VAE round trip (posterior mean) the analyzer reads right."""
-    from ..world.shapes import random_scene, render_batch
+    """Share of ground-truth frames whose VAE round trip (posterior mean) the analyzer reads right, and
+    the shape's share by subject size and by the asked shape."""
+    from ..world.shapes import SHAPES, SIZES, random_scene, render_batch
     rng = np.random.default_rng([seed, 2])
     scenes = [random_scene(rng, "train") for _ in range(n)]
     pixels = render_batch(scenes) * 2 - 1
     with torch.no_grad():
         rec = vae.decode(vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0] / 2 + 0.5
     reads = [analyze(f) for f in rec.clamp(0, 1)]
-    return read_right(reads, scenes, ("color", "shape", "background", "position"))
+    right = [a.shape == s.shape for a, s in zip(reads, scenes)]
+    by = lambda field, values: {v: float(np.mean([r for r, s in zip(right, scenes) if getattr(s, field) == v]))  # noqa: E731
+                                for v in values if any(getattr(s, field) == v for s in scenes)}
+    return {**read_right(reads, scenes, ("color", "shape", "background", "position")),
+            "shape_by_size": by("size", SIZES), "shape_by_shape": by("shape", SHAPES)}
 
 
 def read_right(reads: list, scenes: list, keys: tuple[str, ...]) -> dict:
