@@ -179,7 +179,8 @@ def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
     for key in ("direction_right", "constancy", "subject_kept"):
         t = t_interval([float(r[key]) for r in rows])
         out[key] = [t["ci_low"], t["ci_high"]]
-    quick, slow = (np.array([np.hypot(*r["displacement"]) for r in rows if r["speed"] == s]) for s in ("quickly", "slowly"))
+    quick, slow = (np.array([np.hypot(*r["displacement"]) for r in rows if r["speed"] == speed])
+                   for speed in ("quickly", "slowly"))
     if quick.size > 1 and slow.size > 1:
         rng = np.random.default_rng(seed)
         ratios = [rng.choice(quick, quick.size).mean() / max(rng.choice(slow, slow.size).mean(), 1e-6)
@@ -231,9 +232,12 @@ def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:
     with torch.no_grad():
         rec = vae.decode(vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0] / 2 + 0.5
     reads = [analyze(f) for f in rec.clamp(0, 1)]
-    right = [a.shape == s.shape for a, s in zip(reads, scenes)]
-    by = lambda field, values: {v: float(np.mean([r for r, s in zip(right, scenes) if getattr(s, field) == v]))  # noqa: E731
-                                for v in values if any(getattr(s, field) == v for s in scenes)}
+    right = np.array([a.shape == s.shape for a, s in zip(reads, scenes)])
+
+    def by(field: str, values) -> dict:
+        groups = {v: right[[getattr(s, field) == v for s in scenes]] for v in values}
+        return {v: float(g.mean()) for v, g in groups.items() if g.size}
+
     return {**read_right(reads, scenes, ("color", "shape", "background", "position")),
             "shape_by_size": by("size", SIZES), "shape_by_shape": by("shape", SHAPES)}
 
