@@ -27,7 +27,7 @@ import torch
 
 from vidlab.backends import load_backend
 from vidlab.strategies.native import encode_anchors, wan_decode, wan_two_pass
-from vidlab.training.wan_ladder import caption_with, test_motions
+from vidlab.training.wan_ladder import caption_with, subject_kept, test_motions
 from vidlab.world.analyzer import analyze, direction_of
 from vidlab.world.shapes import IMAGE_SIZE, OPPOSITE
 
@@ -40,9 +40,8 @@ def moves(frames) -> str | None:
 
 
 def kept(frames, clip) -> list[bool]:
-    """Per frame: the analyzer reads the clip's colour and shape."""
-    reads = [analyze(f) for f in frames]
-    return [a.color == clip.scene.color and a.shape == clip.scene.shape for a in reads]
+    """Per frame: the analyzer reads the clip's colour and shape (`wan_ladder.subject_kept`)."""
+    return subject_kept([analyze(f) for f in frames], clip.scene)
 
 
 def main():

@@ -19,6 +19,7 @@ import torch
 from vidlab.backends import load_backend
 from vidlab.strategies.native import wan_decode, wan_latent_stats
 from vidlab.training.wan import encode_captions
+from vidlab.training.wan_ladder import share_by
 from vidlab.training.wan_parts import TEXT_TOKENS
 from vidlab.world.analyzer import analyze
 from vidlab.world.captions import caption
@@ -71,8 +72,7 @@ def main():
         right = [a.shape == s.shape for a, s in zip(reads, scenes)]
         rows[str(level)] = {"shape": float(np.mean(right)), "color": float(np.mean([a.color == s.color for a, s
                                                                                   in zip(reads, scenes)])),
-                            "shape_by_size": {z: float(np.mean([r for r, s in zip(right, scenes) if s.size == z]))
-                                              for z in SIZES},
+                            "shape_by_size": share_by(right, scenes, "size", SIZES),
                             "read_as_circle": float(np.mean([a.shape == "circle" for a in reads])),
                             "asked_circle": float(np.mean([s.shape == "circle" for s in scenes]))}
         print(level, json.dumps(rows[str(level)]), flush=True)

@@ -127,6 +127,19 @@ def anchored_numbers(pipe, n: int = 16, steps: int = 20, guidance: float = 4.0, 
     return numbers
 
 
+def subject_kept(attrs: list, scene) -> list[bool]:
+    """Per frame (attrs: the analyzer's, one per frame): are the colour and shape the scene's?"""
+    return [a.color == scene.color and a.shape == scene.shape for a in attrs]
+
+
+def share_by(right, scenes: list, field: str, values) -> dict:
+    """The share of `right` (one bool per scene) among the scenes whose `field` is each of `values`
+    (a value no scene has is left out)."""
+    right = np.asarray(right, dtype=bool)
+    groups = {v: right[[getattr(s, field) == v for s in scenes]] for v in values}
+    return {v: float(g.mean()) for v, g in groups.items() if g.size}
+
+
 def step_constancy(attrs: list, direction: str, min_step: float = 1.0) -> float:
     """Share of frame-to-frame centroid steps (>= min_step px) nearest to `direction` (attrs: one per frame)."""
     cents = [a.centroid for a in attrs]
@@ -158,8 +171,7 @@ def ladder_numbers(pipe, conditioning: str, encoder, n: int = 32, steps: int = 2
             rows.append({"direction_right": direction == c.direction, "speed": c.speed,
                          "displacement": _displacement(attrs), "flipped": _displacement(runs[k + j]),
                          "reseeded": _displacement(runs[2 * k + j]), "constancy": step_constancy(attrs, c.direction),
-                         "subject_kept": float(np.mean([a.shape == c.scene.shape and a.color == c.scene.color
-                                                        for a in attrs]))})
+                         "subject_kept": float(np.mean(subject_kept(attrs, c.scene)))})
     disp = {s: float(np.mean([np.hypot(*r["displacement"]) for r in rows if r["speed"] == s])) for s in SPEEDS}
     by_caption = np.mean([np.hypot(*np.subtract(r["displacement"], r["flipped"])) for r in rows])
     by_seed = np.mean([np.hypot(*np.subtract(r["displacement"], r["reseeded"])) for r in rows])
@@ -232,14 +244,10 @@ def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:
     with torch.no_grad():
         rec = vae.decode(vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0] / 2 + 0.5
     reads = [analyze(f) for f in rec.clamp(0, 1)]
-    right = np.array([a.shape == s.shape for a, s in zip(reads, scenes)])
-
-    def by(field: str, values) -> dict:
-        groups = {v: right[[getattr(s, field) == v for s in scenes]] for v in values}
-        return {v: float(g.mean()) for v, g in groups.items() if g.size}
-
+    right = [a.shape == s.shape for a, s in zip(reads, scenes)]
     return {**read_right(reads, scenes, ("color", "shape", "background", "position")),
-            "shape_by_size": by("size", SIZES), "shape_by_shape": by("shape", SHAPES)}
+            "shape_by_size": share_by(right, scenes, "size", SIZES),
+            "shape_by_shape": share_by(right, scenes, "shape", SHAPES)}
 
 
 def read_right(reads: list, scenes: list, keys: tuple[str, ...]) -> dict:
