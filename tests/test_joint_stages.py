@@ -25,8 +25,8 @@ def run(tmp_path_factory):
     init = build_zoo_wan(root)
     vae = joint.load_parts(init)["vae"]
     joint.build_frame_cache(root / "run", vae, n=16, batch=8)
-    for name, start in joint.POOLS.items():
-        build_pool(root / "run", 6, start=start, p_growth=0.0, vae=vae, name=name)
+    for name, (start, seed) in joint.POOLS.items():
+        build_pool(root / "run", 6, seed, start=start, p_growth=0.0, vae=vae, name=name)
     return {"init": init, "dir": root / "run", "root": root}
 
 
@@ -37,10 +37,10 @@ def test_single_frames_and_anchored_clips_are_the_batches(run):
     x, texts, cells = data.single_frames(rng_for(0, 1), 6)
     assert x.shape == (6, 4, 1, 32, 32) and len(texts) == 6 and cells is None  # no shape weight asked
     assert any(" moves " in t for t in texts)           # half are clips' first frames with their clip captions
-    clips, captions = data.clips(rng_for(0, 1), 3)
-    assert clips.shape == (3, 4, 8, 32, 32) and len(captions) == 3
+    clips, captions, clip_cells = data.clips(rng_for(0, 1), 3)
+    assert clips.shape == (3, 4, 8, 32, 32) and len(captions) == 3 and clip_cells is None
     torch.manual_seed(0)
-    again, again_captions = data.clips(rng_for(0, 1), 3)
+    again, again_captions, _ = data.clips(rng_for(0, 1), 3)
     torch.manual_seed(0)
     assert torch.equal(again, data.clips(rng_for(0, 1), 3)[0])   # deterministic in the step and torch seed
     assert again_captions == captions
@@ -56,7 +56,7 @@ def test_the_centre_pool_gives_its_share_of_clips_read_forwards_from_frame_0(run
     centre = load_file(run["dir"] / "pool_centre.safetensors")["mean"]
     centred = load_file(run["dir"] / "pool.safetensors")["mean"]
     for step in range(4):
-        x, captions = data.clips(rng_for(0, step), 4)
+        x, captions, _ = data.clips(rng_for(0, step), 4)
         assert x.shape[0] == 4 and len(captions) == 4
         for clip in x[2:]:  # the last two: frames 0-7 of a centre clip, as rendered
             assert any(torch.equal(clip.permute(1, 0, 2, 3), c[:8]) for c in centre)
@@ -66,6 +66,53 @@ def test_the_centre_pool_gives_its_share_of_clips_read_forwards_from_frame_0(run
     assert joint.Batches(run["dir"], parts["vae"]).centre is None
     with pytest.raises(ValueError, match="centre_share=1.5"):
         joint.joint_stage(run["dir"], "clips", run["init"], centre_share=1.5)
+
+
+def test_clip_frames_get_the_shape_cells_of_where_their_subject_is(run, tmp_path):
+    """The pools keep each clip's subject centre per frame, the same as its trajectory (a pool cached before
+    centres were kept gets them back, checked against its labels); a clip's shape cells follow its subject
+    frame by frame, read backwards too, and exist only where asked for."""
+    import shutil
+    from safetensors.torch import save_file
+    from vidlab.training.common import rng_for, shape_difference_cells
+    from vidlab.training.wan import _pool_chunk, pool_centres
+    parts = joint.load_parts(run["init"])
+    pool = load_file(run["dir"] / "pool.safetensors")
+    chunk = _pool_chunk(1, 0, 6, "centred", 0.0)
+    assert torch.equal(pool["centres"], pool_centres(chunk))
+    assert not torch.equal(pool["labels"], load_file(run["dir"] / "pool_centre.safetensors")["labels"])  # own seeds
+    moving = [i for i, c in enumerate(chunk) if c.direction]
+    assert moving and all((pool["centres"][i, -1] - pool["centres"][i, 0]).norm() > 4 for i in moving)
+
+    old = tmp_path / "old"  # a run folder cached before the pools kept centres
+    shutil.copytree(run["dir"] / "pool_parts", old / "pool_parts")
+    shutil.copy(run["dir"] / "frames.safetensors", old)
+    part = old / "pool_parts" / "00000.safetensors"
+    save_file({k: v for k, v in load_file(part).items() if k != "centres"}, part)
+    save_file({k: v for k, v in pool.items() if k != "centres"}, old / "pool.safetensors")
+    assert joint.Batches(old, parts["vae"]).clip_cells is False  # not asked: no centres needed
+    with pytest.raises(ValueError, match="keep no subject centres per frame"):
+        joint.Batches(old, parts["vae"], clip_cells=True)
+    assert torch.equal(load_file(build_pool(old, 6, start="centred", p_growth=0.0))["centres"], pool["centres"])
+    with pytest.raises(ValueError, match="does not hold the clips of seed=2"):
+        build_pool(old, 6, seed=2, start="centred", p_growth=0.0)
+
+    data = joint.Batches(run["dir"], parts["vae"], centre_share=0.5, clip_cells=True)
+    _, _, cells = data.clips(rng_for(0, 3), 4)
+    assert cells.shape == (4, 1, 8, 32, 32) and cells[:, 0, 0].sum(dim=(-1, -2)).min() > 0
+    assert not torch.equal(cells[:, :, 0], cells[:, :, -1])  # they move with the subjects
+    labels, matched = pool["labels"], 0
+    for clip_cells in cells[:2, 0]:  # the centred pool's clips: each is some pool clip's, read either way
+        for i in range(len(labels)):
+            attrs = torch.zeros(9, 5, dtype=torch.long)
+            attrs[:, 0], attrs[:, 4] = labels[i, 0], labels[i, 3]
+            every = shape_difference_cells(attrs, pool["centres"][i], 32)[:, 0]
+            if any(torch.equal(clip_cells, e[o:o + 8]) for e in (every, every.flip(0)) for o in (0, 1)):
+                matched += 1
+                break
+    assert matched == 2
+    with pytest.raises(ValueError, match="clip_shape_weight=0.5"):
+        joint.joint_stage(run["dir"], "clips", run["init"], clip_shape_weight=0.5)
 
 
 @pytest.mark.parametrize("start", ["fits", "centred", "centre"])

@@ -96,15 +96,16 @@ def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int =
     return out
 
 
-POOLS = {"pool": "centred", "pool_centre": "centre"}  # latent pool file -> where its clips' frame 0 is
+# pool file -> where its clips' frame 0 is, their seed (as the shipped model's pools: labels and latents checked)
+POOLS = {"pool": ("centred", 1), "pool_centre": ("centre", 2)}
 
 
 def build_data(run_dir, init=None, frames: int = 12_000, clips: int = 4_000) -> dict:
     """The frame cache and the two clip pools (`POOLS`), encoded by the VAE of `init` (the zoo's by default)."""
     vae = load_parts(init or default_init())["vae"]
     built = {"frames": str(build_frame_cache(run_dir, vae, frames))}
-    for name, start in POOLS.items():
-        built[name] = str(build_pool(run_dir, clips, start=start, p_growth=0.0, vae=vae, name=name))
+    for name, (start, seed) in POOLS.items():
+        built[name] = str(build_pool(run_dir, clips, seed, start=start, p_growth=0.0, vae=vae, name=name))
     return built
 
 
@@ -112,7 +113,7 @@ class Batches:
     """Training batches in the pipeline's normalised latent space, deterministic in the step's rng."""
 
     def __init__(self, run_dir, vae, caption_dropout: float = 0.1, centre_share: float = 0.0,
-                 first_share: float = 0.5, shape_cells: bool = False):
+                 first_share: float = 0.5, shape_cells: bool = False, clip_cells: bool = False):
         self.frames = load_file(Path(run_dir) / "frames.safetensors")
         if shape_cells and "centre" not in self.frames:
             raise ValueError(f"{Path(run_dir) / 'frames.safetensors'} has no subject centres, which the shape "
@@ -120,6 +121,10 @@ class Batches:
         self.shape_cells = shape_cells
         self.pool = load_file(Path(run_dir) / "pool.safetensors")
         self.centre = load_file(Path(run_dir) / "pool_centre.safetensors") if centre_share > 0 else None
+        self.clip_cells = clip_cells
+        if clip_cells and any("centres" not in pool for pool in (self.pool, self.centre) if pool is not None):
+            raise ValueError(f"the clip pools in {run_dir} keep no subject centres per frame, which the clips' shape "
+                             "weight needs: run `joint cache` again (it adds them, checked against the labels)")
         self.mu, self.sd = wan_latent_stats(vae)
         self.caption_dropout = caption_dropout
         self.centre_share = centre_share
@@ -130,24 +135,30 @@ class Batches:
         return (mean + std * torch.randn_like(mean) - self.mu) / self.sd
 
     def _clips(self, rng, n: int, frames: int, pool: dict | None = None, forwards: bool = False):
-        """n clips of `pool` (default: the centred one), `frames` frames: x0 (n, C, F, h, w) and captions.
-        Read backwards half the time and from frame 0 or 1, unless `forwards` (from frame 0, as rendered)."""
+        """n clips of `pool` (default: the centred one), `frames` frames: x0 (n, C, F, h, w), captions and, with
+        `clip_cells`, each frame's shape-deciding cells (n, 1, F, h, w) (else None). Read backwards half the
+        time and from frame 0 or 1, unless `forwards` (from frame 0, as rendered)."""
         pool = self.pool if pool is None else pool
         idx = rng.integers(0, pool["mean"].shape[0], n)
         reverse = rng.random(n) < 0.5
         offset = rng.integers(0, POOL_FRAMES - TRAIN_FRAMES + 1, n)
         if forwards:
             reverse, offset = np.zeros_like(reverse), np.zeros_like(offset)
-        out = []
+        keys = ("mean", "std", "centres") if self.clip_cells else ("mean", "std")
+        out = {k: [] for k in keys}
         for i, r, o in zip(idx, reverse, offset):
-            mean, std = pool["mean"][i], pool["std"][i]     # (POOL_FRAMES, C, h, w)
-            if r:
-                mean, std = mean.flip(0), std.flip(0)
-            out.append((mean[o:o + frames], std[o:o + frames]))
-        mean = torch.stack([m for m, _ in out]).permute(0, 2, 1, 3, 4)  # (n, C, F, h, w)
-        std = torch.stack([s for _, s in out]).permute(0, 2, 1, 3, 4)
+            for k in keys:  # mean, std (POOL_FRAMES, C, h, w); centres (POOL_FRAMES, 2)
+                out[k].append((pool[k][i].flip(0) if r else pool[k][i])[o:o + frames])
+        mean = torch.stack(out["mean"]).permute(0, 2, 1, 3, 4)  # (n, C, F, h, w)
+        std = torch.stack(out["std"]).permute(0, 2, 1, 3, 4)
         texts = [caption_of(pool["labels"][i].tolist(), bool(r))[0] for i, r in zip(idx, reverse)]
-        return self._normalise(mean, std), self._dropped(rng, texts)
+        cells = None
+        if self.clip_cells:
+            attrs = torch.zeros(n, 5, dtype=torch.long)  # as `scene_attrs`: shape and size are what is read
+            attrs[:, 0], attrs[:, 4] = pool["labels"][idx, 0], pool["labels"][idx, 3]
+            cells = shape_difference_cells(attrs.repeat_interleave(frames, 0), torch.stack(out["centres"]).view(-1, 2),
+                                           mean.shape[-1]).view(n, frames, 1, *mean.shape[-2:]).transpose(1, 2)
+        return self._normalise(mean, std), self._dropped(rng, texts), cells
 
     def _dropped(self, rng, texts: list[str]) -> list[str]:
         return ["" if rng.random() < self.caption_dropout else t for t in texts]
@@ -167,17 +178,18 @@ class Batches:
             cells = torch.cat([cells, cells.new_zeros(n - n_scenes, *cells.shape[1:])])[:, :, None]
         if n == n_scenes:  # no first frames (a small batch, or first_share 0)
             return x_scenes, self._dropped(rng, [caption(s, rng=rng) for s in scenes]), cells
-        x_first, t_first = self._clips(rng, n - n_scenes, 1)
+        x_first, t_first, _ = self._clips(rng, n - n_scenes, 1)
         texts = self._dropped(rng, [caption(s, rng=rng) for s in scenes]) + t_first
         return torch.cat([x_scenes, x_first]), texts, cells
 
     def clips(self, rng, n: int):
-        """n clips, round(n x centre_share) of them from the centre pool (the last ones)."""
+        """n clips, round(n x centre_share) of them from the centre pool (the last ones): x0, captions, cells."""
         n_centre = round(n * self.centre_share)
         parts = [self._clips(rng, n - n_centre, TRAIN_FRAMES)] if n > n_centre else []
         if n_centre:
             parts.append(self._clips(rng, n_centre, TRAIN_FRAMES, self.centre, forwards=True))
-        return torch.cat([x for x, _ in parts]), [t for _, texts in parts for t in texts]
+        cells = torch.cat([c for _, _, c in parts]) if self.clip_cells else None
+        return torch.cat([x for x, _, _ in parts]), [t for _, texts, _ in parts for t in texts], cells
 
 
 # ---- the loss ---------------------------------------------------------------------------------
@@ -208,14 +220,15 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
 def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
                 monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
-                shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT) -> Stage:
+                shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT, clip_shape_weight: float = 1.0) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
     from the centre pool) and, making `frame_share` of the step's samples, single frames (`first_share`
     of those clips' first frames under clip captions). `shape_weight` > 1: the scene frames' cells that only
     the shape word decides count that many times (`common.shape_difference_cells`). `frame_shift`: the flow
-    shift of the single frames' noise levels (the clips keep the sampler's).
+    shift of the single frames' noise levels (the clips keep the sampler's). `clip_shape_weight` > 1: the same
+    for every clip frame's shape-deciding cells (from the pools' subject centres per frame).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
@@ -225,8 +238,9 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         raise ValueError(f"centre_share={centre_share} must be in [0, 1]")
     if not 0.0 <= first_share <= 1.0:
         raise ValueError(f"first_share={first_share} must be in [0, 1]")
-    if shape_weight < 1.0:
-        raise ValueError(f"shape_weight={shape_weight} must be >= 1 (1: no extra weight)")
+    for name, value in (("shape_weight", shape_weight), ("clip_shape_weight", clip_shape_weight)):
+        if value < 1.0:
+            raise ValueError(f"{name}={value} must be >= 1 (1: no extra weight)")
     if frame_shift <= 0.0:
         raise ValueError(f"frame_shift={frame_shift} must be > 0 (1: noise levels uniform)")
     torch.manual_seed(seed)
@@ -234,7 +248,7 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
     data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share,
-                   shape_cells=shape_weight != 1.0)
+                   shape_cells=shape_weight != 1.0, clip_cells=stage == "clips" and clip_shape_weight != 1.0)
     n_frames = round(clip_batch * frame_share / (1 - frame_share)) if stage == "clips" else batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -249,8 +263,9 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
                                 shape_weight=shape_weight, shift=frame_shift)
         if stage == "frames":
             return loss_frames
-        x_clips, t_clips = data.clips(rng, clip_batch)
-        loss_clips = flow_loss(model, tokenizer, x_clips, t_clips, subject_weight, first_frame_clean=True)
+        x_clips, t_clips, c_clips = data.clips(rng, clip_batch)
+        loss_clips = flow_loss(model, tokenizer, x_clips, t_clips, subject_weight, first_frame_clean=True,
+                               shape_cells=c_clips, shape_weight=clip_shape_weight)
         return (clip_batch * loss_clips + n_frames * loss_frames) / (clip_batch + n_frames)
 
     result = Stage(stage, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=100)
@@ -352,6 +367,8 @@ def main(argv=None) -> None:
                         help="share of single frames that are clips' first frames under clip captions")
     parser.add_argument("--shape-weight", type=float, default=1.0,
                         help="how many times the cells only the shape word decides count (1: as other subject cells)")
+    parser.add_argument("--clip-shape-weight", type=float, default=1.0,
+                        help="clips: as --shape-weight, on every clip frame (needs pools cached with centres)")
     parser.add_argument("--frame-shift", type=float, default=FLOW_SHIFT,
                         help="flow shift of the single frames' noise levels (larger: more loss at high noise)")
     parser.add_argument("--monitor-every", type=int, default=500)
@@ -374,7 +391,7 @@ def main(argv=None) -> None:
     stage = joint_stage(args.run_dir, args.command, args.init, batch=args.batch, clip_batch=args.clip_batch,
                         lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share,
                         frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight,
-                        frame_shift=args.frame_shift)
+                        frame_shift=args.frame_shift, clip_shape_weight=args.clip_shape_weight)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

@@ -50,9 +50,24 @@ def clip_labels(clip) -> list[int]:
             list(SPEEDS).index(clip.speed), GROWTHS.index(clip.growth)]
 
 
+def _pool_chunk(seed: int, first: int, n: int, start: str, p_growth: float) -> list:
+    """The `n` clips of a pool's chunk that starts at clip `first`: deterministic, so a chunk can be drawn again."""
+    rng = rng_for(seed, first)
+    return [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=p_growth, p_camera=0.0, start=start)
+            for _ in range(n)]
+
+
+def pool_centres(chunk: list) -> torch.Tensor:
+    """(n, POOL_FRAMES, 2) each clip's subject centre per frame, in pixels."""
+    return torch.tensor([[(x, y) for x, y, _, _ in clip.trajectory()] for clip in chunk], dtype=torch.float32)
+
+
 def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 288, start: str = "fits",
                p_growth: float = 0.2, vae=None, name: str = "pool") -> Path:
-    """Render and encode `clips` training clips (resumable in chunks); returns <name>.safetensors.
+    """Render and encode `clips` training clips (resumable in chunks); returns <name>.safetensors with the
+    latents' `mean` and `std` (n, POOL_FRAMES, C, h, w), the clips' `labels` (`clip_labels`) and the subject's
+    `centres` per frame (`pool_centres`; a chunk cached before centres were kept gets them by drawing its clips
+    again, checked against its labels).
 
     start: where frame 0 lies (`random_clip`). 'centred': every path's midpoint within 8 px of the
     frame's centre. A clip caption names no position, so a model must otherwise draw the start
@@ -61,27 +76,32 @@ def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 28
     whatever the motion (the subject may leave the frame), so only the caption says the direction.
     vae: the frame-wise VAE to encode with (default: the run's own `vae` stage).
     """
-    vae = vae if vae is not None else load_vae(run_dir)
     out = Path(run_dir) / f"{name}.safetensors"
     parts = Path(run_dir) / f"{name}_parts"
     parts.mkdir(exist_ok=True)
     per_chunk = batch_frames // POOL_FRAMES
+    tensors = []
     for c, first in enumerate(range(0, clips, per_chunk)):
         part = parts / f"{c:05d}.safetensors"
+        chunk = _pool_chunk(seed, first, min(per_chunk, clips - first), start, p_growth)
+        labels = torch.tensor([clip_labels(c_) for c_ in chunk])
         if part.exists():
+            cached = load_file(part)
+            if not torch.equal(cached["labels"], labels):
+                raise ValueError(f"{part} does not hold the clips of seed={seed}, start={start!r}, "
+                                 f"p_growth={p_growth}: cache into a new run folder")
+            tensors.append({**cached, "centres": pool_centres(chunk)})
             continue
-        rng = rng_for(seed, first)
-        chunk = [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=p_growth, p_camera=0.0, start=start)
-                 for _ in range(min(per_chunk, clips - first))]
+        vae = vae if vae is not None else load_vae(run_dir)
         pixels = torch.cat([c_.render() for c_ in chunk]) * 2 - 1  # (n*F, 3, 64, 64)
         with torch.no_grad():
             post = vae.encode(pixels[:, :, None]).latent_dist
         shape = (len(chunk), POOL_FRAMES, *post.mean.shape[1:2], *post.mean.shape[3:])
-        save_file({"mean": post.mean[:, :, 0].reshape(shape).contiguous(),
-                   "std": post.std[:, :, 0].reshape(shape).contiguous(),
-                   "labels": torch.tensor([clip_labels(c_) for c_ in chunk])}, part)
-    tensors = [load_file(p) for p in sorted(parts.glob("*.safetensors"))]
-    pool = {k: torch.cat([t[k] for t in tensors]) for k in ("mean", "std", "labels")}
+        tensors.append({"mean": post.mean[:, :, 0].reshape(shape).contiguous(),
+                        "std": post.std[:, :, 0].reshape(shape).contiguous(),
+                        "labels": labels, "centres": pool_centres(chunk)})
+        save_file(tensors[-1], part)
+    pool = {k: torch.cat([t[k] for t in tensors]) for k in ("mean", "std", "labels", "centres")}
     save_file(pool, out)
     return out
 
