@@ -14,7 +14,8 @@ motions (subject inside the frame throughout, `wan_ladder.test_motions`):
 
 Where the subject is lost: `kept` (share of frames whose analyzed colour and shape are the asked
 ones) splits the two passes: frame 0 right (pass 1's drawing), frames 1-7 of the clips whose frame 0
-is right (pass 2 keeping a right subject), and frames 1-7 from the true frame 0 (i2v, asked caption).
+is right (pass 2 keeping a right subject), and frames 1-7 from the true frame 0 (i2v, asked caption; with a 95%
+interval over the clips).
 
     python experiments/frame0_shortcut.py --model shapes-tiny-joint [--out shortcut.json]
 """
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from vidlab.backends import load_backend
+from vidlab.metrics.curves import t_interval
 from vidlab.strategies.native import encode_anchors, wan_decode, wan_two_pass
 from vidlab.training.wan_ladder import caption_with, subject_kept, test_motions
 from vidlab.world.analyzer import analyze, direction_of
@@ -96,6 +98,8 @@ def main():
             i2v_kept = [kept(frames, c) for c, frames in zip(clips, decoded)]
             out["i2v_frame0_kept"] = float(np.mean([k[0] for k in i2v_kept]))
             out["i2v_later_kept"] = float(np.mean([k[1:] for k in i2v_kept]))
+            t = t_interval([float(np.mean(k[1:])) for k in i2v_kept])  # over the clips
+            out["i2v_later_kept_ci95"] = [t["ci_low"], t["ci_high"]]
     out["seconds"] = round(time.time() - t0)
     text = json.dumps(out, indent=1)
     print(text)

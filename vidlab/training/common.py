@@ -229,6 +229,18 @@ def export_target(out_dir=None) -> Path:
     return EXPORT_DIR
 
 
+LOCAL_KEYS = ("_name_or_path", "is_local", "local_files_only")  # where a part was loaded from, on this machine
+
+
+def drop_local_paths(folder: Path) -> None:
+    """Remove the keys that record where a part was loaded from on this machine from the saved configs."""
+    for path in Path(folder).rglob("*.json"):
+        config = json.loads(path.read_text())
+        if isinstance(config, dict) and any(k in config for k in LOCAL_KEYS):
+            path.write_text(json.dumps({k: v for k, v in config.items() if k not in LOCAL_KEYS}, indent=2,
+                                       sort_keys=True) + "\n")
+
+
 def add_noise(latents: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
     """The forward process: sqrt(alpha_bar) x latents + sqrt(1 - alpha_bar) x noise (alpha_bar broadcast)."""
     return alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise

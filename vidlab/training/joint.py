@@ -22,7 +22,9 @@ those two uses:
 
 Both are flow matching (x_s = (1 - s) x_0 + s e, target e - x_0, s drawn with the sampler's
 shift, the single frames' with `frame_shift`), subject latent cells weighted
-(`common.cells_off_background`), EMA weights exported. Each stage resumes from its checkpoint; a
+(`common.cells_off_background`), the cells only the shape word decides weighted more where asked
+(`shape_weight` on single scene frames, `clip_shape_weight` on every clip frame, placed by the pools'
+subject centres per frame), EMA weights exported. Each stage resumes from its checkpoint; a
 stage starts from the weights named by `--init` (default: the shipped zoo's `wan/`, so a new session
 carries on from what the last one shipped). Every
 `monitor_every` steps a stage samples through the real `WanPipeline` and logs its rung's numbers
@@ -48,8 +50,8 @@ from safetensors.torch import load_file, save_file
 
 from ..strategies.native import wan_latent_stats
 from ..world.captions import caption
-from .common import (MonitorLog, Stage, cells_off_background, export_target, render_training_batch, rng_for,
-                     run_summary, scene_attrs, scenes_from_attrs, shape_difference_cells, subject_weights,
+from .common import (MonitorLog, Stage, cells_off_background, drop_local_paths, export_target, render_training_batch,
+                     rng_for, run_summary, scene_attrs, scenes_from_attrs, shape_difference_cells, subject_weights,
                      train_stage)
 from .wan import POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas
 from .wan_parts import FLOW_SHIFT, TEXT_TOKENS
@@ -335,18 +337,6 @@ def export_stage(run_dir, stage: str, out_dir=None, init=None, vae_dir=None) -> 
     recipe = {"first_frame": FIRST_FRAME} if stage == "clips" else {}  # a `frames` model has made no clip yet
     (out / RECIPE_FILE).write_text(json.dumps({**recipe, "stage": stage, "steps": progress["step"]}, indent=1) + "\n")
     return out
-
-
-LOCAL_KEYS = ("_name_or_path", "is_local", "local_files_only")  # where a part was loaded from, on this machine
-
-
-def drop_local_paths(folder: Path) -> None:
-    """Remove the keys that record where a part was loaded from on this machine from the saved configs."""
-    for path in Path(folder).rglob("*.json"):
-        config = json.loads(path.read_text())
-        if isinstance(config, dict) and any(k in config for k in LOCAL_KEYS):
-            path.write_text(json.dumps({k: v for k, v in config.items() if k not in LOCAL_KEYS}, indent=2,
-                                       sort_keys=True) + "\n")
 
 
 def main(argv=None) -> None:
