@@ -75,10 +75,10 @@ def test_clip_frames_get_the_shape_cells_of_where_their_subject_is(run, tmp_path
     import shutil
     from safetensors.torch import save_file
     from vidlab.training.common import rng_for, shape_difference_cells
-    from vidlab.training.wan import _pool_chunk, pool_centres
+    from vidlab.training.wan import pool_chunk, pool_centres
     parts = joint.load_parts(run["init"])
     pool = load_file(run["dir"] / "pool.safetensors")
-    chunk = _pool_chunk(1, 0, 6, "centred", 0.0)
+    chunk = pool_chunk(1, 0, 6, "centred", 0.0)
     assert torch.equal(pool["centres"], pool_centres(chunk))
     assert not torch.equal(pool["labels"], load_file(run["dir"] / "pool_centre.safetensors")["labels"])  # own seeds
     moving = [i for i, c in enumerate(chunk) if c.direction]

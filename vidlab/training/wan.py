@@ -50,7 +50,7 @@ def clip_labels(clip) -> list[int]:
             list(SPEEDS).index(clip.speed), GROWTHS.index(clip.growth)]
 
 
-def _pool_chunk(seed: int, first: int, n: int, start: str, p_growth: float) -> list:
+def pool_chunk(seed: int, first: int, n: int, start: str, p_growth: float) -> list:
     """The `n` clips of a pool's chunk that starts at clip `first`: deterministic, so a chunk can be drawn again."""
     rng = rng_for(seed, first)
     return [random_clip(rng, POOL_FRAMES, p_still=0.1, p_growth=p_growth, p_camera=0.0, start=start)
@@ -83,7 +83,7 @@ def build_pool(run_dir, clips: int = 5000, seed: int = 1, batch_frames: int = 28
     tensors = []
     for c, first in enumerate(range(0, clips, per_chunk)):
         part = parts / f"{c:05d}.safetensors"
-        chunk = _pool_chunk(seed, first, min(per_chunk, clips - first), start, p_growth)
+        chunk = pool_chunk(seed, first, min(per_chunk, clips - first), start, p_growth)
         labels = torch.tensor([clip_labels(c_) for c_ in chunk])
         if part.exists():
             cached = load_file(part)
