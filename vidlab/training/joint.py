@@ -136,9 +136,10 @@ class Batches:
         """A posterior sample of (B, C, F, h, w) latents, in the pipeline's normalised space."""
         return (mean + std * torch.randn_like(mean) - self.mu) / self.sd
 
-    def _clips(self, rng, n: int, frames: int, pool: dict | None = None, forwards: bool = False):
-        """n clips of `pool` (default: the centred one), `frames` frames: x0 (n, C, F, h, w), captions and, with
-        `clip_cells`, each frame's shape-deciding cells (n, 1, F, h, w) (else None). Read backwards half the
+    def _clips(self, rng, n: int, frames: int, pool: dict | None = None, forwards: bool = False,
+               with_cells: bool = False):
+        """n clips of `pool` (default: the centred one), `frames` frames: x0 (n, C, F, h, w), captions and, if
+        `with_cells`, each frame's shape-deciding cells (n, 1, F, h, w) (else None). Read backwards half the
         time and from frame 0 or 1, unless `forwards` (from frame 0, as rendered)."""
         pool = self.pool if pool is None else pool
         idx = rng.integers(0, pool["mean"].shape[0], n)
@@ -146,7 +147,7 @@ class Batches:
         offset = rng.integers(0, POOL_FRAMES - TRAIN_FRAMES + 1, n)
         if forwards:
             reverse, offset = np.zeros_like(reverse), np.zeros_like(offset)
-        keys = ("mean", "std", "centres") if self.clip_cells else ("mean", "std")
+        keys = ("mean", "std", "centres") if with_cells else ("mean", "std")
         out = {k: [] for k in keys}
         for i, r, o in zip(idx, reverse, offset):
             for k in keys:  # mean, std (POOL_FRAMES, C, h, w); centres (POOL_FRAMES, 2)
@@ -155,7 +156,7 @@ class Batches:
         std = torch.stack(out["std"]).permute(0, 2, 1, 3, 4)
         texts = [caption_of(pool["labels"][i].tolist(), bool(r))[0] for i, r in zip(idx, reverse)]
         cells = None
-        if self.clip_cells:
+        if with_cells:
             attrs = torch.zeros(n, 5, dtype=torch.long)  # as `scene_attrs`: shape and size are what is read
             attrs[:, 0], attrs[:, 4] = pool["labels"][idx, 0], pool["labels"][idx, 3]
             cells = shape_difference_cells(attrs.repeat_interleave(frames, 0), torch.stack(out["centres"]).view(-1, 2),
@@ -180,17 +181,18 @@ class Batches:
             cells = torch.cat([cells, cells.new_zeros(n - n_scenes, *cells.shape[1:])])[:, :, None]
         if n == n_scenes:  # no first frames (a small batch, or first_share 0)
             return x_scenes, self._dropped(rng, [caption(s, rng=rng) for s in scenes]), cells
-        x_first, t_first, _ = self._clips(rng, n - n_scenes, 1)
+        x_first, t_first, _ = self._clips(rng, n - n_scenes, 1)  # first frames: no cells (see above)
         texts = self._dropped(rng, [caption(s, rng=rng) for s in scenes]) + t_first
         return torch.cat([x_scenes, x_first]), texts, cells
 
     def clips(self, rng, n: int):
         """n clips, round(n x centre_share) of them from the centre pool (the last ones): x0, captions, cells."""
         n_centre = round(n * self.centre_share)
-        parts = [self._clips(rng, n - n_centre, TRAIN_FRAMES)] if n > n_centre else []
+        with_cells = self.clip_cells
+        parts = [self._clips(rng, n - n_centre, TRAIN_FRAMES, with_cells=with_cells)] if n > n_centre else []
         if n_centre:
-            parts.append(self._clips(rng, n_centre, TRAIN_FRAMES, self.centre, forwards=True))
-        cells = torch.cat([c for _, _, c in parts]) if self.clip_cells else None
+            parts.append(self._clips(rng, n_centre, TRAIN_FRAMES, self.centre, forwards=True, with_cells=with_cells))
+        cells = torch.cat([c for _, _, c in parts]) if with_cells else None
         return torch.cat([x for x, _, _ in parts]), [t for _, texts, _ in parts for t in texts], cells
 
 
