@@ -53,7 +53,8 @@ def wan_numbers(args) -> dict:
         pipe, encoder, conditioning = backend.pipeline("wan"), None, "text"
         if backend.wan_first_frame == "clean":  # the staged model: rung 0 first, the clip pass alone, two passes
             from vidlab.training.wan_ladder import anchored_numbers, image_numbers
-            return {"first_frame": "clean", "rung0": image_numbers(pipe, n=args.n_images, steps=args.steps),
+            return {"first_frame": "clean",
+                    "rung0": image_numbers(pipe, n=args.n_images, steps=args.steps, guidance=args.guidance),
                     "from_frame0": anchored_numbers(pipe, n=args.n, steps=args.steps, guidance=args.guidance),
                     **ladder_numbers(pipe, conditioning, encoder, n=args.n, steps=args.steps, guidance=args.guidance,
                                      first_frame="clean")}

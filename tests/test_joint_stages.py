@@ -299,6 +299,38 @@ def test_the_decoder_fine_tune_leaves_the_latent_space_where_it_was(run, tmp_pat
     assert torch.equal(shipped.decoder.conv_out.weight, after["decoder.conv_out.weight"])
 
 
+def test_a_deeper_decoder_starts_as_the_vae_it_deepens_and_only_its_decoder_trains(run, tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    from vidlab.training.wan_vae import decoder_stage, deeper_vae, export_decoder
+    vae_dir = run["init"] + "/vae"
+    vae = AutoencoderKLWan.from_pretrained(vae_dir).eval()
+    deep = deeper_vae(vae).eval()
+    assert deep.config.num_res_blocks == vae.config.num_res_blocks + 1
+    video = torch.rand(1, 3, 2, 64, 64) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(video).latent_dist.mean
+        assert torch.equal(deep.encode(video).latent_dist.mean, z)    # the new blocks are identities, bit for bit
+        assert torch.equal(deep.decode(z).sample, vae.decode(z).sample)
+    with pytest.raises(ValueError, match="extra_res_blocks=0"):
+        deeper_vae(vae, 0)
+    stage = decoder_stage(vae_dir, batch=2, extra_res_blocks=1)
+    before = {k: v.clone() for k, v in stage.model.state_dict().items()}
+    train_stage(stage, tmp_path, 3)
+    after = stage.model.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("decoder.up_blocks.0.resnets.2.") for k in changed)   # the decoder's new block trains
+    assert all(k.split(".")[0] in ("decoder", "post_quant_conv") for k in changed)  # the encoder's stays an identity
+    with pytest.raises(ValueError, match="--extra-res-blocks"):                   # exported as it was trained
+        export_decoder(tmp_path, vae_dir, tmp_path / "zoo")
+    out = export_decoder(tmp_path, vae_dir, tmp_path / "zoo", extra_res_blocks=1)
+    shipped = AutoencoderKLWan.from_pretrained(out)
+    assert torch.equal(shipped.decoder.up_blocks[0].resnets[2].conv2.weight,
+                       after["decoder.up_blocks.0.resnets.2.conv2.weight"])
+    with torch.no_grad():
+        assert torch.equal(shipped.eval().encode(video).latent_dist.mean, z)      # the latents it was trained on
+
+
 JOINT_RECORD = ZOO_PATH / "joint_stages.json"
 
 

@@ -302,6 +302,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=None, help="export: the zoo folder to write wan/ into")
     parser.add_argument("--vae-dir", default=None,
                         help="decoder: the trained VAE folder whose decoder is fine-tuned (default: the zoo's wan/vae)")
+    parser.add_argument("--extra-res-blocks", type=int, default=0,
+                        help="decoder, export-decoder: residual blocks added to the decoder, each starting as an "
+                             "identity (wan_vae.deeper_vae)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -309,9 +312,10 @@ def main(argv=None) -> None:
     if args.command == "vae":
         result = train_stage(vae_stage(), args.run_dir, args.steps)
     elif args.command == "decoder":
-        result = train_stage(decoder_stage(args.vae_dir or default_vae_dir()), args.run_dir, args.steps)
+        stage = decoder_stage(args.vae_dir or default_vae_dir(), extra_res_blocks=args.extra_res_blocks)
+        result = train_stage(stage, args.run_dir, args.steps)
     elif args.command == "export-decoder":
-        print(export_decoder(args.run_dir, args.vae_dir or default_vae_dir(), args.out))
+        print(export_decoder(args.run_dir, args.vae_dir or default_vae_dir(), args.out, args.extra_res_blocks))
         return
     elif args.command == "pool":
         print(build_pool(args.run_dir, args.clips, start=args.start, p_growth=args.p_growth))

@@ -35,16 +35,45 @@ def vae_stage(seed: int = 0, batch: int = 32, lr: float = 1e-3, kl_weight: float
     return Stage("wan-vae", vae, opt, loss_fn, lr, warmup=50, save_every=50)
 
 
-def decoder_stage(vae_dir, seed: int = 5, batch: int = 32, lr: float = 5e-4) -> Stage:
+def deeper_vae(vae, extra_res_blocks: int = 1, seed: int = 0):
+    """The same VAE with `extra_res_blocks` more residual blocks in every stack, each starting as an exact
+    identity (its second convolution zero: the block returns its input), so until trained it encodes
+    and decodes bit for bit as `vae` does. diffusers' `num_res_blocks` is shared by encoder and decoder:
+    the encoder's new blocks are kept frozen as identities by `decoder_stage`, so the latents stay.
+    """
+    from diffusers import AutoencoderKLWan
+    if extra_res_blocks < 1:
+        raise ValueError(f"extra_res_blocks={extra_res_blocks}: give 1 or more (0 is the VAE as it is)")
+    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+    config["num_res_blocks"] += extra_res_blocks
+    torch.manual_seed(seed)
+    deep = AutoencoderKLWan(**config)
+    missing, unexpected = deep.load_state_dict(vae.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"the deeper VAE does not hold these weights of the VAE: {unexpected[:4]}")
+    new_blocks = {key.rsplit(".", 2)[0] for key in missing if key.endswith("conv2.weight")}
+    with torch.no_grad():
+        for name in new_blocks:
+            conv = deep.get_submodule(name).conv2
+            conv.weight.zero_()
+            conv.bias.zero_()
+    make_framewise(deep)
+    return deep
+
+
+def decoder_stage(vae_dir, seed: int = 5, batch: int = 32, lr: float = 5e-4, extra_res_blocks: int = 0) -> Stage:
     """Fine-tune the decoder of a trained frame-wise VAE (`vae_dir`: a diffusers folder), encoder frozen.
 
     The latent space stays exactly where it was, so every latent cache, pool and transformer trained
     on it stays valid; only what the latents decode to sharpens. The decoder reads posterior samples
     (what a generator's latents resemble), subject pixels weighted x10 (`subject_pixel_weights`).
+    extra_res_blocks: first make the VAE deeper (`deeper_vae`); only the decoder's new blocks train.
     """
     from diffusers import AutoencoderKLWan
     torch.manual_seed(seed)
     vae = AutoencoderKLWan.from_pretrained(vae_dir)
+    if extra_res_blocks:
+        vae = deeper_vae(vae, extra_res_blocks)
     vae.requires_grad_(False)
     trainable = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
     for p in trainable:
@@ -78,10 +107,15 @@ def default_vae_dir() -> Path:
     return Path(ZOO_PATH) / "wan" / "vae"
 
 
-def export_decoder(run_dir, vae_dir, out_dir=None) -> Path:
-    """The VAE of `vae_dir` with the fine-tuned decoder of `run_dir`, written as <zoo>/wan/vae."""
-    stage = decoder_stage(vae_dir)
-    stage.model.load_state_dict(load_file(Path(run_dir) / "wan-decoder" / "state.safetensors"))
+def export_decoder(run_dir, vae_dir, out_dir=None, extra_res_blocks: int = 0) -> Path:
+    """The VAE of `vae_dir` with the fine-tuned decoder of `run_dir`, written as <zoo>/wan/vae
+    (extra_res_blocks: as the run was trained with)."""
+    stage = decoder_stage(vae_dir, extra_res_blocks=extra_res_blocks)
+    state = load_file(Path(run_dir) / "wan-decoder" / "state.safetensors")
+    if set(state) != set(stage.model.state_dict()):
+        raise ValueError(f"{run_dir}: its decoder was not trained with extra_res_blocks={extra_res_blocks} on "
+                         f"{vae_dir} (the weights' names differ); give the --extra-res-blocks it was trained with")
+    stage.model.load_state_dict(state)
     out = export_target(out_dir) / "wan" / "vae"
     stage.model.save_pretrained(out, safe_serialization=True)
     return out
