@@ -10,7 +10,8 @@ folder from the previous stage's export, listed after the others under its own l
 decoder fine-tune (`wan_ladder.vae_reconstruction`), the memorisation probe's outputs
 (`probe_memorise.py`), the shipped model's `eval_motion_run.py` output, the shape study
 (`shape_capacity.py`: token size, depth, width at equal minutes), the frame-shift study (arms of the
-frames stage from one init: `--shift-study`, `--shift-measure`, `--where`) and a notes file (JSON list of
+frames stage from one init: `--shift-study`, `--shift-measure`, `--where`), the guidance chosen on a
+selection set (`choose_guidance.py`) and a notes file (JSON list of
 lines: what the run showed, what is left); `write_model_card.py` turns it into the card's section.
 """
 import argparse
@@ -43,6 +44,7 @@ def main():
                              "--shift-measure (shape_capacity.py --measure output, same labels) and --where")
     parser.add_argument("--shift-measure", default=None, help="shape_capacity.py --measure output for the arms")
     parser.add_argument("--where", nargs="*", default=[], metavar="LABEL=JSON", help="shape_where_lost.py outputs")
+    parser.add_argument("--guidance", default=None, help="experiments/choose_guidance.py output")
     parser.add_argument("--notes", default=None, help="JSON list of lines")
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
@@ -61,7 +63,7 @@ def main():
                    "more": {k: read(v) for k, v in (m.split("=", 1) for m in args.vae_more)}},
            "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},
            "shipped": read(args.shipped), "shape_study": read(args.shape_study),
-           "shift_study": shift_study(parser, args), "notes": read(args.notes) or []}
+           "shift_study": shift_study(parser, args), "guidance": read(args.guidance), "notes": read(args.notes) or []}
     target = ZOO_PATH / "joint_stages.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(target)

@@ -255,6 +255,7 @@ def joint_lines(pct) -> list[str]:
                       f"**{pct(f0['opposite_right'])}** (chance 12.5%).", ""]
     lines += shape_study_lines(rec.get("shape_study"), pct)
     lines += shift_study_lines(rec.get("shift_study"), pct)
+    lines += guidance_lines(rec.get("guidance"), pct)
     if rec.get("notes"):
         lines += ["### What the stages showed, and what is left", "", *[line for note in rec["notes"] for line in (note, "")]]
     return lines
@@ -318,6 +319,22 @@ def shift_study_lines(study: dict | None, pct) -> list[str]:
                      f"| {pct(r0['position'])} | {kept} |")
     n = next(iter(arms.values()))["rung0"]["n"]
     return lines + ["", f"Rung 0 here: {n} prompts a split (one standard error about {50 / n ** 0.5:.0f} points).", ""]
+
+
+def guidance_lines(choice: dict | None, pct) -> list[str]:
+    """The guidance scales measured on a selection set (`experiments/choose_guidance.py`), and the one chosen."""
+    if not choice:
+        return []
+    seeds = choice["selection_seeds"]
+    lines = ["### Guidance, measured on a selection set (`experiments/choose_guidance.py`)", "",
+             f"Rung 0 on {choice['n_images']} held-out prompts (seed {seeds['rung0']}) and two-pass clips on "
+             f"{choice['n']} test motions (seed {seeds['clips']}), none of them the evaluation's; the choice is the "
+             "highest subject kept, then shape.", "",
+             "| guidance | steps | colour | shape | " + LADDER_HEAD[0][4:], "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['guidance_scale']:g} | {r['steps']} | {pct(r['rung0']['color'])} | {pct(r['rung0']['shape'])} "
+              + ladder_row("", r, pct)[3:] for r in choice["rows"]]
+    chosen = choice["chosen"]
+    return lines + ["", f"Chosen: guidance {chosen['guidance_scale']:g}, {chosen['steps']} steps.", ""]
 
 
 def wan_lines(pct) -> list[str]:
