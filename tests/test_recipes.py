@@ -10,7 +10,8 @@ from vidlab.training.recipe import command_args, load_recipe, main, recipe_names
 SHIPPED = {"image", "refine", "video-unet", "joint-decoder", "joint-frames", "joint-clips", "joint-clips-centre",
            "joint-clips-placed", "joint-clips-shapes", "joint-frames-shift", "joint-frames-shift-more", "joint-clips-shift",
            "joint-frames-shift-8k", "joint-clips-shift-again", "joint-decoder-more",
-           "joint-frames-shift-8k-more", "joint-clips-shape-weight"}
+           "joint-frames-shift-8k-more", "joint-clips-shape-weight", "joint-clips-shape-weight-more",
+           "joint-decoder-deeper"}
 
 
 def test_every_shipped_part_has_a_recipe_and_each_builds_on_one_that_exists():
