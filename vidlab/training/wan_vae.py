@@ -67,7 +67,8 @@ def decoder_stage(vae_dir, seed: int = 5, batch: int = 32, lr: float = 5e-4, ext
     The latent space stays exactly where it was, so every latent cache, pool and transformer trained
     on it stays valid; only what the latents decode to sharpens. The decoder reads posterior samples
     (what a generator's latents resemble), subject pixels weighted x10 (`subject_pixel_weights`).
-    extra_res_blocks: first make the VAE deeper (`deeper_vae`); only the decoder's new blocks train.
+    extra_res_blocks: first make the VAE deeper (`deeper_vae`); the whole decoder trains, its new blocks
+    with it, while the encoder's new blocks stay frozen identities.
     """
     from diffusers import AutoencoderKLWan
     torch.manual_seed(seed)
