@@ -45,11 +45,18 @@ def main():
     parser.add_argument("--shift-measure", default=None, help="shape_capacity.py --measure output for the arms")
     parser.add_argument("--where", nargs="*", default=[], metavar="LABEL=JSON", help="shape_where_lost.py outputs")
     parser.add_argument("--guidance", default=None, help="experiments/choose_guidance.py output")
+    parser.add_argument("--capacity-study", nargs="*", default=[], metavar="LABEL=[RUN_DIR:]SELECTION_JSON",
+                        help="arms continuing the shipped model at equal minutes: each arm's run folder (its clips "
+                             "stage; none: the model measured as it is) and its choose_guidance.py output")
     parser.add_argument("--notes", default=None, help="JSON list of lines")
+    parser.add_argument("--update", action="store_true",
+                        help="add to the recorded joint_stages.json instead of writing it anew (its runs need not "
+                             "be on this machine): --continued stages and --notes appended, --commands merged, "
+                             "every other record given replaced, the rest kept")
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
     read = lambda path: json.loads(Path(path).read_text()) if path else None  # noqa: E731
-    stages = [r for s in STAGES if (r := stage_row(run_dir, s))]
+    stages = [] if args.update else [r for s in STAGES if (r := stage_row(run_dir, s))]
     for item in args.continued:
         where, label = item.split("=", 1)
         folder, stage = where.rsplit(":", 1)
@@ -63,10 +70,54 @@ def main():
                    "more": {k: read(v) for k, v in (m.split("=", 1) for m in args.vae_more)}},
            "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},
            "shipped": read(args.shipped), "shape_study": read(args.shape_study),
-           "shift_study": shift_study(parser, args), "guidance": read(args.guidance), "notes": read(args.notes) or []}
+           "shift_study": shift_study(parser, args), "guidance": read(args.guidance), "notes": read(args.notes) or [],
+           "capacity_study": capacity_study(parser, args)}
     target = ZOO_PATH / "joint_stages.json"
+    if args.update:
+        out = updated(json.loads(target.read_text()), out)
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(target)
+
+
+def updated(old: dict, new: dict) -> dict:
+    """The recorded `old` with `new` added: stages and notes appended, commands merged, what `new` holds replaced."""
+    out = dict(old)
+    out["stages"] = old["stages"] + new["stages"]
+    out["commands"] = {**old["commands"], **new["commands"]}
+    out["notes"] = old.get("notes", []) + new["notes"]
+    vae = dict(old.get("vae", {}))
+    vae.update({k: v for k, v in new["vae"].items() if k != "more" and v})
+    vae["more"] = {**vae.get("more", {}), **new["vae"]["more"]}
+    out["vae"] = vae
+    out["probe"] = {**old.get("probe", {}), **new["probe"]}
+    out.update({k: new[k] for k in ("shipped", "shape_study", "shift_study", "guidance", "capacity_study") if new[k]})
+    return out
+
+
+def capacity_study(parser, args) -> dict | None:
+    """Per arm: its transformer's blocks, feed-forward width and parameters, its clips stage's steps and minutes
+    (none for the model measured as it is) and its selection-set numbers (`choose_guidance.py`, one setting)."""
+    if not args.capacity_study:
+        return None
+    from diffusers import WanTransformer3DModel
+    arms = {}
+    for item in args.capacity_study:
+        label, spec = item.split("=", 1)
+        folder, selection = spec.rsplit(":", 1) if ":" in spec else (None, spec)
+        chosen = json.loads(Path(selection).read_text())
+        if len(chosen["rows"]) != 1:
+            parser.error(f"--capacity-study {item!r}: measure each arm at one setting (it has {len(chosen['rows'])})")
+        row = stage_row(Path(folder), "clips") if folder else None
+        if folder and row is None:
+            parser.error(f"--capacity-study {item!r}: no clips/progress.json under {folder}")
+        config = WanTransformer3DModel.load_config(Path(chosen["model"]) / "wan" / "transformer"
+                                                   if Path(chosen["model"]).exists() else ZOO_PATH / "wan" / "transformer")
+        params = sum(p.numel() for p in WanTransformer3DModel.from_config(config).parameters())
+        arms[label] = {"num_layers": config["num_layers"], "ffn_dim": config["ffn_dim"], "params": params,
+                       "steps": row and row["steps"], "minutes": row and row["minutes"],
+                       "loss_last50": row and row["loss_last50"], "selection": chosen["rows"][0],
+                       "selection_seeds": chosen["selection_seeds"], "n": chosen["n"], "n_images": chosen["n_images"]}
+    return {"arms": arms}
 
 
 def shift_study(parser, args) -> dict | None:

@@ -256,6 +256,7 @@ def joint_lines(pct) -> list[str]:
     lines += shape_study_lines(rec.get("shape_study"), pct)
     lines += shift_study_lines(rec.get("shift_study"), pct)
     lines += guidance_lines(rec.get("guidance"), pct)
+    lines += capacity_study_lines(rec.get("capacity_study"), pct)
     if rec.get("notes"):
         lines += ["### What the stages showed, and what is left", "", *[line for note in rec["notes"] for line in (note, "")]]
     return lines
@@ -319,6 +320,31 @@ def shift_study_lines(study: dict | None, pct) -> list[str]:
                      f"| {pct(r0['position'])} | {kept} |")
     n = next(iter(arms.values()))["rung0"]["n"]
     return lines + ["", f"Rung 0 here: {n} prompts a split (one standard error about {50 / n ** 0.5:.0f} points).", ""]
+
+
+def capacity_study_lines(study: dict | None, pct) -> list[str]:
+    """Arms continuing the shipped model's clips stage at equal minutes, one grown (`--num-layers`, `--ffn-dim`)."""
+    if not study:
+        return []
+    arms = study["arms"]
+    first = next(iter(arms.values()))
+    s, seeds = first["selection"], first["selection_seeds"]
+    lines = ["### Capacity at this stage: the shipped transformer grown, against it as it is, at equal minutes", "",
+             "Each arm with steps continues the shipped model's `clips` stage with the shipped recipe's settings "
+             "(the same data, seed and learning-rate schedule shape) for the same wall-clock minutes at 2 threads; the "
+             "grown arm first becomes deeper and wider (`wan_parts.grown_transformer`: new blocks and feed-forward "
+             "units start silent, so it starts as the shipped model). An arm without steps is the model measured as "
+             f"it is. Measured on the selection set (`choose_guidance.py`: rung 0 on {first['n_images']} held-out "
+             f"prompts, seed {seeds['rung0']}; two-pass clips on {first['n']} test motions, seed {seeds['clips']}), "
+             f"guidance {s['guidance_scale']:g}, {s['steps']} steps.", "",
+             "| arm | blocks | feed-forward | params | steps | minutes | colour | shape " + LADDER_HEAD[0][3:],
+             "|---|---|---|---|---|---|---|---" + LADDER_HEAD[1][4:]]
+    for label, a in arms.items():
+        r = a["selection"]
+        lines.append(f"| {label} | {a['num_layers']} | {a['ffn_dim']} | {a['params'] / 1e6:.2f} M | {a['steps'] or '-'} "
+                     f"| {a['minutes'] if a['minutes'] is not None else '-'} | {pct(r['rung0']['color'])} "
+                     f"| {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
+    return lines + [""]
 
 
 def guidance_lines(choice: dict | None, pct) -> list[str]:

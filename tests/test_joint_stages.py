@@ -331,6 +331,47 @@ def test_a_deeper_decoder_starts_as_the_vae_it_deepens_and_only_its_decoder_trai
         assert torch.equal(shipped.eval().encode(video).latent_dist.mean, z)      # the latents it was trained on
 
 
+def test_a_grown_transformer_computes_what_it_grew_from_and_its_run_keeps_the_growth(run, tmp_path):
+    import shutil
+
+    from diffusers import WanPipeline
+
+    from vidlab.training.wan_parts import grown_transformer
+    small = joint.load_parts(run["init"])["transformer"].eval()
+    with torch.no_grad():  # an untrained model's output projection is zero: give it weights to pass on
+        small.proj_out.weight.normal_(0, 0.1)
+        for block in small.blocks:
+            block.ffn.net[-1].weight.normal_(0, 0.1)
+    big = grown_transformer(small, num_layers=2 * small.config.num_layers, ffn_dim=2 * small.config.ffn_dim).eval()
+    assert (big.config.num_layers, big.config.ffn_dim) == (2 * small.config.num_layers, 2 * small.config.ffn_dim)
+    assert torch.equal(big.blocks[2].attn1.to_q.weight, small.blocks[1].attn1.to_q.weight)  # old block 1 at 2
+    x, t, text = torch.randn(2, 4, 3, 32, 32), torch.tensor([300.0, 800.0]), torch.randn(2, 5, 64)
+    with torch.no_grad():
+        want = small(x, t, text, return_dict=False)[0]
+        got = big(x, t, text, return_dict=False)[0]
+    assert want.abs().mean() > 0.01
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # new blocks and units add nothing (but rounding)
+    with pytest.raises(ValueError, match="can only grow"):
+        grown_transformer(big, num_layers=small.config.num_layers)
+    with pytest.raises(ValueError, match="as it is"):
+        grown_transformer(small, num_layers=small.config.num_layers)
+
+    for name in ("frames.safetensors", *(f"{p}.safetensors" for p in joint.POOLS)):
+        shutil.copy(run["dir"] / name, tmp_path / name)
+    stage = joint.joint_stage(tmp_path, "clips", run["init"], clip_batch=2, monitor_every=0, num_layers=5)
+    assert stage.model.transformer.config.num_layers == 5
+    train_stage(stage, tmp_path, 1)
+    resumed = joint.joint_stage(tmp_path, "clips", run["init"], clip_batch=2, monitor_every=0)  # as recorded
+    assert resumed.model.transformer.config.num_layers == 5
+    with pytest.raises(ValueError, match="--num-layers"):
+        joint.joint_stage(tmp_path, "clips", run["init"], monitor_every=0, num_layers=6)
+    out = joint.export_stage(tmp_path, "clips", out_dir=tmp_path / "zoo", init=run["init"])
+    pipe = WanPipeline.from_pretrained(out)
+    ema = load_file(tmp_path / "clips" / "ema.safetensors")
+    assert pipe.transformer.config.num_layers == 5
+    assert torch.equal(pipe.transformer.blocks[4].ffn.net[2].weight, ema["transformer.blocks.4.ffn.net.2.weight"])
+
+
 JOINT_RECORD = ZOO_PATH / "joint_stages.json"
 
 
@@ -351,6 +392,28 @@ def test_the_card_reports_the_staged_joint_models_recorded_numbers():
     assert (shipped["stage"], shipped["steps"]) == (last_stage, last["steps"])
     assert shipped.get("first_frame") == ("clean" if last_stage == "clips" else None)
     assert load_backend("shapes-tiny-joint").wan_first_frame == shipped.get("first_frame")
+
+
+def test_a_record_update_adds_stages_and_notes_and_keeps_what_it_is_not_given():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from record_joint import updated
+
+    old = {"stages": [{"stage": "frames"}], "commands": {"frames": "recipe a"}, "notes": ["first"],
+           "vae": {"before": {"shape": 0.8}, "after": {"shape": 0.9}, "more": {"more": {"shape": 0.91}}},
+           "probe": {"anchored": {"d": 1}}, "shipped": {"subject_kept": 0.7}, "shape_study": {"s": 1},
+           "shift_study": {"arms": {}}, "guidance": {"chosen": 2.5}}
+    new = {"stages": [{"stage": "clips, grown"}], "commands": {"clips, grown": "recipe b"}, "notes": ["second"],
+           "vae": {"before": None, "after": None, "more": {}}, "probe": {}, "shipped": {"subject_kept": 0.8},
+           "shape_study": None, "shift_study": None, "guidance": None, "capacity_study": {"arms": {"grown": {}}}}
+    out = updated(old, new)
+    assert [s["stage"] for s in out["stages"]] == ["frames", "clips, grown"] and out["notes"] == ["first", "second"]
+    assert out["commands"] == {"frames": "recipe a", "clips, grown": "recipe b"}
+    assert out["shipped"] == {"subject_kept": 0.8} and out["capacity_study"] == {"arms": {"grown": {}}}
+    assert {k: out[k] for k in ("vae", "probe", "shape_study", "shift_study", "guidance")} == \
+        {k: old[k] for k in ("vae", "probe", "shape_study", "shift_study", "guidance")}
+    assert old["stages"] == [{"stage": "frames"}]  # the record read is not changed in place
 
 
 def test_a_monitor_measures_the_ema_weights_once_a_step_and_gives_the_live_ones_back(tmp_path):

@@ -54,9 +54,10 @@ from .common import (MonitorLog, Stage, cells_off_background, drop_local_paths, 
                      rng_for, run_summary, scene_attrs, scenes_from_attrs, shape_difference_cells, subject_weights,
                      train_stage)
 from .wan import POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas
-from .wan_parts import FLOW_SHIFT, TEXT_TOKENS
+from .wan_parts import FLOW_SHIFT, TEXT_TOKENS, grown_transformer
 
 STAGES = ("frames", "clips")
+GROWN_FILE = "grown.json"  # in <run>/<stage>: the growth of the init's transformer that run trains
 FIRST_FRAME = "clean"  # the contract of a model these stages trained: frame 0's latent is given clean
 RECIPE_FILE = "vidlab_video.json"  # beside model_index.json in an exported `wan/` folder
 
@@ -224,7 +225,8 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
 def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
                 monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
-                shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT, clip_shape_weight: float = 1.0) -> Stage:
+                shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT, clip_shape_weight: float = 1.0,
+                num_layers: int | None = None, ffn_dim: int | None = None) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
@@ -233,6 +235,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     the shape word decides count that many times (`common.shape_difference_cells`). `frame_shift`: the flow
     shift of the single frames' noise levels (the clips keep the sampler's). `clip_shape_weight` > 1: the same
     for every clip frame's shape-deciding cells (from the pools' subject centres per frame).
+    `num_layers` / `ffn_dim`: grow init's transformer first (`wan_parts.grown_transformer`: new blocks and
+    units start as identities); the run dir records it, so a resume or an export grows it the same way.
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
@@ -249,6 +253,9 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         raise ValueError(f"frame_shift={frame_shift} must be > 0 (1: noise levels uniform)")
     torch.manual_seed(seed)
     parts = load_parts(init or default_init())
+    grow = grown_architecture(run_dir, stage, num_layers, ffn_dim)
+    if any(parts["transformer"].config[k] != v for k, v in grow.items()):  # (an init already grown stays)
+        parts["transformer"] = grown_transformer(parts["transformer"], **grow)
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
     data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share,
@@ -275,6 +282,25 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     result = Stage(stage, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=100)
     result.monitor, result.parts = monitor, parts
     return result
+
+
+def grown_architecture(run_dir, stage: str, num_layers: int | None, ffn_dim: int | None) -> dict:
+    """The growth a stage's run uses: as asked, recorded in `<run>/<stage>/grown.json` on a run's start;
+    on a resume or an export (nothing asked) as recorded. Asking for another growth than the run's is refused."""
+    path = Path(run_dir) / stage / GROWN_FILE
+    recorded = json.loads(path.read_text()) if path.exists() else None
+    asked = {k: v for k, v in (("num_layers", num_layers), ("ffn_dim", ffn_dim)) if v is not None}
+    if not asked:
+        return recorded or {}
+    if recorded is not None and recorded != asked:
+        raise ValueError(f"{path} says this run grew the transformer to {recorded}; asked {asked}: give the same "
+                         "--num-layers / --ffn-dim, none, or a new --run-dir")
+    if recorded is None and (Path(run_dir) / stage / "progress.json").exists():
+        raise ValueError(f"{Path(run_dir) / stage} holds a run that did not grow the transformer; asked {asked}: "
+                         "use a new --run-dir")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asked) + "\n")
+    return asked
 
 
 class JointMonitor:
@@ -363,6 +389,10 @@ def main(argv=None) -> None:
                         help="clips: as --shape-weight, on every clip frame (needs pools cached with centres)")
     parser.add_argument("--frame-shift", type=float, default=FLOW_SHIFT,
                         help="flow shift of the single frames' noise levels (larger: more loss at high noise)")
+    parser.add_argument("--num-layers", type=int, default=None,
+                        help="grow the init's transformer to this many blocks (new ones start as identities)")
+    parser.add_argument("--ffn-dim", type=int, default=None,
+                        help="grow the init's transformer's feed-forward to this width (new units start silent)")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
     parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")
@@ -383,7 +413,8 @@ def main(argv=None) -> None:
     stage = joint_stage(args.run_dir, args.command, args.init, batch=args.batch, clip_batch=args.clip_batch,
                         lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share,
                         frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight,
-                        frame_shift=args.frame_shift, clip_shape_weight=args.clip_shape_weight)
+                        frame_shift=args.frame_shift, clip_shape_weight=args.clip_shape_weight,
+                        num_layers=args.num_layers, ffn_dim=args.ffn_dim)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

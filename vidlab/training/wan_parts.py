@@ -41,6 +41,50 @@ def transformer_config() -> dict:
                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
 
 
+def grown_transformer(transformer, num_layers: int | None = None, ffn_dim: int | None = None, seed: int = 0):
+    """The same `WanTransformer3DModel` grown deeper (`num_layers` blocks) and/or with a wider feed-forward
+    (`ffn_dim`), computing what `transformer` computes until trained (to float rounding).
+
+    The old blocks keep their weights, spread evenly among the new ones (4 -> 8: old blocks at 0, 2, 4, 6).
+    A new block starts as an identity: the output projections of its two attentions and of its feed-forward
+    are zero, so it adds nothing to the residual stream. A wider feed-forward's new hidden units have a
+    random input projection and a zero output projection, so they add nothing either. Training moves the
+    zeros first (their gradients are not zero), then everything behind them.
+    """
+    from diffusers import WanTransformer3DModel
+    config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
+    old_layers, old_ffn = config["num_layers"], config["ffn_dim"]
+    num_layers, ffn_dim = num_layers or old_layers, ffn_dim or old_ffn
+    if num_layers < old_layers or ffn_dim < old_ffn:
+        raise ValueError(f"num_layers={num_layers}, ffn_dim={ffn_dim}: a model can only grow "
+                         f"(it has num_layers={old_layers}, ffn_dim={old_ffn})")
+    if (num_layers, ffn_dim) == (old_layers, old_ffn):
+        raise ValueError(f"num_layers={num_layers}, ffn_dim={ffn_dim} is the model as it is: give more of either")
+    torch.manual_seed(seed)
+    grown = WanTransformer3DModel(**{**config, "num_layers": num_layers, "ffn_dim": ffn_dim})
+    where = {i: i * num_layers // old_layers for i in range(old_layers)}  # old block -> its place in the grown one
+    old = transformer.state_dict()
+    new = grown.state_dict()
+    with torch.no_grad():
+        for key, value in old.items():
+            if key.startswith("blocks."):
+                _, i, rest = key.split(".", 2)
+                key = f"blocks.{where[int(i)]}.{rest}"
+            target = new[key]
+            if target.shape != value.shape:  # the feed-forward's hidden width: old units first, new ones after
+                if key.endswith("ffn.net.2.weight"):
+                    target.zero_()  # the new units' output columns
+                target[tuple(slice(0, n) for n in value.shape)].copy_(value)
+            else:
+                target.copy_(value)
+        for j in sorted(set(range(num_layers)) - set(where.values())):
+            block = grown.blocks[j]
+            for linear in (block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[-1]):
+                linear.weight.zero_()
+                linear.bias.zero_()
+    return grown
+
+
 def text_encoder_config(vocab_size: int) -> dict:
     """A 0.1 M-parameter UMT5 encoder (relative positions: any caption length)."""
     return dict(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
