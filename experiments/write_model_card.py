@@ -337,7 +337,7 @@ def capacity_study_lines(study: dict | None, pct) -> list[str]:
              f"it is. Measured on the selection set (`choose_guidance.py`: rung 0 on {first['n_images']} held-out "
              f"prompts, seed {seeds['rung0']}; two-pass clips on {first['n']} test motions, seed {seeds['clips']}), "
              f"guidance {s['guidance_scale']:g}, {s['steps']} steps.", "",
-             "| arm | blocks | feed-forward | params | steps | minutes | colour | shape " + LADDER_HEAD[0][3:],
+             "| arm | blocks | feed-forward | params | steps | minutes | colour | shape | " + LADDER_HEAD[0][4:],
              "|---|---|---|---|---|---|---|---" + LADDER_HEAD[1][4:]]
     for label, a in arms.items():
         r = a["selection"]

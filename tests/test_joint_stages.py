@@ -297,6 +297,7 @@ def test_the_decoder_fine_tune_leaves_the_latent_space_where_it_was(run, tmp_pat
     from diffusers import AutoencoderKLWan
     shipped = AutoencoderKLWan.from_pretrained(out)
     assert torch.equal(shipped.decoder.conv_out.weight, after["decoder.conv_out.weight"])
+    assert not set(LOCAL_KEYS) & json.loads((out / "config.json").read_text()).keys()  # no path of this machine
 
 
 def test_a_deeper_decoder_starts_as_the_vae_it_deepens_and_only_its_decoder_trains(run, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .common import Stage, export_target, render_training_batch, rng_for, subject_pixel_weights
+from .common import Stage, drop_local_paths, export_target, render_training_batch, rng_for, subject_pixel_weights
 from .wan_parts import make_framewise, vae_config
 
 
@@ -119,4 +119,5 @@ def export_decoder(run_dir, vae_dir, out_dir=None, extra_res_blocks: int = 0) ->
     stage.model.load_state_dict(state)
     out = export_target(out_dir) / "wan" / "vae"
     stage.model.save_pretrained(out, safe_serialization=True)
+    drop_local_paths(out)  # a VAE loaded from a folder remembers it: no path of this machine is shipped
     return out
