@@ -110,8 +110,8 @@ def capacity_study(parser, args) -> dict | None:
         row = stage_row(Path(folder), "clips") if folder else None
         if folder and row is None:
             parser.error(f"--capacity-study {item!r}: no clips/progress.json under {folder}")
-        config = WanTransformer3DModel.load_config(Path(chosen["model"]) / "wan" / "transformer"
-                                                   if Path(chosen["model"]).exists() else ZOO_PATH / "wan" / "transformer")
+        model = Path(chosen["model"]) if Path(chosen["model"]).exists() else ZOO_PATH  # a folder, else the preset's
+        config = WanTransformer3DModel.load_config(model / "wan" / "transformer")
         params = sum(p.numel() for p in WanTransformer3DModel.from_config(config).parameters())
         arms[label] = {"num_layers": config["num_layers"], "ffn_dim": config["ffn_dim"], "params": params,
                        "steps": row and row["steps"], "minutes": row and row["minutes"],

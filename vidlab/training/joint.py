@@ -54,10 +54,9 @@ from .common import (MonitorLog, Stage, cells_off_background, drop_local_paths, 
                      rng_for, run_summary, scene_attrs, scenes_from_attrs, shape_difference_cells, subject_weights,
                      train_stage)
 from .wan import POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas
-from .wan_parts import FLOW_SHIFT, TEXT_TOKENS, grown_transformer
+from .wan_parts import FLOW_SHIFT, TEXT_TOKENS, grown_architecture, grown_transformer
 
 STAGES = ("frames", "clips")
-GROWN_FILE = "grown.json"  # in <run>/<stage>: the growth of the init's transformer that run trains
 FIRST_FRAME = "clean"  # the contract of a model these stages trained: frame 0's latent is given clean
 RECIPE_FILE = "vidlab_video.json"  # beside model_index.json in an exported `wan/` folder
 
@@ -235,8 +234,7 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     the shape word decides count that many times (`common.shape_difference_cells`). `frame_shift`: the flow
     shift of the single frames' noise levels (the clips keep the sampler's). `clip_shape_weight` > 1: the same
     for every clip frame's shape-deciding cells (from the pools' subject centres per frame).
-    `num_layers` / `ffn_dim`: grow init's transformer first (`wan_parts.grown_transformer`: new blocks and
-    units start as identities); the run dir records it, so a resume or an export grows it the same way.
+    `num_layers` / `ffn_dim`: grow init's transformer first (`wan_parts.grown_transformer`, kept by the run).
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
@@ -282,25 +280,6 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     result = Stage(stage, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=100)
     result.monitor, result.parts = monitor, parts
     return result
-
-
-def grown_architecture(run_dir, stage: str, num_layers: int | None, ffn_dim: int | None) -> dict:
-    """The growth a stage's run uses: as asked, recorded in `<run>/<stage>/grown.json` on a run's start;
-    on a resume or an export (nothing asked) as recorded. Asking for another growth than the run's is refused."""
-    path = Path(run_dir) / stage / GROWN_FILE
-    recorded = json.loads(path.read_text()) if path.exists() else None
-    asked = {k: v for k, v in (("num_layers", num_layers), ("ffn_dim", ffn_dim)) if v is not None}
-    if not asked:
-        return recorded or {}
-    if recorded is not None and recorded != asked:
-        raise ValueError(f"{path} says this run grew the transformer to {recorded}; asked {asked}: give the same "
-                         "--num-layers / --ffn-dim, none, or a new --run-dir")
-    if recorded is None and (Path(run_dir) / stage / "progress.json").exists():
-        raise ValueError(f"{Path(run_dir) / stage} holds a run that did not grow the transformer; asked {asked}: "
-                         "use a new --run-dir")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asked) + "\n")
-    return asked
 
 
 class JointMonitor:
@@ -389,10 +368,8 @@ def main(argv=None) -> None:
                         help="clips: as --shape-weight, on every clip frame (needs pools cached with centres)")
     parser.add_argument("--frame-shift", type=float, default=FLOW_SHIFT,
                         help="flow shift of the single frames' noise levels (larger: more loss at high noise)")
-    parser.add_argument("--num-layers", type=int, default=None,
-                        help="grow the init's transformer to this many blocks (new ones start as identities)")
-    parser.add_argument("--ffn-dim", type=int, default=None,
-                        help="grow the init's transformer's feed-forward to this width (new units start silent)")
+    parser.add_argument("--num-layers", type=int, default=None, help="grow the init's transformer to N blocks")
+    parser.add_argument("--ffn-dim", type=int, default=None, help="grow the init's transformer's feed-forward")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
     parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")

@@ -16,6 +16,9 @@ Seed 003's design is one transformer attending jointly over every (t, h, w) patc
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from ..world.shapes import DIRECTIONS, SPEEDS
@@ -24,6 +27,7 @@ LATENT_CHANNELS = 4
 TEXT_DIM = 64
 TEXT_TOKENS = 24  # max_sequence_length the zoo's Wan pipeline is called with (clip captions need <= 22)
 FLOW_SHIFT = 2.0
+GROWN_FILE = "grown.json"  # in a run's stage folder: the growth of the starting transformer that run trains
 
 
 def vae_config() -> dict:
@@ -83,6 +87,25 @@ def grown_transformer(transformer, num_layers: int | None = None, ffn_dim: int |
                 linear.weight.zero_()
                 linear.bias.zero_()
     return grown
+
+
+def grown_architecture(run_dir, stage: str, num_layers: int | None, ffn_dim: int | None) -> dict:
+    """The growth a stage's run uses: as asked, recorded in `<run>/<stage>/grown.json` on a run's start;
+    on a resume or an export (nothing asked) as recorded. Asking for another growth than the run's is refused."""
+    path = Path(run_dir) / stage / GROWN_FILE
+    recorded = json.loads(path.read_text()) if path.exists() else None
+    asked = {k: v for k, v in (("num_layers", num_layers), ("ffn_dim", ffn_dim)) if v is not None}
+    if not asked:
+        return recorded or {}
+    if recorded is not None and recorded != asked:
+        raise ValueError(f"{path} says this run grew the transformer to {recorded}; asked {asked}: give the same "
+                         "--num-layers / --ffn-dim, none, or a new --run-dir")
+    if recorded is None and (Path(run_dir) / stage / "progress.json").exists():
+        raise ValueError(f"{Path(run_dir) / stage} holds a run that did not grow the transformer; asked {asked}: "
+                         "use a new --run-dir")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asked) + "\n")
+    return asked
 
 
 def text_encoder_config(vocab_size: int) -> dict:
