@@ -9,7 +9,8 @@ Seed 003's design is one transformer attending jointly over every (t, h, w) patc
   and stay zero (`make_framewise`), so a frame's latent depends on that frame alone: a clip
   encodes as its frames one by one, and a reversed clip's latents are the reversed latents.
 - transformer: 4 blocks of width 96, patches of (1, 4, 4) latent cells = 8x8 pixels, so a
-  clip of 9 frames is 9 x 8 x 8 = 576 tokens in one attention.
+  clip of 9 frames is 9 x 8 x 8 = 576 tokens in one attention. `grown_transformer` makes a trained
+  one deeper and its feed-forward wider without changing what it computes (a stage's `--num-layers`).
 - conditioning: a tiny `UMT5EncoderModel` over the zoo's word-level tokenizer (what `WanPipeline`
   expects), or for the ladder's first rung a `LabelEncoder`: one learned vector per motion class,
   fed through the same cross-attention path.
