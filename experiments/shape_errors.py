@@ -19,10 +19,9 @@ import torch
 
 from eval_zoo import emit
 from vidlab.backends import load_backend
-from vidlab.strategies.native import wan_decode, wan_frames_to_ask
+from vidlab.training.wan_ladder import round_trip_reads, rung0_frames
 from vidlab.world.analyzer import analyze
-from vidlab.world.captions import caption
-from vidlab.world.shapes import SHAPES, SIZES, random_scene, render_batch
+from vidlab.world.shapes import SHAPES, SIZES, render_batch
 
 
 def median(values) -> float | None:
@@ -42,19 +41,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipe = load_backend(args.model).pipeline("wan")
-    rng = np.random.default_rng([args.seed, 0])
-    scenes = [random_scene(rng, args.split) for _ in range(args.n)]
-    prompts = [caption(s, rng=rng) for s in scenes]
-    generators = [torch.Generator().manual_seed(args.seed + i) for i in range(args.n)]
-    truth = render_batch(scenes)
-    with torch.no_grad():
-        latents = pipe(prompt=prompts, num_frames=wan_frames_to_ask(pipe, 1), height=64, width=64,
-                       num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generators,
-                       max_sequence_length=pipe.tokenizer.model_max_length, output_type="latent").frames
-        round_trip = pipe.vae.decode(pipe.vae.encode(truth[:, :, None] * 2 - 1).latent_dist.mean).sample[:, :, 0]
-    generated = [analyze(wan_decode(pipe, one[None])[0]) for one in latents]
-    kept = [analyze(f) for f in (round_trip / 2 + 0.5).clamp(0, 1)]
-    clean = [analyze(f) for f in truth]
+    scenes, generated = rung0_frames(pipe, args.n, args.steps, args.guidance, args.seed, args.split)
+    kept = round_trip_reads(pipe.vae, scenes)
+    clean = [analyze(f) for f in render_batch(scenes)]
     by_size = {}
     for size in SIZES:
         idx = [i for i, s in enumerate(scenes) if s.size == size]

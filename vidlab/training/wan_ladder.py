@@ -214,11 +214,10 @@ def _displacement(clip) -> tuple[float, float]:
     return tuple(np.subtract(last, first))
 
 
-def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed: int = 999,
-                  split: str = "heldout") -> dict:
-    """Rung 0: single frames (`num_frames=1`) of a Wan pipeline on n held-out prompts (image captions of
-    held-out colour-shape combos; `split='train'`: of training ones), the share whose analyzed colour, shape,
-    background and position (the caption's cell of a 3 x 3 grid, chance 1/9) are the asked ones."""
+def rung0_frames(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed: int = 999,
+                 split: str = "heldout") -> tuple[list, list]:
+    """Rung 0's scenes and the analyzer's reads of their single frames (`num_frames=1`) made by a Wan
+    pipeline from the scenes' image captions (held-out colour-shape combos; `split='train'`: training ones)."""
     from ..strategies.native import wan_decode, wan_frames_to_ask
     from ..world.captions import caption
     from ..world.shapes import random_scene
@@ -230,20 +229,33 @@ def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, see
         latents = pipe(prompt=prompts, num_frames=wan_frames_to_ask(pipe, 1), height=64, width=64,
                        num_inference_steps=steps, guidance_scale=guidance, generator=generators,
                        max_sequence_length=pipe.tokenizer.model_max_length, output_type="latent").frames
-    reads = [analyze(wan_decode(pipe, one[None])[0]) for one in latents]
+    return scenes, [analyze(wan_decode(pipe, one[None])[0]) for one in latents]
+
+
+def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed: int = 999,
+                  split: str = "heldout") -> dict:
+    """Rung 0 (`rung0_frames`): the share of frames whose analyzed colour, shape, background and position
+    (the caption's cell of a 3 x 3 grid, chance 1/9) are the asked ones."""
+    scenes, reads = rung0_frames(pipe, n, steps, guidance, seed, split)
     return read_right(reads, scenes, ("color", "shape", "background", "position"))
+
+
+def round_trip_reads(vae, scenes: list) -> list:
+    """The analyzer's reads of the scenes' rendered frames after a VAE round trip (posterior mean)."""
+    from ..world.shapes import render_batch
+    pixels = render_batch(scenes) * 2 - 1
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0] / 2 + 0.5
+    return [analyze(f) for f in rec.clamp(0, 1)]
 
 
 def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:
     """Share of ground-truth frames whose VAE round trip (posterior mean) the analyzer reads right, and
     the shape's share by subject size and by the asked shape."""
-    from ..world.shapes import SHAPES, SIZES, random_scene, render_batch
+    from ..world.shapes import SHAPES, SIZES, random_scene
     rng = np.random.default_rng([seed, 2])
     scenes = [random_scene(rng, "train") for _ in range(n)]
-    pixels = render_batch(scenes) * 2 - 1
-    with torch.no_grad():
-        rec = vae.decode(vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0] / 2 + 0.5
-    reads = [analyze(f) for f in rec.clamp(0, 1)]
+    reads = round_trip_reads(vae, scenes)
     right = [a.shape == s.shape for a, s in zip(reads, scenes)]
     return {**read_right(reads, scenes, ("color", "shape", "background", "position")),
             "shape_by_size": share_by(right, scenes, "size", SIZES),
