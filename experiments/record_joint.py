@@ -9,7 +9,8 @@ monitor.jsonl (the numbers measured while it trained; `--continued`: a stage car
 folder from the previous stage's export, listed after the others under its own label), the VAE round trips before and after the
 decoder fine-tune (`wan_ladder.vae_reconstruction`), the memorisation probe's outputs
 (`probe_memorise.py`), the shipped model's `eval_motion_run.py` output, the shape study
-(`shape_capacity.py`: token size, depth, width at equal minutes), the frame-shift study (arms of the
+(`shape_capacity.py`: token size, depth, width at equal minutes), arms at equal minutes from the shipped
+model (`--capacity-study`, `--corner-study`), the frame-shift study (arms of the
 frames stage from one init: `--shift-study`, `--shift-measure`, `--where`), the guidance chosen on a
 selection set (`choose_guidance.py`) and a notes file (JSON list of
 lines: what the run showed, what is left); `write_model_card.py` turns it into the card's section.
@@ -48,6 +49,12 @@ def main():
     parser.add_argument("--capacity-study", nargs="*", default=[], metavar="LABEL=[RUN_DIR:]SELECTION_JSON",
                         help="arms continuing the shipped model at equal minutes: each arm's run folder (its clips "
                              "stage; none: the model measured as it is) and its choose_guidance.py output")
+    parser.add_argument("--corner-study", nargs="*", default=[], metavar="LABEL=[RUN_DIR:]SELECTION_JSON",
+                        help="arms for squares, as --capacity-study; with --corner-shapes and --shape-word per label")
+    parser.add_argument("--corner-shapes", nargs="*", default=[], metavar="LABEL=SHAPE_ERRORS_JSON",
+                        help="experiments/shape_errors.py output (held-out split) of a --corner-study arm")
+    parser.add_argument("--shape-word", nargs="*", default=[], metavar="LABEL=JSON",
+                        help="experiments/shape_word_cells.py output of a --corner-study arm")
     parser.add_argument("--notes", default=None, help="JSON list of lines")
     parser.add_argument("--update", action="store_true",
                         help="add to the recorded joint_stages.json instead of writing it anew (its runs need not "
@@ -71,7 +78,8 @@ def main():
            "probe": {k: read(v) for k, v in (p.split("=", 1) for p in args.probe)},
            "shipped": read(args.shipped), "shape_study": read(args.shape_study),
            "shift_study": shift_study(parser, args), "guidance": read(args.guidance), "notes": read(args.notes) or [],
-           "capacity_study": capacity_study(parser, args)}
+           "capacity_study": arm_study(parser, args.capacity_study, "--capacity-study"),
+           "corner_study": corner_study(parser, args)}
     target = ZOO_PATH / "joint_stages.json"
     if args.update:
         out = updated(json.loads(target.read_text()), out)
@@ -90,26 +98,28 @@ def updated(old: dict, new: dict) -> dict:
     vae["more"] = {**vae.get("more", {}), **new["vae"]["more"]}
     out["vae"] = vae
     out["probe"] = {**old.get("probe", {}), **new["probe"]}
-    out.update({k: new[k] for k in ("shipped", "shape_study", "shift_study", "guidance", "capacity_study") if new[k]})
+    replaced = ("shipped", "shape_study", "shift_study", "guidance", "capacity_study", "corner_study")
+    out.update({k: new[k] for k in replaced if new.get(k)})
     return out
 
 
-def capacity_study(parser, args) -> dict | None:
-    """Per arm: its transformer's blocks, feed-forward width and parameters, its clips stage's steps and minutes
-    (none for the model measured as it is) and its selection-set numbers (`choose_guidance.py`, one setting)."""
-    if not args.capacity_study:
+def arm_study(parser, items: list[str], flag: str) -> dict | None:
+    """Per arm (`LABEL=[RUN_DIR:]SELECTION_JSON`): its transformer's blocks, feed-forward width and parameters, its
+    clips stage's steps and minutes (none for the model measured as it is) and its selection-set numbers
+    (`choose_guidance.py`, one setting)."""
+    if not items:
         return None
     from diffusers import WanTransformer3DModel
     arms = {}
-    for item in args.capacity_study:
+    for item in items:
         label, spec = item.split("=", 1)
         folder, selection = spec.rsplit(":", 1) if ":" in spec else (None, spec)
         chosen = json.loads(Path(selection).read_text())
         if len(chosen["rows"]) != 1:
-            parser.error(f"--capacity-study {item!r}: measure each arm at one setting (it has {len(chosen['rows'])})")
+            parser.error(f"{flag} {item!r}: measure each arm at one setting (it has {len(chosen['rows'])})")
         row = stage_row(Path(folder), "clips") if folder else None
         if folder and row is None:
-            parser.error(f"--capacity-study {item!r}: no clips/progress.json under {folder}")
+            parser.error(f"{flag} {item!r}: no clips/progress.json under {folder}")
         model = Path(chosen["model"]) if Path(chosen["model"]).exists() else ZOO_PATH  # a folder, else the preset's
         config = WanTransformer3DModel.load_config(model / "wan" / "transformer")
         params = sum(p.numel() for p in WanTransformer3DModel.from_config(config).parameters())
@@ -118,6 +128,19 @@ def capacity_study(parser, args) -> dict | None:
                        "loss_last50": row and row["loss_last50"], "selection": chosen["rows"][0],
                        "selection_seeds": chosen["selection_seeds"], "n": chosen["n"], "n_images": chosen["n_images"]}
     return {"arms": arms}
+
+
+def corner_study(parser, args) -> dict | None:
+    """`arm_study` of the --corner-study arms, each with its shape errors (`shape_errors.py`) and how far the shape
+    word reaches a square's corners (`shape_word_cells.py`) where given."""
+    study = arm_study(parser, args.corner_study, "--corner-study")
+    for flag, key, items in (("--corner-shapes", "shape_errors", args.corner_shapes),
+                             ("--shape-word", "shape_word", args.shape_word)):
+        for label, path in (item.split("=", 1) for item in items):
+            if not study or label not in study["arms"]:
+                parser.error(f"{flag} {label}=...: {label!r} is no --corner-study arm")
+            study["arms"][label][key] = json.loads(Path(path).read_text())
+    return study
 
 
 def shift_study(parser, args) -> dict | None:

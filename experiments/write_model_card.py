@@ -257,6 +257,7 @@ def joint_lines(pct) -> list[str]:
     lines += shift_study_lines(rec.get("shift_study"), pct)
     lines += guidance_lines(rec.get("guidance"), pct)
     lines += capacity_study_lines(rec.get("capacity_study"), pct)
+    lines += corner_study_lines(rec.get("corner_study"), pct)
     if rec.get("notes"):
         lines += ["### What the stages showed, and what is left", "", *[line for note in rec["notes"] for line in (note, "")]]
     return lines
@@ -344,6 +345,48 @@ def capacity_study_lines(study: dict | None, pct) -> list[str]:
         lines.append(f"| {label} | {a['num_layers']} | {a['ffn_dim']} | {a['params'] / 1e6:.2f} M | {a['steps'] or '-'} "
                      f"| {a['minutes'] if a['minutes'] is not None else '-'} | {pct(r['rung0']['color'])} "
                      f"| {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
+    return lines + [""]
+
+
+def corner_study_lines(study: dict | None, pct) -> list[str]:
+    """Arms for squares (`joint clips --corner-weight`): the selection set, then each arm's square column
+    (`shape_errors.py`) and how far the shape word reaches a square's corners (`shape_word_cells.py`)."""
+    if not study:
+        return []
+    arms = study["arms"]
+    first = next(iter(arms.values()))
+    s, seeds = first["selection"], first["selection_seeds"]
+    lines = ["### Squares: the cells where a square and a circle differ, weighted (`joint clips --corner-weight`)", "",
+             "Each arm with steps continues the shipped model's `clips` stage with the shipped recipe's settings for "
+             "the same steps; an arm without steps is the model measured as it is. Selection set as above "
+             f"(`choose_guidance.py`: rung 0 on {first['n_images']} held-out prompts, seed {seeds['rung0']}; "
+             f"{first['n']} two-pass test motions, seed {seeds['clips']}), guidance {s['guidance_scale']:g}.", "",
+             "| arm | steps | minutes | colour | shape | " + LADDER_HEAD[0][4:],
+             "|---|---|---|---|---" + LADDER_HEAD[1][4:]]
+    for label, a in arms.items():
+        r = a["selection"]
+        lines.append(f"| {label} | {a['steps'] or '-'} | {a['minutes'] if a['minutes'] is not None else '-'} "
+                     f"| {pct(r['rung0']['color'])} | {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
+    measured = {label: a for label, a in arms.items() if "shape_errors" in a or "shape_word" in a}
+    if not measured:
+        return lines + [""]
+    levels = ("0.5", "0.7", "0.9")
+    lines += ["", "Squares alone. Shape errors: pass 1 on held-out prompts (`shape_errors.py`). Squareness "
+              "(`shape_word_cells.py`): the model's clean-frame estimate from a noised true square (or circle), "
+              "projected on the square-minus-circle latent over the cells where the two differ: 1 a square's "
+              f"corners, 0 a circle's; noise levels {' / '.join(levels)}.", "",
+              "| arm | frames | shape right | square right | squares read as circles | squareness, square caption "
+              "from a square | circle caption from a circle | guided square caption from a circle |",
+              "|---|---|---|---|---|---|---|---|"]
+    for label, a in measured.items():
+        e, w = a.get("shape_errors"), a.get("shape_word")
+        sq = e and e["confusion"]["square"]
+        n_sq = sq and sum(sq.values())
+        cols = [str(e["n"]) if e else "-", pct(e["generated"]) if e else "-",
+                f"{sq['square']} of {n_sq}" if e else "-", f"{sq['circle']} of {n_sq}" if e else "-"]
+        for start, key in (("from_square", "square"), ("from_circle", "circle"), ("from_circle", "square_guided")):
+            cols.append(" / ".join(f"{w['levels'][lv][start][key]:.2f}" for lv in levels) if w else "-")
+        lines.append(f"| {label} | " + " | ".join(cols) + " |")
     return lines + [""]
 
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from vidlab.backends import ZOO_PATH, load_backend
 from vidlab.strategies import STRATEGIES
 from vidlab.strategies.native import FirstFrameHeld, encode_anchors, generate_clips, wan_two_pass
-from vidlab.training import joint
+from vidlab.training import joint, joint_data
 from vidlab.training.common import LOCAL_KEYS, train_stage
 from vidlab.training.wan import build_pool
 
@@ -24,8 +24,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("joint")
     init = build_zoo_wan(root)
     vae = joint.load_parts(init)["vae"]
-    joint.build_frame_cache(root / "run", vae, n=16, batch=8)
-    for name, (start, seed) in joint.POOLS.items():
+    joint_data.build_frame_cache(root / "run", vae, n=16, batch=8)
+    for name, (start, seed) in joint_data.POOLS.items():
         build_pool(root / "run", 6, seed, start=start, p_growth=0.0, vae=vae, name=name)
     return {"init": init, "dir": root / "run", "root": root}
 
@@ -182,7 +182,7 @@ def test_clip_loss_ignores_frame_0_and_gives_it_clean():
 @pytest.mark.parametrize("stage", joint.STAGES)
 def test_a_resumed_stage_ends_where_an_unbroken_one_does(run, stage, tmp_path):
     import shutil
-    for name in ("frames.safetensors", *(f"{p}.safetensors" for p in joint.POOLS)):
+    for name in ("frames.safetensors", *(f"{p}.safetensors" for p in joint_data.POOLS)):
         for d in (tmp_path / "a", tmp_path / "b"):
             d.mkdir(exist_ok=True)
             shutil.copy(run["dir"] / name, d / name)
@@ -357,7 +357,7 @@ def test_a_grown_transformer_computes_what_it_grew_from_and_its_run_keeps_the_gr
     with pytest.raises(ValueError, match="as it is"):
         grown_transformer(small, num_layers=small.config.num_layers)
 
-    for name in ("frames.safetensors", *(f"{p}.safetensors" for p in joint.POOLS)):
+    for name in ("frames.safetensors", *(f"{p}.safetensors" for p in joint_data.POOLS)):
         shutil.copy(run["dir"] / name, tmp_path / name)
     stage = joint.joint_stage(tmp_path, "clips", run["init"], clip_batch=2, monitor_every=0, num_layers=5)
     assert stage.model.transformer.config.num_layers == 5
@@ -497,6 +497,70 @@ def test_the_shape_weight_multiplies_the_marked_cells_error():
     plain = loss()
     assert loss(shape_cells=cells, shape_weight=1.0) == plain
     assert 9.9 < loss(shape_cells=cells, shape_weight=10.0) / plain <= 10.0
+
+
+def test_corner_cells_mark_where_a_square_and_a_circle_differ_on_those_two_shapes_only():
+    """`shape_difference_cells(against=CORNER_PAIR, grow=0)`: on square and circle scenes, exactly the latent
+    cells holding a pixel where the rendered square and circle of the subject's place and size differ (a ring
+    inside the all-shape cells); nothing on triangles and diamonds; a bad `against` is refused by name."""
+    import numpy as np
+    from vidlab.training.common import CORNER_PAIR, scene_attrs, shape_difference_cells
+    from vidlab.world.shapes import random_scene, shape_mask
+    rng = np.random.default_rng(5)
+    scenes = [random_scene(rng, "all") for _ in range(32)]
+    attrs, centres = scene_attrs(scenes), torch.tensor([s.resolved_center() for s in scenes])
+    corners = shape_difference_cells(attrs, centres, 32, against=CORNER_PAIR, grow=0)
+    every = shape_difference_cells(attrs, centres, 32)
+    assert corners.shape == (32, 1, 32, 32) and bool((corners <= every).all())
+    assert {s.shape for s in scenes} == {"circle", "square", "triangle", "diamond"}
+    for scene, marked in zip(scenes, corners[:, 0].bool().numpy()):
+        if scene.shape not in CORNER_PAIR:
+            assert not marked.any()
+            continue
+        cx, cy = scene.resolved_center()
+        differ = (shape_mask("square", cx, cy, scene.radius, 64, 64) > 0.5) ^ (
+            shape_mask("circle", cx, cy, scene.radius, 64, 64) > 0.5)
+        ys, xs = np.nonzero(differ)
+        assert len(ys) > 0 and marked[ys // 2, xs // 2].all()
+        assert marked.sum() <= 2 * len(set(zip(ys // 2, xs // 2)))   # the analytic drawing, not much more
+    for bad in (("square",), ("square", "hexagon")):
+        with pytest.raises(ValueError, match="against=.* must name two or more of"):
+            shape_difference_cells(attrs, centres, 32, against=bad)
+
+
+def test_the_corner_weight_adds_a_second_cell_channel_and_counts_it_that_many_times(run):
+    from vidlab.training.common import CORNER_PAIR, rng_for, shape_difference_cells
+    parts = joint.load_parts(run["init"])
+    data = joint.Batches(run["dir"], parts["vae"], corner_cells=True)
+    assert data.shape_cells                                       # the corner cells need the frames' centres
+    x, texts, cells = data.single_frames(rng_for(0, 1), 6)
+    assert cells.shape == (6, 2, 1, 32, 32) and not cells[3:].any()   # clips' first frames unmarked
+    frames = load_file(run["dir"] / "frames.safetensors")
+    idx = rng_for(0, 1).integers(0, frames["mean"].shape[0], 3)  # the scene frames single_frames drew
+    want = shape_difference_cells(frames["attrs"][idx], frames["centre"][idx], 32, against=CORNER_PAIR, grow=0)
+    assert torch.equal(cells[:3, 1:, 0], want)
+    clip_cells = joint.Batches(run["dir"], parts["vae"], clip_cells=True, corner_cells=True).clips(rng_for(0, 2), 3)[2]
+    assert clip_cells.shape == (3, 2, 8, 32, 32)
+
+    class Probe(torch.nn.Module):
+        def forward(self, xt, t, states, return_dict=False):
+            out = torch.zeros_like(xt)
+            out[:, :, :, 2, 3] = 1e3                         # a huge error on one cell only
+            return (out,)
+
+    from vidlab.world.tokenizer import build_tokenizer
+    model = type("M", (), {"transformer": Probe(), "encoder": ZeroEncoder()})()
+    x0, two = torch.zeros(2, 4, 1, 8, 8), torch.zeros(2, 2, 1, 8, 8)
+    two[:, 1, :, 2, 3] = 1                                        # a corner cell that is no shape cell
+
+    def loss(**kw):
+        torch.manual_seed(0)
+        return float(joint.flow_loss(model, build_tokenizer(), x0, ["a", "b"], 1.0, **kw))
+    plain = loss()
+    assert loss(shape_cells=two, shape_weight=10.0) == plain     # corner_weight 1: the channel counts once
+    assert 29.9 < loss(shape_cells=two, shape_weight=10.0, corner_weight=30.0) / plain <= 30.0
+    with pytest.raises(ValueError, match="corner_weight=0.5 must be >= 1"):
+        joint.joint_stage(run["dir"], "frames", run["init"], corner_weight=0.5)
 
 
 def test_the_frame_shift_draws_the_single_frames_noise_levels_and_leaves_the_clips_alone(run, monkeypatch):

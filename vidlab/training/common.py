@@ -273,13 +273,18 @@ def cells_off_background(x0: torch.Tensor, threshold: float = 1.0) -> torch.Tens
 
 
 def shape_difference_cells(attrs: torch.Tensor, centres: torch.Tensor, latent_size: int,
-                           image_size: int = 64) -> torch.Tensor:
+                           image_size: int = 64, against: tuple[str, ...] = SHAPES, grow: int = 1) -> torch.Tensor:
     """(B, 1, h, w) 1.0 on the latent cells where each scene's subject differs from the other shapes of its
-    size at its centre (grown by one cell): the cells that only the shape word decides.
+    size at its centre (grown by `grow` cells): the cells that only the shape word decides.
 
     `attrs` as `scene_attrs` (shape and size are read), `centres` (B, 2) in pixels. The shapes are drawn
     analytically, as `world.shapes.shape_polygon` places them (a square's half-side is 0.9 of its size).
+    `against`: compare with these shapes only, and mark only scenes whose own shape is one of them
+    (`CORNER_PAIR`: a square's corners and a circle's rim, where the two most alike shapes differ).
     """
+    unknown = [name for name in against if name not in SHAPES]
+    if unknown or len(against) < 2:
+        raise ValueError(f"against={against!r} must name two or more of {list(SHAPES)}")
     pix = torch.arange(image_size, dtype=torch.float32) + 0.5
     dx = pix[None, None, :] - centres[:, 0, None, None].float()
     dy = pix[None, :, None] - centres[:, 1, None, None].float()
@@ -288,9 +293,14 @@ def shape_difference_cells(attrs: torch.Tensor, centres: torch.Tensor, latent_si
              "triangle": (dy <= r) & (dx.abs() <= (dy + r) / 2), "diamond": dx.abs() + dy.abs() <= r}
     inside = torch.stack([drawn[name] for name in SHAPES], dim=1)              # (B, shapes, H, W)
     own = inside[torch.arange(len(attrs)), attrs[:, 0]]
-    differ = (inside ^ own[:, None]).any(dim=1, keepdim=True).float()
+    compared = inside[:, [SHAPES.index(name) for name in against]]
+    marked = torch.tensor([SHAPES[i] in against for i in attrs[:, 0].tolist()]).view(-1, 1, 1, 1)
+    differ = ((compared ^ own[:, None]).any(dim=1, keepdim=True) & marked).float()
     cells = F.adaptive_max_pool2d(differ, latent_size)
-    return F.max_pool2d(cells, 3, stride=1, padding=1)
+    return F.max_pool2d(cells, 2 * grow + 1, stride=1, padding=grow) if grow else cells
+
+
+CORNER_PAIR = ("square", "circle")
 
 
 def only_rows_learn(table: torch.nn.Parameter, rows: list[int]) -> None:

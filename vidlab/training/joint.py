@@ -44,16 +44,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ..strategies.native import wan_latent_stats
-from ..world.captions import caption
-from .common import (MonitorLog, Stage, cells_off_background, drop_local_paths, export_target, render_training_batch,
-                     rng_for, run_summary, scene_attrs, scenes_from_attrs, shape_difference_cells, subject_weights,
-                     train_stage)
-from .wan import POOL_FRAMES, TRAIN_FRAMES, WanTrainee, build_pool, caption_of, encode_captions, flow_sigmas
+from .common import (MonitorLog, Stage, cells_off_background, drop_local_paths, export_target, rng_for,
+                     run_summary, subject_weights, train_stage)
+from .joint_data import Batches, build_data, default_init, load_parts
+from .wan import WanTrainee, encode_captions, flow_sigmas
 from .wan_parts import FLOW_SHIFT, TEXT_TOKENS, grown_architecture, grown_transformer
 
 STAGES = ("frames", "clips")
@@ -61,149 +58,15 @@ FIRST_FRAME = "clean"  # the contract of a model these stages trained: frame 0's
 RECIPE_FILE = "vidlab_video.json"  # beside model_index.json in an exported `wan/` folder
 
 
-def default_init() -> Path:
-    from ..backends.presets import ZOO_PATH
-    return Path(ZOO_PATH) / "wan"
-
-
-def load_parts(init) -> dict:
-    """The WanPipeline components of a folder (`init`), the transformer and text encoder trainable."""
-    from diffusers import WanPipeline
-    pipe = WanPipeline.from_pretrained(init)
-    parts = dict(pipe.components)
-    parts["vae"].eval().requires_grad_(False)
-    return parts
-
-
-# ---- data: encoded once ---------------------------------------------------------------------
-
-def build_frame_cache(run_dir, vae, n: int = 12_000, seed: int = 7, batch: int = 250) -> Path:
-    """Encode n rendered training scenes once: posterior mean/std (n, C, h, w), scene attributes and the
-    subjects' centres (n, 2) in pixels."""
-    out = Path(run_dir) / "frames.safetensors"
-    if out.exists():
-        return out
-    means, stds, attrs, centres = [], [], [], []
-    for k in range(0, n, batch):
-        images, _, scenes = render_training_batch(rng_for(seed, k), min(batch, n - k))
-        with torch.no_grad():
-            post = vae.encode(images[:, :, None]).latent_dist
-        means.append(post.mean[:, :, 0])
-        stds.append(post.std[:, :, 0])
-        attrs.append(scene_attrs(scenes))
-        centres.append(torch.tensor([s.resolved_center() for s in scenes]))
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(),
-               "attrs": torch.cat(attrs), "centre": torch.cat(centres).float()}, out)
-    return out
-
-
-# pool file -> where its clips' frame 0 is, their seed (as the shipped model's pools: labels and latents checked)
-POOLS = {"pool": ("centred", 1), "pool_centre": ("centre", 2)}
-
-
-def build_data(run_dir, init=None, frames: int = 12_000, clips: int = 4_000) -> dict:
-    """The frame cache and the two clip pools (`POOLS`), encoded by the VAE of `init` (the zoo's by default)."""
-    vae = load_parts(init or default_init())["vae"]
-    built = {"frames": str(build_frame_cache(run_dir, vae, frames))}
-    for name, (start, seed) in POOLS.items():
-        built[name] = str(build_pool(run_dir, clips, seed, start=start, p_growth=0.0, vae=vae, name=name))
-    return built
-
-
-class Batches:
-    """Training batches in the pipeline's normalised latent space, deterministic in the step's rng."""
-
-    def __init__(self, run_dir, vae, caption_dropout: float = 0.1, centre_share: float = 0.0,
-                 first_share: float = 0.5, shape_cells: bool = False, clip_cells: bool = False):
-        self.frames = load_file(Path(run_dir) / "frames.safetensors")
-        if shape_cells and "centre" not in self.frames:
-            raise ValueError(f"{Path(run_dir) / 'frames.safetensors'} has no subject centres, which the shape "
-                             "weight needs: build the cache again (`joint cache` into a new run folder)")
-        self.shape_cells = shape_cells
-        self.pool = load_file(Path(run_dir) / "pool.safetensors")
-        self.centre = load_file(Path(run_dir) / "pool_centre.safetensors") if centre_share > 0 else None
-        self.clip_cells = clip_cells
-        if clip_cells and any("centres" not in pool for pool in (self.pool, self.centre) if pool is not None):
-            raise ValueError(f"the clip pools in {run_dir} keep no subject centres per frame, which the clips' shape "
-                             "weight needs: run `joint cache` again (it adds them, checked against the labels)")
-        self.mu, self.sd = wan_latent_stats(vae)
-        self.caption_dropout = caption_dropout
-        self.centre_share = centre_share
-        self.first_share = first_share
-
-    def _normalise(self, mean, std):
-        """A posterior sample of (B, C, F, h, w) latents, in the pipeline's normalised space."""
-        return (mean + std * torch.randn_like(mean) - self.mu) / self.sd
-
-    def _clips(self, rng, n: int, frames: int, pool: dict | None = None, forwards: bool = False,
-               with_cells: bool = False):
-        """n clips of `pool` (default: the centred one), `frames` frames: x0 (n, C, F, h, w), captions and, if
-        `with_cells`, each frame's shape-deciding cells (n, 1, F, h, w) (else None). Read backwards half the
-        time and from frame 0 or 1, unless `forwards` (from frame 0, as rendered)."""
-        pool = self.pool if pool is None else pool
-        idx = rng.integers(0, pool["mean"].shape[0], n)
-        reverse = rng.random(n) < 0.5
-        offset = rng.integers(0, POOL_FRAMES - TRAIN_FRAMES + 1, n)
-        if forwards:
-            reverse, offset = np.zeros_like(reverse), np.zeros_like(offset)
-        keys = ("mean", "std", "centres") if with_cells else ("mean", "std")
-        out = {k: [] for k in keys}
-        for i, r, o in zip(idx, reverse, offset):
-            for k in keys:  # mean, std (POOL_FRAMES, C, h, w); centres (POOL_FRAMES, 2)
-                out[k].append((pool[k][i].flip(0) if r else pool[k][i])[o:o + frames])
-        mean = torch.stack(out["mean"]).permute(0, 2, 1, 3, 4)  # (n, C, F, h, w)
-        std = torch.stack(out["std"]).permute(0, 2, 1, 3, 4)
-        texts = [caption_of(pool["labels"][i].tolist(), bool(r))[0] for i, r in zip(idx, reverse)]
-        cells = None
-        if with_cells:
-            attrs = torch.zeros(n, 5, dtype=torch.long)  # as `scene_attrs`: shape and size are what is read
-            attrs[:, 0], attrs[:, 4] = pool["labels"][idx, 0], pool["labels"][idx, 3]
-            cells = shape_difference_cells(attrs.repeat_interleave(frames, 0), torch.stack(out["centres"]).view(-1, 2),
-                                           mean.shape[-1]).view(n, frames, 1, *mean.shape[-2:]).transpose(1, 2)
-        return self._normalise(mean, std), self._dropped(rng, texts), cells
-
-    def _dropped(self, rng, texts: list[str]) -> list[str]:
-        return ["" if rng.random() < self.caption_dropout else t for t in texts]
-
-    def single_frames(self, rng, n: int):
-        """n frames (n, C, 1, h, w): scenes with image captions and, `first_share` of them, first frames of the
-        centred pool's clips with their clip captions (where a caption's motion starts: the first pass's job).
-        Also, with `shape_cells`, (n, 1, 1, h, w) the cells only the shape word decides
-        (`common.shape_difference_cells`; zero on the clips' first frames), else None."""
-        n_scenes = n - round(n * self.first_share)
-        idx = rng.integers(0, self.frames["mean"].shape[0], n_scenes)
-        scenes = scenes_from_attrs(self.frames["attrs"][idx])
-        x_scenes = self._normalise(self.frames["mean"][idx][:, :, None], self.frames["std"][idx][:, :, None])
-        cells = None
-        if self.shape_cells:
-            cells = shape_difference_cells(self.frames["attrs"][idx], self.frames["centre"][idx], x_scenes.shape[-1])
-            cells = torch.cat([cells, cells.new_zeros(n - n_scenes, *cells.shape[1:])])[:, :, None]
-        if n == n_scenes:  # no first frames (a small batch, or first_share 0)
-            return x_scenes, self._dropped(rng, [caption(s, rng=rng) for s in scenes]), cells
-        x_first, t_first, _ = self._clips(rng, n - n_scenes, 1)  # first frames: no cells (see above)
-        texts = self._dropped(rng, [caption(s, rng=rng) for s in scenes]) + t_first
-        return torch.cat([x_scenes, x_first]), texts, cells
-
-    def clips(self, rng, n: int):
-        """n clips, round(n x centre_share) of them from the centre pool (the last ones): x0, captions, cells."""
-        n_centre = round(n * self.centre_share)
-        with_cells = self.clip_cells
-        parts = [self._clips(rng, n - n_centre, TRAIN_FRAMES, with_cells=with_cells)] if n > n_centre else []
-        if n_centre:
-            parts.append(self._clips(rng, n_centre, TRAIN_FRAMES, self.centre, forwards=True, with_cells=with_cells))
-        cells = torch.cat([c for _, _, c in parts]) if with_cells else None
-        return torch.cat([x for x, _, _ in parts]), [t for _, texts, _ in parts for t in texts], cells
-
-
 # ---- the loss ---------------------------------------------------------------------------------
 
 def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weight: float,
               first_frame_clean: bool = False, shape_cells: torch.Tensor | None = None,
-              shape_weight: float = 1.0, shift: float = FLOW_SHIFT) -> torch.Tensor:
+              shape_weight: float = 1.0, shift: float = FLOW_SHIFT, corner_weight: float = 1.0) -> torch.Tensor:
     """Flow-matching loss of a (B, C, F, h, w) batch; with first_frame_clean, frame 0 is given as it is
     (not noised) and the loss counts frames 1.. only: the contract of the clip pass. Subject cells count
-    `subject_weight` times, `shape_cells` (B, 1, F, h, w) at least `shape_weight` times. Noise levels are
+    `subject_weight` times, `shape_cells` (B, 1, F, h, w) at least `shape_weight` times (a second channel, the
+    square/circle cells of `Batches(corner_cells=True)`, at least `corner_weight` times). Noise levels are
     drawn with the flow `shift` (larger: more of the loss at high noise, where the layout is decided)."""
     noise = torch.randn_like(x0)
     sigma = flow_sigmas(torch.rand(x0.shape[0]), shift).view(-1, 1, 1, 1, 1)
@@ -214,7 +77,9 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
     pred = model.transformer(xt, sigma.view(-1) * 1000, states, return_dict=False)[0]
     weight = subject_weights(cells_off_background(x0), subject_weight)
     if shape_cells is not None:
-        weight = torch.maximum(weight, subject_weights(shape_cells, shape_weight))
+        weight = torch.maximum(weight, subject_weights(shape_cells[:, :1], shape_weight))
+        if shape_cells.shape[1] > 1:
+            weight = torch.maximum(weight, subject_weights(shape_cells[:, 1:], corner_weight))
     err = weight * (pred - (noise - x0)) ** 2
     return (err[:, :, 1:] if first_frame_clean else err).mean()
 
@@ -225,7 +90,7 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
                 monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
                 shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT, clip_shape_weight: float = 1.0,
-                num_layers: int | None = None, ffn_dim: int | None = None) -> Stage:
+                num_layers: int | None = None, ffn_dim: int | None = None, corner_weight: float = 1.0) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
@@ -233,7 +98,9 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     of those clips' first frames under clip captions). `shape_weight` > 1: the scene frames' cells that only
     the shape word decides count that many times (`common.shape_difference_cells`). `frame_shift`: the flow
     shift of the single frames' noise levels (the clips keep the sampler's). `clip_shape_weight` > 1: the same
-    for every clip frame's shape-deciding cells (from the pools' subject centres per frame).
+    for every clip frame's shape-deciding cells (from the pools' subject centres per frame). `corner_weight` > 1:
+    on single and clip frames, the cells where a square and a circle of the subject's place and size differ
+    count at least that many times (the two shapes most often confused).
     `num_layers` / `ffn_dim`: grow init's transformer first (`wan_parts.grown_transformer`, kept by the run).
     """
     if stage not in STAGES:
@@ -244,7 +111,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         raise ValueError(f"centre_share={centre_share} must be in [0, 1]")
     if not 0.0 <= first_share <= 1.0:
         raise ValueError(f"first_share={first_share} must be in [0, 1]")
-    for name, value in (("shape_weight", shape_weight), ("clip_shape_weight", clip_shape_weight)):
+    for name, value in (("shape_weight", shape_weight), ("clip_shape_weight", clip_shape_weight),
+                        ("corner_weight", corner_weight)):
         if value < 1.0:
             raise ValueError(f"{name}={value} must be >= 1 (1: no extra weight)")
     if frame_shift <= 0.0:
@@ -257,7 +125,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
     data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share,
-                   shape_cells=shape_weight != 1.0, clip_cells=stage == "clips" and clip_shape_weight != 1.0)
+                   shape_cells=shape_weight != 1.0, corner_cells=corner_weight != 1.0,
+                   clip_cells=stage == "clips" and (clip_shape_weight != 1.0 or corner_weight != 1.0))
     n_frames = round(clip_batch * frame_share / (1 - frame_share)) if stage == "clips" else batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -269,12 +138,12 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         torch.manual_seed(seed * 100003 + step)
         x_frames, t_frames, c_frames = data.single_frames(rng, n_frames)
         loss_frames = flow_loss(model, tokenizer, x_frames, t_frames, subject_weight, shape_cells=c_frames,
-                                shape_weight=shape_weight, shift=frame_shift)
+                                shape_weight=shape_weight, shift=frame_shift, corner_weight=corner_weight)
         if stage == "frames":
             return loss_frames
         x_clips, t_clips, c_clips = data.clips(rng, clip_batch)
         loss_clips = flow_loss(model, tokenizer, x_clips, t_clips, subject_weight, first_frame_clean=True,
-                               shape_cells=c_clips, shape_weight=clip_shape_weight)
+                               shape_cells=c_clips, shape_weight=clip_shape_weight, corner_weight=corner_weight)
         return (clip_batch * loss_clips + n_frames * loss_frames) / (clip_batch + n_frames)
 
     result = Stage(stage, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=100)
@@ -366,6 +235,8 @@ def main(argv=None) -> None:
                         help="how many times the cells only the shape word decides count (1: as other subject cells)")
     parser.add_argument("--clip-shape-weight", type=float, default=1.0,
                         help="clips: as --shape-weight, on every clip frame (needs pools cached with centres)")
+    parser.add_argument("--corner-weight", type=float, default=1.0,
+                        help="how many times the cells where a square and a circle differ count (square/circle scenes)")
     parser.add_argument("--frame-shift", type=float, default=FLOW_SHIFT,
                         help="flow shift of the single frames' noise levels (larger: more loss at high noise)")
     parser.add_argument("--num-layers", type=int, default=None, help="grow the init's transformer to N blocks")
@@ -391,7 +262,7 @@ def main(argv=None) -> None:
                         lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share,
                         frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight,
                         frame_shift=args.frame_shift, clip_shape_weight=args.clip_shape_weight,
-                        num_layers=args.num_layers, ffn_dim=args.ffn_dim)
+                        num_layers=args.num_layers, ffn_dim=args.ffn_dim, corner_weight=args.corner_weight)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 
