@@ -52,9 +52,11 @@ def main():
     parser.add_argument("--corner-study", nargs="*", default=[], metavar="LABEL=[RUN_DIR:]SELECTION_JSON",
                         help="arms for squares, as --capacity-study; with --corner-shapes and --shape-word per label")
     parser.add_argument("--corner-shapes", nargs="*", default=[], metavar="LABEL=SHAPE_ERRORS_JSON",
-                        help="experiments/shape_errors.py output (held-out split) of a --corner-study arm")
+                        help="experiments/shape_errors.py output of a --corner-study arm (one per split)")
     parser.add_argument("--shape-word", nargs="*", default=[], metavar="LABEL=JSON",
                         help="experiments/shape_word_cells.py output of a --corner-study arm")
+    parser.add_argument("--where-squares", nargs="*", default=[], metavar="LABEL=JSON",
+                        help="experiments/shape_where_lost.py --shape square output of a --corner-study arm")
     parser.add_argument("--notes", default=None, help="JSON list of lines")
     parser.add_argument("--update", action="store_true",
                         help="add to the recorded joint_stages.json instead of writing it anew (its runs need not "
@@ -105,8 +107,8 @@ def updated(old: dict, new: dict) -> dict:
 
 def arm_study(parser, items: list[str], flag: str) -> dict | None:
     """Per arm (`LABEL=[RUN_DIR:]SELECTION_JSON`): its transformer's blocks, feed-forward width and parameters, its
-    clips stage's steps and minutes (none for the model measured as it is) and its selection-set numbers
-    (`choose_guidance.py`, one setting)."""
+    stage's steps and minutes (`clips`, else `frames`; none for the model measured as it is) and its selection-set
+    numbers (`choose_guidance.py`, one setting)."""
     if not items:
         return None
     from diffusers import WanTransformer3DModel
@@ -117,13 +119,15 @@ def arm_study(parser, items: list[str], flag: str) -> dict | None:
         chosen = json.loads(Path(selection).read_text())
         if len(chosen["rows"]) != 1:
             parser.error(f"{flag} {item!r}: measure each arm at one setting (it has {len(chosen['rows'])})")
-        row = stage_row(Path(folder), "clips") if folder else None
-        if folder and row is None:
-            parser.error(f"{flag} {item!r}: no clips/progress.json under {folder}")
+        stage = folder and next((s for s in ("clips", "frames") if (Path(folder) / s / "progress.json").exists()), None)
+        if folder and stage is None:
+            parser.error(f"{flag} {item!r}: no clips/ or frames/progress.json under {folder}")
+        row = stage_row(Path(folder), stage) if folder else None
         model = Path(chosen["model"]) if Path(chosen["model"]).exists() else ZOO_PATH  # a folder, else the preset's
         config = WanTransformer3DModel.load_config(model / "wan" / "transformer")
         params = sum(p.numel() for p in WanTransformer3DModel.from_config(config).parameters())
-        arms[label] = {"num_layers": config["num_layers"], "ffn_dim": config["ffn_dim"], "params": params,
+        arms[label] = {"stage": stage, "num_layers": config["num_layers"], "ffn_dim": config["ffn_dim"],
+                       "params": params,
                        "steps": row and row["steps"], "minutes": row and row["minutes"],
                        "loss_last50": row and row["loss_last50"], "selection": chosen["rows"][0],
                        "selection_seeds": chosen["selection_seeds"], "n": chosen["n"], "n_images": chosen["n_images"]}
@@ -131,15 +135,21 @@ def arm_study(parser, items: list[str], flag: str) -> dict | None:
 
 
 def corner_study(parser, args) -> dict | None:
-    """`arm_study` of the --corner-study arms, each with its shape errors (`shape_errors.py`) and how far the shape
-    word reaches a square's corners (`shape_word_cells.py`) where given."""
+    """`arm_study` of the --corner-study arms, each with its shape errors by split (`shape_errors.py`), how far the
+    shape word reaches a square's corners (`shape_word_cells.py`) and where it loses squares (`shape_where_lost.py`)
+    where given."""
     study = arm_study(parser, args.corner_study, "--corner-study")
     for flag, key, items in (("--corner-shapes", "shape_errors", args.corner_shapes),
-                             ("--shape-word", "shape_word", args.shape_word)):
+                             ("--shape-word", "shape_word", args.shape_word),
+                             ("--where-squares", "where_squares", args.where_squares)):
         for label, path in (item.split("=", 1) for item in items):
             if not study or label not in study["arms"]:
                 parser.error(f"{flag} {label}=...: {label!r} is no --corner-study arm")
-            study["arms"][label][key] = json.loads(Path(path).read_text())
+            measured = json.loads(Path(path).read_text())
+            if key == "shape_errors":
+                study["arms"][label].setdefault(key, {})[measured["split"]] = measured
+            else:
+                study["arms"][label][key] = measured
     return study
 
 

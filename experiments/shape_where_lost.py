@@ -8,8 +8,10 @@ low s and is lost from some s on, the model cannot decide the shape from the cap
 if it is lost already at low s, the model's drawing (or the decoder) rounds it.
 
     python experiments/shape_where_lost.py --model shapes-tiny-joint|WAN_FOLDER [--split heldout] [--out where.json]
+    python experiments/shape_where_lost.py --shape square --split train --guidance 2.5     # squares alone
 """
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from vidlab.training.wan_ladder import share_by
 from vidlab.training.wan_parts import TEXT_TOKENS
 from vidlab.world.analyzer import analyze
 from vidlab.world.captions import caption
-from vidlab.world.shapes import SIZES, random_scene, render_batch
+from vidlab.world.shapes import SHAPES, SIZES, random_scene, render_batch
 
 LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -48,6 +50,7 @@ def main():
     parser.add_argument("--split", default="heldout", choices=["train", "heldout"])
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--shape", default=None, choices=SHAPES, help="draw every scene as this shape")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -59,6 +62,8 @@ def main():
         pipe = load_backend(args.model).pipeline("wan")
     rng = np.random.default_rng([77, 3])
     scenes = [random_scene(rng, args.split) for _ in range(args.n)]
+    if args.shape:  # the held-out split's colour-shape combos no longer hold: say `--split train`
+        scenes = [dataclasses.replace(s, shape=args.shape) for s in scenes]
     mu, sd = wan_latent_stats(pipe.vae)
     with torch.no_grad():
         x0 = (pipe.vae.encode(render_batch(scenes)[:, :, None] * 2 - 1).latent_dist.mean - mu) / sd
@@ -76,7 +81,8 @@ def main():
                             "read_as_circle": float(np.mean([a.shape == "circle" for a in reads])),
                             "asked_circle": float(np.mean([s.shape == "circle" for s in scenes]))}
         print(level, json.dumps(rows[str(level)]), flush=True)
-    result = {"model": args.model, "split": args.split, "n": args.n, "guidance": args.guidance, "levels": rows}
+    result = {"model": args.model, "split": args.split, "shape": args.shape, "n": args.n, "guidance": args.guidance,
+              "levels": rows}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

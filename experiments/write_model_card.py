@@ -349,44 +349,45 @@ def capacity_study_lines(study: dict | None, pct) -> list[str]:
 
 
 def corner_study_lines(study: dict | None, pct) -> list[str]:
-    """Arms for squares (`joint clips --corner-weight`): the selection set, then each arm's square column
-    (`shape_errors.py`) and how far the shape word reaches a square's corners (`shape_word_cells.py`)."""
+    """Arms for squares (`joint --corner-weight`, `--frame-shift`): the selection set, then each arm's squares
+    (`shape_errors.py`, `shape_where_lost.py --shape square`, `shape_word_cells.py`)."""
     if not study:
         return []
     arms = study["arms"]
     first = next(iter(arms.values()))
     s, seeds = first["selection"], first["selection_seeds"]
-    lines = ["### Squares: the cells where a square and a circle differ, weighted (`joint clips --corner-weight`)", "",
-             "Each arm with steps continues the shipped model's `clips` stage with the shipped recipe's settings for "
-             "the same steps; an arm without steps is the model measured as it is. Selection set as above "
-             f"(`choose_guidance.py`: rung 0 on {first['n_images']} held-out prompts, seed {seeds['rung0']}; "
-             f"{first['n']} two-pass test motions, seed {seeds['clips']}), guidance {s['guidance_scale']:g}.", "",
-             "| arm | steps | minutes | colour | shape | " + LADDER_HEAD[0][4:],
-             "|---|---|---|---|---" + LADDER_HEAD[1][4:]]
+    lines = ["### Squares: the cells where a square and a circle differ, and the noise levels they are drawn at", "",
+             "Each arm with steps continues the shipped model with the stage named, for the steps named; an arm "
+             "without steps is the model measured as it is. Selection set (`choose_guidance.py`: rung 0 on "
+             f"{first['n_images']} held-out prompts, seed {seeds['rung0']}; {first['n']} two-pass test motions, seed "
+             f"{seeds['clips']}), guidance {s['guidance_scale']:g}.", "",
+             "| arm | stage | steps | minutes | colour | shape | " + LADDER_HEAD[0][4:],
+             "|---|---|---|---|---|---" + LADDER_HEAD[1][4:]]
     for label, a in arms.items():
         r = a["selection"]
-        lines.append(f"| {label} | {a['steps'] or '-'} | {a['minutes'] if a['minutes'] is not None else '-'} "
-                     f"| {pct(r['rung0']['color'])} | {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
-    measured = {label: a for label, a in arms.items() if "shape_errors" in a or "shape_word" in a}
-    if not measured:
-        return lines + [""]
+        lines.append(f"| {label} | {a['stage'] or '-'} | {a['steps'] or '-'} "
+                     f"| {a['minutes'] if a['minutes'] is not None else '-'} | {pct(r['rung0']['color'])} "
+                     f"| {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
     levels = ("0.5", "0.7", "0.9")
-    lines += ["", "Squares alone. Shape errors: pass 1 on held-out prompts (`shape_errors.py`). Squareness "
+    lines += ["", "Squares alone. Pass 1's squares (`shape_errors.py`, guidance 2.5): right, and read as circles, on "
+              "held-out and on training colour-shape combinations. Kept from s (`shape_where_lost.py --shape square "
+              "--split train`): true squares noised to s and denoised with their caption. Squareness "
               "(`shape_word_cells.py`): the model's clean-frame estimate from a noised true square (or circle), "
               "projected on the square-minus-circle latent over the cells where the two differ: 1 a square's "
               f"corners, 0 a circle's; noise levels {' / '.join(levels)}.", "",
-              "| arm | frames | shape right | square right | squares read as circles | squareness, square caption "
-              "from a square | circle caption from a circle | guided square caption from a circle |",
-              "|---|---|---|---|---|---|---|---|"]
-    for label, a in measured.items():
-        e, w = a.get("shape_errors"), a.get("shape_word")
-        sq = e and e["confusion"]["square"]
-        n_sq = sq and sum(sq.values())
-        cols = [str(e["n"]) if e else "-", pct(e["generated"]) if e else "-",
-                f"{sq['square']} of {n_sq}" if e else "-", f"{sq['circle']} of {n_sq}" if e else "-"]
-        for start, key in (("from_square", "square"), ("from_circle", "circle"), ("from_circle", "square_guided")):
-            cols.append(" / ".join(f"{w['levels'][lv][start][key]:.2f}" for lv in levels) if w else "-")
-        lines.append(f"| {label} | " + " | ".join(cols) + " |")
+              "| arm | squares right (held-out / training) | read as circles | squares kept from s = 0.2 / 0.4 / 0.6 "
+              "/ 0.8 / 1.0 | squareness, square caption from a square | circle caption from a circle |",
+              "|---|---|---|---|---|---|"]
+    for label, a in arms.items():
+        errors, w, where = a.get("shape_errors", {}), a.get("shape_word"), a.get("where_squares")
+        squares = [errors[k]["confusion"]["square"] if k in errors else None for k in ("heldout", "train")]
+        right = " / ".join(f"{c['square']} of {sum(c.values())}" if c else "-" for c in squares)
+        circles = " / ".join(f"{c['circle']}" if c else "-" for c in squares)
+        kept = " / ".join(pct(where["levels"][k]["shape"]) for k in ("0.2", "0.4", "0.6", "0.8", "1.0")) if where \
+            else "-"
+        word = [" / ".join(f"{w['levels'][lv][start][key]:.2f}" for lv in levels) if w else "-"
+                for start, key in (("from_square", "square"), ("from_circle", "circle"))]
+        lines.append(f"| {label} | {right} | {circles} | {kept} | {word[0]} | {word[1]} |")
     return lines + [""]
 
 

@@ -24,7 +24,8 @@ Both are flow matching (x_s = (1 - s) x_0 + s e, target e - x_0, s drawn with th
 shift, the single frames' with `frame_shift`), subject latent cells weighted
 (`common.cells_off_background`), the cells only the shape word decides weighted more where asked
 (`shape_weight` on single scene frames, `clip_shape_weight` on every clip frame, placed by the pools'
-subject centres per frame), EMA weights exported. Each stage resumes from its checkpoint; a
+subject centres per frame; `corner_weight` on both, on the cells where a square and a circle differ), EMA
+weights exported. The data (`joint_data`) are encoded once per run folder. Each stage resumes from its checkpoint; a
 stage starts from the weights named by `--init` (default: the shipped zoo's `wan/`, so a new session
 carries on from what the last one shipped). Every
 `monitor_every` steps a stage samples through the real `WanPipeline` and logs its rung's numbers
