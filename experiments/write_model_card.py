@@ -341,11 +341,15 @@ def capacity_study_lines(study: dict | None, pct) -> list[str]:
              "| arm | blocks | feed-forward | params | steps | minutes | colour | shape | " + LADDER_HEAD[0][4:],
              "|---|---|---|---|---|---|---|---" + LADDER_HEAD[1][4:]]
     for label, a in arms.items():
-        r = a["selection"]
-        lines.append(f"| {label} | {a['num_layers']} | {a['ffn_dim']} | {a['params'] / 1e6:.2f} M | {a['steps'] or '-'} "
-                     f"| {a['minutes'] if a['minutes'] is not None else '-'} | {pct(r['rung0']['color'])} "
-                     f"| {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
+        lines.append(f"| {label} | {a['num_layers']} | {a['ffn_dim']} | {a['params'] / 1e6:.2f} M " + arm_cells(a, pct))
     return lines + [""]
+
+
+def arm_cells(arm: dict, pct) -> str:
+    """An arm's steps, minutes and selection-set numbers as table cells (from '| steps')."""
+    r = arm["selection"]
+    return (f"| {arm['steps'] or '-'} | {arm['minutes'] if arm['minutes'] is not None else '-'} "
+            f"| {pct(r['rung0']['color'])} | {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
 
 
 def corner_study_lines(study: dict | None, pct) -> list[str]:
@@ -363,11 +367,7 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
              f"{seeds['clips']}), guidance {s['guidance_scale']:g}.", "",
              "| arm | stage | steps | minutes | colour | shape | " + LADDER_HEAD[0][4:],
              "|---|---|---|---|---|---" + LADDER_HEAD[1][4:]]
-    for label, a in arms.items():
-        r = a["selection"]
-        lines.append(f"| {label} | {a['stage'] or '-'} | {a['steps'] or '-'} "
-                     f"| {a['minutes'] if a['minutes'] is not None else '-'} | {pct(r['rung0']['color'])} "
-                     f"| {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
+    lines += [f"| {label} | {a['stage'] or '-'} " + arm_cells(a, pct) for label, a in arms.items()]
     levels = ("0.5", "0.7", "0.9")
     lines += ["", "Squares alone. Pass 1's squares (`shape_errors.py`, guidance 2.5): right, and read as circles, on "
               "held-out and on training colour-shape combinations. Kept from s (`shape_where_lost.py --shape square "

@@ -479,22 +479,24 @@ def test_the_shape_weight_marks_scene_frames_and_needs_a_cache_with_centres(run,
         joint.joint_stage(run["dir"], "frames", run["init"], shape_weight=0.5)
 
 
-def test_the_shape_weight_multiplies_the_marked_cells_error():
+def one_cell_loss(**kw) -> float:
+    """`flow_loss` of a model whose prediction is wrong by a huge amount on latent cell (2, 3) only."""
     class Probe(torch.nn.Module):
         def forward(self, xt, t, states, return_dict=False):
             out = torch.zeros_like(xt)
-            out[:, :, :, 2, 3] = 1e3                         # a huge error on one cell only
+            out[:, :, :, 2, 3] = 1e3
             return (out,)
 
     from vidlab.world.tokenizer import build_tokenizer
     model = type("M", (), {"transformer": Probe(), "encoder": ZeroEncoder()})()
-    x0, cells = torch.zeros(2, 4, 1, 8, 8), torch.zeros(2, 1, 1, 8, 8)
-    cells[:, :, :, 2, 3] = 1
+    torch.manual_seed(0)
+    return float(joint.flow_loss(model, build_tokenizer(), torch.zeros(2, 4, 1, 8, 8), ["a", "b"], 1.0, **kw))
 
-    def loss(**kw):
-        torch.manual_seed(0)
-        return float(joint.flow_loss(model, build_tokenizer(), x0, ["a", "b"], 1.0, **kw))
-    plain = loss()
+
+def test_the_shape_weight_multiplies_the_marked_cells_error():
+    cells = torch.zeros(2, 1, 1, 8, 8)
+    cells[:, :, :, 2, 3] = 1
+    loss, plain = one_cell_loss, one_cell_loss()
     assert loss(shape_cells=cells, shape_weight=1.0) == plain
     assert 9.9 < loss(shape_cells=cells, shape_weight=10.0) / plain <= 10.0
 
@@ -543,21 +545,9 @@ def test_the_corner_weight_adds_a_second_cell_channel_and_counts_it_that_many_ti
     clip_cells = joint.Batches(run["dir"], parts["vae"], clip_cells=True, corner_cells=True).clips(rng_for(0, 2), 3)[2]
     assert clip_cells.shape == (3, 2, 8, 32, 32)
 
-    class Probe(torch.nn.Module):
-        def forward(self, xt, t, states, return_dict=False):
-            out = torch.zeros_like(xt)
-            out[:, :, :, 2, 3] = 1e3                         # a huge error on one cell only
-            return (out,)
-
-    from vidlab.world.tokenizer import build_tokenizer
-    model = type("M", (), {"transformer": Probe(), "encoder": ZeroEncoder()})()
-    x0, two = torch.zeros(2, 4, 1, 8, 8), torch.zeros(2, 2, 1, 8, 8)
+    two = torch.zeros(2, 2, 1, 8, 8)
     two[:, 1, :, 2, 3] = 1                                        # a corner cell that is no shape cell
-
-    def loss(**kw):
-        torch.manual_seed(0)
-        return float(joint.flow_loss(model, build_tokenizer(), x0, ["a", "b"], 1.0, **kw))
-    plain = loss()
+    loss, plain = one_cell_loss, one_cell_loss()
     assert loss(shape_cells=two, shape_weight=10.0) == plain     # corner_weight 1: the channel counts once
     assert 29.9 < loss(shape_cells=two, shape_weight=10.0, corner_weight=30.0) / plain <= 30.0
     with pytest.raises(ValueError, match="corner_weight=0.5 must be >= 1"):
