@@ -6,7 +6,8 @@ reads high, a blob between two shapes low). The same scenes' ground-truth render
 clean shape reaches, and their VAE round trips what the decoder alone keeps. Reported by size:
 
 - generated: shape right; VAE round trip: shape right (the cap the decoder puts on any generator);
-- the confusion table asked -> read ('none': no subject found) over all frames;
+- the confusion tables asked -> read over all frames, generated and VAE round trip ('no subject': nothing far enough from the background
+  and large enough; 'no shape': a subject whose mask fits no shape template to the analyzer's MIN_SHAPE_IOU);
 - median template IoU of right and of wrong generated shapes, and of the ground truth.
 
     python experiments/shape_errors.py --model shapes-tiny-joint --n 256 --guidance 2.5 --out shape_errors.json
@@ -22,6 +23,14 @@ from vidlab.backends import load_backend
 from vidlab.training.wan_ladder import round_trip_reads, rung0_frames
 from vidlab.world.analyzer import analyze
 from vidlab.world.shapes import SHAPES, SIZES, render_batch
+
+
+UNREAD = ("no subject", "no shape")
+
+
+def read_as(attrs) -> str:
+    """The analyzer's shape, else why none was read (`UNREAD`)."""
+    return attrs.shape or ("no shape" if attrs.has_subject else "no subject")
 
 
 def median(values) -> float | None:
@@ -51,15 +60,18 @@ def main():
         wrong = [i for i in idx if generated[i].shape != scenes[i].shape and generated[i].shape is not None]
         by_size[size] = {"n": len(idx), "generated": len(right) / len(idx),
                          "vae_round_trip": float(np.mean([kept[i].shape == scenes[i].shape for i in idx])),
-                         "no_subject": sum(generated[i].shape is None for i in idx) / len(idx),
+                         "no_subject": sum(not generated[i].has_subject for i in idx) / len(idx),
+                         "no_shape": sum(read_as(generated[i]) == "no shape" for i in idx) / len(idx),
                          "iou_right": median([generated[i].shape_iou for i in right]),
                          "iou_wrong": median([generated[i].shape_iou for i in wrong]),
                          "iou_ground_truth": median([clean[i].shape_iou for i in idx])}
-    confusion = Counter((s.shape, g.shape or "none") for s, g in zip(scenes, generated))
+    confusion = Counter((s.shape, read_as(g)) for s, g in zip(scenes, generated))
+    vae_confusion = Counter((s.shape, read_as(k)) for s, k in zip(scenes, kept))
     result = {"model": args.model, "n": args.n, "split": args.split, "seed": args.seed, "guidance": args.guidance,
               "steps": args.steps, "generated": float(np.mean([g.shape == s.shape for g, s in zip(generated, scenes)])),
               "by_size": by_size,
-              "confusion": {a: {b: confusion[(a, b)] for b in (*SHAPES, "none")} for a in SHAPES}}
+              "confusion": {a: {b: confusion[(a, b)] for b in (*SHAPES, *UNREAD)} for a in SHAPES},
+              "vae_confusion": {a: {b: vae_confusion[(a, b)] for b in (*SHAPES, *UNREAD)} for a in SHAPES}}
     emit(result, args.out)
 
 

@@ -3,10 +3,10 @@ differ, per noise level: does 'square' reach a square's corners, and when?
 
 For `--n` training-split scenes drawn as squares, each is rendered twice, as a square and as a circle
 (same colour, background, place and size), and both are encoded by the model's VAE (z_sq, z_ci). The
-cells where the two drawings differ (`corner_cells`: the pixel XOR, max-pooled to the latent grid, not
-grown) are the only place the two words' right answers differ. At noise level s the model's clean-frame
-estimate x0 = x_s - s v (flow matching, the training path) from each true latent is projected onto
-d = z_sq - z_ci over those cells:
+cells where the two drawings differ (`common.shape_difference_cells` with `CORNER_PAIR`, not grown: the
+cells the training's `--corner-weight` weighs) are the only place the two words' right answers differ. At
+noise level s the model's clean-frame estimate x0 = x_s - s v (flow matching, the training path) from each
+true latent is projected onto d = z_sq - z_ci over those cells:
 
     squareness = <x0 - z_ci, d> / <d, d>      (1: a square's corners drawn; 0: a circle's)
 
@@ -22,28 +22,17 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from eval_zoo import emit
 from vidlab.backends import load_backend
 from vidlab.strategies.native import wan_latent_stats
+from vidlab.training.common import CORNER_PAIR, scene_attrs, shape_difference_cells
 from vidlab.training.wan import encode_captions
 from vidlab.training.wan_parts import TEXT_TOKENS
 from vidlab.world.captions import caption
-from vidlab.world.shapes import IMAGE_SIZE, SIZES, random_scene, render_batch, shape_mask
+from vidlab.world.shapes import SIZES, random_scene, render_batch
 
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def corner_cells(scenes_a: list, scenes_b: list, latent_size: int) -> torch.Tensor:
-    """(B, 1, latent, latent) 1.0 on the latent cells where scene a's subject and scene b's differ in any pixel."""
-    masks = []
-    for a, b in zip(scenes_a, scenes_b):
-        (cx, cy), r = a.resolved_center(), a.radius
-        differ = np.abs(shape_mask(a.shape, cx, cy, r, IMAGE_SIZE, IMAGE_SIZE)
-                        - shape_mask(b.shape, cx, cy, r, IMAGE_SIZE, IMAGE_SIZE)) > 0.25
-        masks.append(torch.from_numpy(differ).float())
-    return F.adaptive_max_pool2d(torch.stack(masks)[:, None], latent_size)
 
 
 def squareness(x0: torch.Tensor, z_sq: torch.Tensor, z_ci: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
@@ -74,7 +63,9 @@ def main():
              for name, scenes in (("square", squares), ("circle", circles))}
         states = {name: encode_captions(pipe.tokenizer, pipe.text_encoder, t, TEXT_TOKENS) for name, t in texts.items()}
         states["empty"] = encode_captions(pipe.tokenizer, pipe.text_encoder, [""] * args.n, TEXT_TOKENS)
-    cells = corner_cells(squares, circles, z["square"].shape[-1])[:, :, None]     # (B, 1, 1, h, w)
+    centres = torch.tensor([s.resolved_center() for s in squares])
+    cells = shape_difference_cells(scene_attrs(squares), centres, z["square"].shape[-1],
+                                   against=CORNER_PAIR, grow=0)[:, :, None]          # (B, 1, 1, h, w)
     noise = torch.randn(z["square"].shape, generator=torch.Generator().manual_seed(args.seed))
     rows = {}
     for level in LEVELS:

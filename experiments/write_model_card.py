@@ -361,8 +361,10 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
     first = next(iter(arms.values()))
     s, seeds = first["selection"], first["selection_seeds"]
     lines = ["### Squares: the cells where a square and a circle differ, and the noise levels they are drawn at", "",
-             "Each arm with steps continues the shipped model with the stage named, for the steps named; an arm "
-             "without steps is the model measured as it is. Selection set (`choose_guidance.py`: rung 0 on "
+             "Each arm with steps continues the model its label names (the model shipped before the study where it "
+             "names none) with the stage named, for the steps named; a 'mid' arm is its run's checkpoint halfway "
+             "through the run's schedule (learning rate not yet decayed); an arm without steps is the model measured "
+             "as it is. Selection set (`choose_guidance.py`: rung 0 on "
              f"{first['n_images']} held-out prompts, seed {seeds['rung0']}; {first['n']} two-pass test motions, seed "
              f"{seeds['clips']}), guidance {s['guidance_scale']:g}.", "",
              "| arm | stage | steps | minutes | colour | shape | " + LADDER_HEAD[0][4:],
@@ -373,8 +375,8 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
               "held-out and on training colour-shape combinations. Kept from s (`shape_where_lost.py --shape square "
               "--split train`): true squares noised to s and denoised with their caption. Squareness "
               "(`shape_word_cells.py`): the model's clean-frame estimate from a noised true square (or circle), "
-              "projected on the square-minus-circle latent over the cells where the two differ: 1 a square's "
-              f"corners, 0 a circle's; noise levels {' / '.join(levels)}.", "",
+              "projected on the square-minus-circle latent over the cells where the two differ (the cells "
+              f"`--corner-weight` weighs): 1 a square's corners, 0 a circle's; noise levels {' / '.join(levels)}.", "",
               "| arm | squares right (held-out / training) | read as circles | squares kept from s = 0.2 / 0.4 / 0.6 "
               "/ 0.8 / 1.0 | squareness, square caption from a square | circle caption from a circle |",
               "|---|---|---|---|---|---|"]
