@@ -390,7 +390,20 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
         word = [" / ".join(f"{w['levels'][lv][start][key]:.2f}" for lv in levels) if w else "-"
                 for start, key in (("from_square", "square"), ("from_circle", "circle"))]
         lines.append(f"| {label} | {right} | {circles} | {kept} | {word[0]} | {word[1]} |")
-    return lines + [""]
+    return lines + [""] + vae_squares_line(arms)
+
+
+def vae_squares_line(arms: dict) -> list[str]:
+    """What the VAE's round trip alone keeps of the same squares (`shape_errors.py`'s `vae_confusion`, the last
+    arm measured with it; every arm of a study is decoded by the shipped VAE)."""
+    measured = [a["shape_errors"] for a in arms.values()
+                if all("vae_confusion" in a.get("shape_errors", {}).get(k, {}) for k in ("heldout", "train"))]
+    if not measured:
+        return []
+    reads = [measured[-1][k]["vae_confusion"]["square"] for k in ("heldout", "train")]
+    held, train = (f"{c['square']} of {sum(c.values())} ({c['circle']} read as circles)" for c in reads)
+    return [f"The VAE's round trip alone of the same squares (the decoder the arms were measured with, no generator): "
+            f"{held} held-out, {train} training.", ""]
 
 
 def guidance_lines(choice: dict | None, pct) -> list[str]:

@@ -119,12 +119,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     if frame_shift <= 0.0:
         raise ValueError(f"frame_shift={frame_shift} must be > 0 (1: noise levels uniform)")
     torch.manual_seed(seed)
-    parts = load_parts(init or default_init())
-    grow = grown_architecture(run_dir, stage, num_layers, ffn_dim)
-    if any(parts["transformer"].config[k] != v for k, v in grow.items()):  # (an init already grown stays)
-        parts["transformer"] = grown_transformer(parts["transformer"], **grow)
+    parts, model = trainee(run_dir, stage, init, num_layers, ffn_dim)
     tokenizer, vae = parts["tokenizer"], parts["vae"]
-    model = WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
     data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share,
                    shape_cells=shape_weight != 1.0, corner_cells=corner_weight != 1.0,
                    clip_cells=stage == "clips" and (clip_shape_weight != 1.0 or corner_weight != 1.0))
@@ -150,6 +146,16 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     result = Stage(stage, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=100)
     result.monitor, result.parts = monitor, parts
     return result
+
+
+def trainee(run_dir, stage: str, init=None, num_layers: int | None = None, ffn_dim: int | None = None):
+    """The parts of the WanPipeline folder `init` and the transformer + text encoder a stage trains, grown as
+    the run was (`wan_parts.grown_transformer`); no data is read."""
+    parts = load_parts(init or default_init())
+    grow = grown_architecture(run_dir, stage, num_layers, ffn_dim)
+    if any(parts["transformer"].config[k] != v for k, v in grow.items()):  # (an init already grown stays)
+        parts["transformer"] = grown_transformer(parts["transformer"], **grow)
+    return parts, WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
 
 
 class JointMonitor:
@@ -187,15 +193,19 @@ def rung_numbers(stage: str, pipe, n_images: int = 32, n_clips: int = 16) -> dic
 # ---- export -----------------------------------------------------------------------------------
 
 def trained_pipeline(run_dir, stage: str, init=None, use_ema: bool = True):
-    """The stage's weights (EMA by default) in a WanPipeline over the parts of `init`."""
-    s = joint_stage(run_dir, stage, init, monitor_every=0)
+    """The stage's weights (EMA by default) in a WanPipeline over the parts of `init`; needs only the stage's
+    checkpoint folder, not the run's data."""
     d = Path(run_dir) / stage
+    if not (d / "state.safetensors").exists():
+        raise FileNotFoundError(f"run_dir={str(run_dir)!r} has no {stage}/state.safetensors: train stage {stage} "
+                                "there first")
+    parts, model = trainee(run_dir, stage, init)
     state = load_file(d / "state.safetensors")
     if use_ema and (d / "ema.safetensors").exists():
         state.update(load_file(d / "ema.safetensors"))
-    s.model.load_state_dict(state)
-    s.model.eval().requires_grad_(False)
-    return pipeline_of(s.parts, s.model)
+    model.load_state_dict(state)
+    model.eval().requires_grad_(False)
+    return pipeline_of(parts, model)
 
 
 def export_stage(run_dir, stage: str, out_dir=None, init=None, vae_dir=None) -> Path:
