@@ -6,8 +6,9 @@ reads high, a blob between two shapes low). The same scenes' ground-truth render
 clean shape reaches, and their VAE round trips what the decoder alone keeps. Reported by size:
 
 - generated: shape right; VAE round trip: shape right (the cap the decoder puts on any generator);
-- the confusion tables asked -> read over all frames, generated and VAE round trip ('no subject': nothing far enough from the background
-  and large enough; 'no shape': a subject whose mask fits no shape template to the analyzer's MIN_SHAPE_IOU);
+- the confusion tables asked -> read over all frames, generated and VAE round trip ('no subject': nothing
+  far enough from the background and large enough; 'no shape': a subject whose mask fits no shape template
+  to the analyzer's MIN_SHAPE_IOU);
 - median template IoU of right and of wrong generated shapes, and of the ground truth.
 
     python experiments/shape_errors.py --model shapes-tiny-joint --n 256 --guidance 2.5 --out shape_errors.json

@@ -395,7 +395,7 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
 
 def vae_squares_line(arms: dict) -> list[str]:
     """What the VAE's round trip alone keeps of the same squares (`shape_errors.py`'s `vae_confusion`, the last
-    arm measured with it; every arm of a study is decoded by the shipped VAE)."""
+    arm measured with it; a study's arms are all decoded by the VAE shipped while it ran)."""
     measured = [a["shape_errors"] for a in arms.values()
                 if all("vae_confusion" in a.get("shape_errors", {}).get(k, {}) for k in ("heldout", "train"))]
     if not measured:
