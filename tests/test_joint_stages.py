@@ -233,7 +233,7 @@ def test_an_export_reloads_through_wan_pipeline_and_samples_in_two_passes(run, e
 
 def test_an_export_needs_only_the_stages_checkpoint_not_the_runs_data(run, exported, tmp_path):
     """A checkpoint copied out of its run (no frame or clip cache beside it) exports the same weights; a folder
-    without the stage's checkpoint is refused by name."""
+    without the stage's checkpoint, and a stage that is none, are refused by name."""
     import shutil
     from diffusers import WanPipeline
     shutil.copytree(run["dir"] / "clips", tmp_path / "copy" / "clips")
@@ -243,6 +243,8 @@ def test_an_export_needs_only_the_stages_checkpoint_not_the_runs_data(run, expor
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), first.state_dict().values()))
     with pytest.raises(FileNotFoundError, match="run_dir=.*has no frames/state.safetensors"):
         joint.export_stage(tmp_path / "copy", "frames", out_dir=tmp_path / "zoo2", init=run["init"])
+    with pytest.raises(ValueError, match=r"stage='clip' is not one of \['frames', 'clips'\]"):
+        joint.export_stage(tmp_path / "copy", "clip", out_dir=tmp_path / "zoo2", init=run["init"])
 
 
 def test_two_pass_holds_frame_0_and_an_image_anchor_gives_it(run):

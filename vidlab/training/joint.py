@@ -104,8 +104,6 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     count at least that many times (the two shapes most often confused).
     `num_layers` / `ffn_dim`: grow init's transformer first (`wan_parts.grown_transformer`, kept by the run).
     """
-    if stage not in STAGES:
-        raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
     if not 0.0 <= frame_share < 1.0:
         raise ValueError(f"frame_share={frame_share} must be in [0, 1)")
     if not 0.0 <= centre_share <= 1.0:
@@ -150,7 +148,9 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
 
 def trainee(run_dir, stage: str, init=None, num_layers: int | None = None, ffn_dim: int | None = None):
     """The parts of the WanPipeline folder `init` and the transformer + text encoder a stage trains, grown as
-    the run was (`wan_parts.grown_transformer`); no data is read."""
+    the run was (`wan_parts.grown_transformer`); no data is read. A `stage` not in `STAGES` is refused."""
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
     parts = load_parts(init or default_init())
     grow = grown_architecture(run_dir, stage, num_layers, ffn_dim)
     if any(parts["transformer"].config[k] != v for k, v in grow.items()):  # (an init already grown stays)
@@ -195,11 +195,11 @@ def rung_numbers(stage: str, pipe, n_images: int = 32, n_clips: int = 16) -> dic
 def trained_pipeline(run_dir, stage: str, init=None, use_ema: bool = True):
     """The stage's weights (EMA by default) in a WanPipeline over the parts of `init`; needs only the stage's
     checkpoint folder, not the run's data."""
+    parts, model = trainee(run_dir, stage, init)
     d = Path(run_dir) / stage
     if not (d / "state.safetensors").exists():
         raise FileNotFoundError(f"run_dir={str(run_dir)!r} has no {stage}/state.safetensors: train stage {stage} "
                                 "there first")
-    parts, model = trainee(run_dir, stage, init)
     state = load_file(d / "state.safetensors")
     if use_ema and (d / "ema.safetensors").exists():
         state.update(load_file(d / "ema.safetensors"))
