@@ -35,6 +35,12 @@ from vidlab.world.shapes import SIZES, random_scene, render_batch
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
+def same_wording(scenes: list) -> list[str]:
+    """Scene i's caption with template i % 4 and paraphrases drawn from seed i: two lists of variants of the
+    same scenes (one field changed) get captions that differ in that field's word only."""
+    return [caption(s, template=i % 4, rng=np.random.default_rng(i)) for i, s in enumerate(scenes)]
+
+
 def squareness(x0: torch.Tensor, z_sq: torch.Tensor, z_ci: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """Per scene: x0's projection onto z_sq - z_ci over `cells`, 0 at the circle and 1 at the square."""
     d = (z_sq - z_ci) * cells
@@ -55,8 +61,7 @@ def main():
     rng = np.random.default_rng([args.seed, 1])
     squares = [dataclasses.replace(random_scene(rng, "train"), shape="square") for _ in range(args.n)]
     circles = [dataclasses.replace(s, shape="circle") for s in squares]
-    texts = {name: [caption(s, template=i % 4, rng=np.random.default_rng(i)) for i, s in enumerate(scenes)]
-             for name, scenes in (("square", squares), ("circle", circles))}
+    texts = {"square": same_wording(squares), "circle": same_wording(circles)}
     mu, sd = wan_latent_stats(pipe.vae)
     with torch.no_grad():
         z = {name: ((pipe.vae.encode(render_batch(scenes)[:, :, None] * 2 - 1).latent_dist.mean - mu) / sd)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from eval_zoo import emit
+from shape_word_cells import same_wording
 from vidlab.backends import load_backend
 from vidlab.training.wan import encode_captions
 from vidlab.training.wan_parts import TEXT_TOKENS
-from vidlab.world.captions import caption
 from vidlab.world.shapes import SHAPES, random_scene
 
 YARDSTICK_COLORS = ("red", "blue", "green", "yellow")
@@ -57,8 +57,7 @@ def main():
     scenes = [random_scene(rng, "train") for _ in range(args.n)]
 
     def written(field: str, value: str) -> list[str]:
-        return [caption(dataclasses.replace(s, **{field: value}), template=i % 4, rng=np.random.default_rng(i))
-                for i, s in enumerate(scenes)]
+        return same_wording([dataclasses.replace(s, **{field: value}) for s in scenes])
 
     shapes = pair_distances(pipe.tokenizer, pipe.text_encoder, {s: written("shape", s) for s in SHAPES})
     colours = pair_distances(pipe.tokenizer, pipe.text_encoder, {c: written("color", c) for c in YARDSTICK_COLORS})
