@@ -57,6 +57,8 @@ def main():
                         help="experiments/shape_word_cells.py output of a --corner-study arm")
     parser.add_argument("--where-squares", nargs="*", default=[], metavar="LABEL=JSON",
                         help="experiments/shape_where_lost.py --shape square output of a --corner-study arm")
+    parser.add_argument("--word-states", nargs="*", default=[], metavar="LABEL=JSON",
+                        help="experiments/shape_word_states.py output of a --corner-study arm")
     parser.add_argument("--notes", default=None, help="JSON list of lines")
     parser.add_argument("--update", action="store_true",
                         help="add to the recorded joint_stages.json instead of writing it anew (its runs need not "
@@ -136,12 +138,13 @@ def arm_study(parser, items: list[str], flag: str) -> dict | None:
 
 def corner_study(parser, args) -> dict | None:
     """`arm_study` of the --corner-study arms, each with its shape errors by split (`shape_errors.py`), how far the
-    shape word reaches a square's corners (`shape_word_cells.py`) and where it loses squares (`shape_where_lost.py`)
-    where given."""
+    shape word reaches a square's corners (`shape_word_cells.py`), where it loses squares (`shape_where_lost.py`)
+    and how far apart its text encoder puts the shape words' captions (`shape_word_states.py`) where given."""
     study = arm_study(parser, args.corner_study, "--corner-study")
     for flag, key, items in (("--corner-shapes", "shape_errors", args.corner_shapes),
                              ("--shape-word", "shape_word", args.shape_word),
-                             ("--where-squares", "where_squares", args.where_squares)):
+                             ("--where-squares", "where_squares", args.where_squares),
+                             ("--word-states", "word_states", args.word_states)):
         for label, path in (item.split("=", 1) for item in items):
             if not study or label not in study["arms"]:
                 parser.error(f"{flag} {label}=...: {label!r} is no --corner-study arm")

@@ -4,7 +4,8 @@ shape words, against pairs of colour words (the colour is drawn right in 100% of
 For `--n` training-split scenes, each caption is written once per shape (and once per colour of a fixed
 set), same template and wording otherwise. For a pair of words a, b the distance is, per scene,
 
-    |states(a) - states(b)| / |states(a)|      (Frobenius over every token, padding zero)
+    |states(a) - states(b)| / |states(a)|      (Frobenius over every token, padding zero; `joint.state_distance`,
+                                                the distance `--word-margin` trains on)
 
 taken only where both captions tokenize to the same length (so no position is shifted); the count kept is
 reported. A shape pair the encoder keeps close leaves the transformer little to tell the shapes apart by.
@@ -21,6 +22,7 @@ import torch
 from eval_zoo import emit
 from shape_word_cells import same_wording
 from vidlab.backends import load_backend
+from vidlab.training.joint import state_distance
 from vidlab.training.wan import encode_captions
 from vidlab.training.wan_parts import TEXT_TOKENS
 from vidlab.world.shapes import SHAPES, random_scene
@@ -37,7 +39,7 @@ def pair_distances(tokenizer, text_encoder, texts: dict[str, list[str]]) -> dict
     out = {}
     for a, b in itertools.combinations(texts, 2):
         same = lengths[a] == lengths[b]
-        d = ((states[a] - states[b]).flatten(1).norm(dim=1) / states[a].flatten(1).norm(dim=1))[same].numpy()
+        d = state_distance(states[a], states[b])[same].numpy()
         out[f"{a} / {b}"] = {"n": int(same.sum()), "median": float(np.median(d)) if len(d) else None,
                              "quartiles": [float(q) for q in np.percentile(d, [25, 75])] if len(d) else None}
     return out

@@ -376,10 +376,14 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
               "--split train`): true squares noised to s and denoised with their caption. Squareness "
               "(`shape_word_cells.py`): the model's clean-frame estimate from a noised true square (or circle), "
               "projected on the square-minus-circle latent over the cells where the two differ (the cells "
-              f"`--corner-weight` weighs): 1 a square's corners, 0 a circle's; noise levels {' / '.join(levels)}.", "",
+              f"`--corner-weight` weighs): 1 a square's corners, 0 a circle's; noise levels {' / '.join(levels)}. "
+              "States apart (`shape_word_states.py`): the median relative distance of the text encoder's states "
+              "between captions that differ only in the word circle / square (the other shape pairs 0.39-0.50 for "
+              "G).", "",
               "| arm | squares right (held-out / training) | read as circles | squares kept from s = 0.2 / 0.4 / 0.6 "
-              "/ 0.8 / 1.0 | squareness, square caption from a square | circle caption from a circle |",
-              "|---|---|---|---|---|---|"]
+              "/ 0.8 / 1.0 | squareness, square caption from a square | circle caption from a circle "
+              "| circle / square caption states apart |",
+              "|---|---|---|---|---|---|---|"]
     for label, a in arms.items():
         errors, w, where = a.get("shape_errors", {}), a.get("shape_word"), a.get("where_squares")
         squares = [errors[k]["confusion"]["square"] if k in errors else None for k in ("heldout", "train")]
@@ -389,21 +393,23 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
             else "-"
         word = [" / ".join(f"{w['levels'][lv][start][key]:.2f}" for lv in levels) if w else "-"
                 for start, key in (("from_square", "square"), ("from_circle", "circle"))]
-        lines.append(f"| {label} | {right} | {circles} | {kept} | {word[0]} | {word[1]} |")
+        states = a.get("word_states")
+        apart = f"{states['shapes']['circle / square']['median']:.2f}" if states else "-"
+        lines.append(f"| {label} | {right} | {circles} | {kept} | {word[0]} | {word[1]} | {apart} |")
     return lines + [""] + vae_squares_line(arms)
 
 
 def vae_squares_line(arms: dict) -> list[str]:
     """What the VAE's round trip alone keeps of the same squares (`shape_errors.py`'s `vae_confusion`, the last
-    arm measured with it; a study's arms are all decoded by the VAE shipped while it ran)."""
+    arm measured with it; an arm is decoded by the VAE shipped when it was measured)."""
     measured = [a["shape_errors"] for a in arms.values()
                 if all("vae_confusion" in a.get("shape_errors", {}).get(k, {}) for k in ("heldout", "train"))]
     if not measured:
         return []
     reads = [measured[-1][k]["vae_confusion"]["square"] for k in ("heldout", "train")]
     held, train = (f"{c['square']} of {sum(c.values())} ({c['circle']} read as circles)" for c in reads)
-    return [f"The VAE's round trip alone of the same squares (the decoder the arms were measured with, no generator): "
-            f"{held} held-out, {train} training.", ""]
+    return [f"The VAE's round trip alone of the same squares (the decoder the last arm was measured with, no "
+            f"generator): {held} held-out, {train} training.", ""]
 
 
 def guidance_lines(choice: dict | None, pct) -> list[str]:

@@ -620,3 +620,61 @@ def test_the_ladder_intervals_hold_their_estimates_and_narrow_with_more_clips():
     assert many["speed_ratio"][0] < 42 / 28 < many["speed_ratio"][1] < 2.0
     assert intervals(rows(64)) == many
     assert "speed_ratio" not in intervals(rows(2))  # one clip a speed: no bootstrap to speak of
+
+
+def test_the_word_margin_pushes_only_square_and_circle_captions_apart_and_only_in_the_text_encoder(run, monkeypatch):
+    margin_loss = joint.word_margin_loss
+    texts = ["a red square in the top on a white background", "a blue disc , left , navy background", "",
+             "a green triangle moves left slowly", "a small box in the center"]
+    idx, twins = joint.confused_twins(texts)
+    assert idx == [0, 1, 4]
+    assert twins == ["a red circle in the top on a white background", "a blue box , left , navy background",
+                     "a small disc in the center"]
+    parts = joint.load_parts(run["init"])
+    tok, encoder = parts["tokenizer"], parts["text_encoder"]
+    states = joint.encode_captions(tok, encoder, [texts[i] for i in idx] + twins)
+    d = joint.state_distance(states[:3], states[3:])
+    assert (d > 0).all()
+    assert torch.allclose(joint.word_margin_loss(tok, encoder, texts, 10.0), (10.0 - d).mean())
+    assert joint.word_margin_loss(tok, encoder, texts, 0.0) == 0                 # apart enough: no term
+    assert joint.word_margin_loss(tok, encoder, ["a red triangle"], 10.0) == 0   # no square or circle named
+
+    def step_loss(**kw):
+        stage = joint.joint_stage(run["dir"], "frames", run["init"], monitor_every=0, batch=6, **kw)
+        return stage, stage.loss_fn(3)
+    _, plain = step_loss()
+    seen = []
+    monkeypatch.setattr(joint, "word_margin_loss", lambda *a: seen.append(a) or margin_loss(*a))
+    stage, with_margin = step_loss(word_margin=10.0, word_margin_weight=0.5)
+    (_, _, step_texts, margin), = seen
+    assert len(step_texts) == 6 and margin == 10.0                        # the step's own frames' captions
+    extra = 0.5 * margin_loss(tok, stage.model.encoder, step_texts, 10.0)
+    assert extra > 0 and torch.allclose(with_margin - plain, extra)       # added, weighted
+    stage.model.zero_grad()
+    extra.backward()
+    assert all(p.grad is None or not p.grad.any() for p in stage.model.transformer.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in stage.model.encoder.parameters())
+    with pytest.raises(ValueError, match="word_margin=-0.1 must be >= 0"):
+        joint.joint_stage(run["dir"], "frames", run["init"], word_margin=-0.1)
+
+
+def test_the_decoders_corner_weight_marks_where_a_square_and_a_circle_differ_in_pixels(run, monkeypatch):
+    from vidlab.training import wan_vae
+    from vidlab.world.shapes import Scene, shape_mask
+    scenes = [Scene(shape, "red", "white", "center", "large") for shape in ("square", "circle", "triangle")]
+    marked = wan_vae.corner_pixels(scenes)
+    assert marked.shape == (3, 1, 64, 64) and not marked[2].any()          # a triangle: nothing marked
+    square, circle = (torch.from_numpy(shape_mask(s.shape, *s.resolved_center(), s.radius, 64, 64)) > 0.5
+                      for s in scenes[:2])
+    differ = square ^ circle
+    assert marked[0, 0][differ].float().mean() > 0.9 and torch.equal(marked[0], marked[1])  # the same cells
+    near = torch.nn.functional.max_pool2d(differ[None].float(), 3, stride=1, padding=1)[0].bool()
+    assert not (marked[0, 0].bool() & ~near).any()                             # within a pixel of where they differ
+    cx, cy = (round(v) for v in scenes[0].resolved_center())
+    assert not marked[0, 0, cy - 3:cy + 3, cx - 3:cx + 3].any()                # the subject's middle is not marked
+
+    vae_dir = run["init"] + "/vae"
+    losses = [wan_vae.decoder_stage(vae_dir, batch=8, corner_weight=w).loss_fn(0) for w in (1.0, 30.0)]
+    assert losses[1] > losses[0]
+    with pytest.raises(ValueError, match="corner_weight=0.5 must be >= 1"):
+        wan_vae.decoder_stage(vae_dir, corner_weight=0.5)

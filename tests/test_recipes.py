@@ -12,7 +12,7 @@ SHIPPED = {"image", "refine", "video-unet", "joint-decoder", "joint-frames", "jo
            "joint-frames-shift-8k", "joint-clips-shift-again", "joint-decoder-more",
            "joint-frames-shift-8k-more", "joint-clips-shape-weight", "joint-clips-shape-weight-more",
            "joint-decoder-deeper", "joint-decoder-again", "joint-frames-corners", "joint-clips-corners",
-           "joint-decoder-third"}
+           "joint-decoder-third", "joint-decoder-fourth"}
 
 
 def test_every_shipped_part_has_a_recipe_and_each_builds_on_one_that_exists():

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -53,6 +54,7 @@ from .common import (MonitorLog, Stage, cells_off_background, drop_local_paths, 
 from .joint_data import Batches, build_data, default_init, load_parts
 from .wan import WanTrainee, encode_captions, flow_sigmas
 from .wan_parts import FLOW_SHIFT, TEXT_TOKENS, grown_architecture, grown_transformer
+from ..world.captions import SHAPE_WORDS
 
 STAGES = ("frames", "clips")
 FIRST_FRAME = "clean"  # the contract of a model these stages trained: frame 0's latent is given clean
@@ -85,13 +87,43 @@ def flow_loss(model, tokenizer, x0: torch.Tensor, texts: list[str], subject_weig
     return (err[:, :, 1:] if first_frame_clean else err).mean()
 
 
+# The pair of shapes the model draws alike (round squares) and whose captions the text encoder keeps closest
+# (`experiments/shape_word_states.py`): each surface form with its twin of the same paraphrase index.
+CONFUSED_WORDS = {a: b for x, y in zip(SHAPE_WORDS["square"], SHAPE_WORDS["circle"]) for a, b in ((x, y), (y, x))}
+CONFUSED_PATTERN = re.compile(r"\b(" + "|".join(CONFUSED_WORDS) + r")\b")
+
+
+def state_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per caption, |a - b| / |a| over every token of (B, T, D) caption states (padding zero)."""
+    return (a - b).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1).clamp_min(1e-8)
+
+
+def confused_twins(texts: list[str]) -> tuple[list[int], list[str]]:
+    """The captions naming a square or a circle (their indices) and each with the other shape's word."""
+    idx = [i for i, t in enumerate(texts) if CONFUSED_PATTERN.search(t)]
+    return idx, [CONFUSED_PATTERN.sub(lambda m: CONFUSED_WORDS[m.group(1)], texts[i]) for i in idx]
+
+
+def word_margin_loss(tokenizer, encoder, texts: list[str], margin: float) -> torch.Tensor:
+    """How far short of `margin` the caption states of each square / circle caption and its twin (the other
+    shape's word, nothing else changed) stay apart, by `state_distance`, averaged; zero with no such caption.
+    It acts on the text encoder alone: the transformer gets the two words' states farther apart to draw from.
+    Measured (model card): from 0.30 to 0.49 apart, and not one square more was drawn."""
+    idx, twins = confused_twins(texts)
+    if not idx:
+        return torch.zeros(())
+    states = encode_captions(tokenizer, encoder, [texts[i] for i in idx] + twins, TEXT_TOKENS)
+    return torch.relu(margin - state_distance(states[:len(idx)], states[len(idx):])).mean()
+
+
 # ---- the stages -----------------------------------------------------------------------------------
 
 def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, clip_batch: int = 12,
                 frame_share: float = 0.25, lr: float = 1e-3, subject_weight: float = 3.0,
                 monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
                 shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT, clip_shape_weight: float = 1.0,
-                num_layers: int | None = None, ffn_dim: int | None = None, corner_weight: float = 1.0) -> Stage:
+                num_layers: int | None = None, ffn_dim: int | None = None, corner_weight: float = 1.0,
+                word_margin: float = 0.0, word_margin_weight: float = 1.0) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
@@ -103,6 +135,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     on single and clip frames, the cells where a square and a circle of the subject's place and size differ
     count at least that many times (the two shapes most often confused).
     `num_layers` / `ffn_dim`: grow init's transformer first (`wan_parts.grown_transformer`, kept by the run).
+    `word_margin` > 0: `word_margin_weight` x `word_margin_loss` of the step's captions is added (the square and
+    circle captions' states pushed at least that far apart).
     """
     if not 0.0 <= frame_share < 1.0:
         raise ValueError(f"frame_share={frame_share} must be in [0, 1)")
@@ -114,6 +148,9 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
                         ("corner_weight", corner_weight)):
         if value < 1.0:
             raise ValueError(f"{name}={value} must be >= 1 (1: no extra weight)")
+    for name, value in (("word_margin", word_margin), ("word_margin_weight", word_margin_weight)):
+        if value < 0.0:
+            raise ValueError(f"{name}={value} must be >= 0 (word_margin 0: no margin term)")
     if frame_shift <= 0.0:
         raise ValueError(f"frame_shift={frame_shift} must be > 0 (1: noise levels uniform)")
     torch.manual_seed(seed)
@@ -127,6 +164,11 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     ema = {n: p.detach().clone() for n, p in model.named_parameters()}
     monitor = JointMonitor(run_dir, stage, parts, every=monitor_every)
 
+    def margin(texts: list[str]) -> torch.Tensor:
+        if word_margin == 0.0:
+            return torch.zeros(())
+        return word_margin_weight * word_margin_loss(tokenizer, model.encoder, texts, word_margin)
+
     def loss_fn(step):
         monitor.maybe_run(step, model, ema)
         rng = rng_for(seed + STAGES.index(stage) * 1000, step)
@@ -135,11 +177,11 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         loss_frames = flow_loss(model, tokenizer, x_frames, t_frames, subject_weight, shape_cells=c_frames,
                                 shape_weight=shape_weight, shift=frame_shift, corner_weight=corner_weight)
         if stage == "frames":
-            return loss_frames
+            return loss_frames + margin(t_frames)
         x_clips, t_clips, c_clips = data.clips(rng, clip_batch)
         loss_clips = flow_loss(model, tokenizer, x_clips, t_clips, subject_weight, first_frame_clean=True,
                                shape_cells=c_clips, shape_weight=clip_shape_weight, corner_weight=corner_weight)
-        return (clip_batch * loss_clips + n_frames * loss_frames) / (clip_batch + n_frames)
+        return (clip_batch * loss_clips + n_frames * loss_frames) / (clip_batch + n_frames) + margin(t_frames + t_clips)
 
     result = Stage(stage, model, opt, loss_fn, lr, ema=ema, warmup=100, save_every=100)
     result.monitor, result.parts = monitor, parts
@@ -250,6 +292,9 @@ def main(argv=None) -> None:
                         help="how many times the cells where a square and a circle differ count (square/circle scenes)")
     parser.add_argument("--frame-shift", type=float, default=FLOW_SHIFT,
                         help="flow shift of the single frames' noise levels (larger: more loss at high noise)")
+    parser.add_argument("--word-margin", type=float, default=0.0,
+                        help="push the square and circle captions' text states at least this far apart (0: off)")
+    parser.add_argument("--word-margin-weight", type=float, default=1.0, help="the word margin term's weight")
     parser.add_argument("--num-layers", type=int, default=None, help="grow the init's transformer to N blocks")
     parser.add_argument("--ffn-dim", type=int, default=None, help="grow the init's transformer's feed-forward")
     parser.add_argument("--monitor-every", type=int, default=500)
@@ -273,7 +318,8 @@ def main(argv=None) -> None:
                         lr=args.lr, monitor_every=args.monitor_every, centre_share=args.centre_share,
                         frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight,
                         frame_shift=args.frame_shift, clip_shape_weight=args.clip_shape_weight,
-                        num_layers=args.num_layers, ffn_dim=args.ffn_dim, corner_weight=args.corner_weight)
+                        num_layers=args.num_layers, ffn_dim=args.ffn_dim, corner_weight=args.corner_weight,
+                        word_margin=args.word_margin, word_margin_weight=args.word_margin_weight)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

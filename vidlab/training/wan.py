@@ -305,6 +305,8 @@ def main(argv=None) -> None:
     parser.add_argument("--extra-res-blocks", type=int, default=0,
                         help="decoder, export-decoder: residual blocks added to the decoder, each starting as an "
                              "identity (wan_vae.deeper_vae)")
+    parser.add_argument("--corner-weight", type=float, default=1.0,
+                        help="decoder: how many times the pixels where a square and a circle differ count")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -312,7 +314,8 @@ def main(argv=None) -> None:
     if args.command == "vae":
         result = train_stage(vae_stage(), args.run_dir, args.steps)
     elif args.command == "decoder":
-        stage = decoder_stage(args.vae_dir or default_vae_dir(), extra_res_blocks=args.extra_res_blocks)
+        stage = decoder_stage(args.vae_dir or default_vae_dir(), extra_res_blocks=args.extra_res_blocks,
+                              corner_weight=args.corner_weight)
         result = train_stage(stage, args.run_dir, args.steps)
     elif args.command == "export-decoder":
         print(export_decoder(args.run_dir, args.vae_dir or default_vae_dir(), args.out, args.extra_res_blocks))
