@@ -378,8 +378,8 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
               "projected on the square-minus-circle latent over the cells where the two differ (the cells "
               f"`--corner-weight` weighs): 1 a square's corners, 0 a circle's; noise levels {' / '.join(levels)}. "
               "States apart (`shape_word_states.py`): the median relative distance of the text encoder's states "
-              "between captions that differ only in the word circle / square (the other shape pairs 0.39-0.50 for "
-              "G).", "",
+              "between captions that differ only in the word circle / square; in brackets, the range of the other "
+              "shape pairs' medians.", "",
               "| arm | squares right (held-out / training) | read as circles | squares kept from s = 0.2 / 0.4 / 0.6 "
               "/ 0.8 / 1.0 | squareness, square caption from a square | circle caption from a circle "
               "| circle / square caption states apart |",
@@ -394,9 +394,15 @@ def corner_study_lines(study: dict | None, pct) -> list[str]:
         word = [" / ".join(f"{w['levels'][lv][start][key]:.2f}" for lv in levels) if w else "-"
                 for start, key in (("from_square", "square"), ("from_circle", "circle"))]
         states = a.get("word_states")
-        apart = f"{states['shapes']['circle / square']['median']:.2f}" if states else "-"
+        apart = states_apart(states["shapes"]) if states else "-"
         lines.append(f"| {label} | {right} | {circles} | {kept} | {word[0]} | {word[1]} | {apart} |")
     return lines + [""] + vae_squares_line(arms)
+
+
+def states_apart(pairs: dict) -> str:
+    """The circle / square pair's median state distance, and the other shape pairs' range (`shape_word_states.py`)."""
+    others = [v["median"] for k, v in pairs.items() if k != "circle / square"]
+    return f"{pairs['circle / square']['median']:.2f} ({min(others):.2f}-{max(others):.2f})"
 
 
 def vae_squares_line(arms: dict) -> list[str]:
