@@ -658,7 +658,7 @@ def test_the_word_margin_pushes_only_square_and_circle_captions_apart_and_only_i
         joint.joint_stage(run["dir"], "frames", run["init"], word_margin=-0.1)
 
 
-def test_the_decoders_corner_weight_marks_where_a_square_and_a_circle_differ_in_pixels(run, monkeypatch):
+def test_the_decoders_corner_weight_marks_where_a_square_and_a_circle_differ_in_pixels(run):
     from vidlab.training import wan_vae
     from vidlab.world.shapes import Scene, shape_mask
     scenes = [Scene(shape, "red", "white", "center", "large") for shape in ("square", "circle", "triangle")]

@@ -67,7 +67,8 @@ def corner_pixels(scenes: list, image_size: int = 64) -> torch.Tensor:
     shapes, same place and size, differ (a square's corners, a circle's rim), grown by one pixel; 0 elsewhere
     and on the other shapes (`common.shape_difference_cells` at pixel resolution)."""
     centres = torch.tensor([s.resolved_center(image_size) for s in scenes], dtype=torch.float32)
-    return shape_difference_cells(scene_attrs(scenes), centres, image_size, image_size, against=CORNER_PAIR)
+    return shape_difference_cells(scene_attrs(scenes), centres, latent_size=image_size, image_size=image_size,
+                                  against=CORNER_PAIR)
 
 
 def decoder_stage(vae_dir, seed: int = 5, batch: int = 32, lr: float = 5e-4, extra_res_blocks: int = 0,
