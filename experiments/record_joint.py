@@ -108,9 +108,9 @@ def updated(old: dict, new: dict) -> dict:
 
 
 def arm_study(parser, items: list[str], flag: str) -> dict | None:
-    """Per arm (`LABEL=[RUN_DIR:]SELECTION_JSON`): its transformer's blocks, feed-forward width and parameters, its
-    stage's steps and minutes (`clips`, else `frames`; none for the model measured as it is) and its selection-set
-    numbers (`choose_guidance.py`, one setting)."""
+    """Per arm (`LABEL=[RUN_DIR:]SELECTION_JSON`): its transformer's blocks, feed-forward width, patch side and
+    parameters, its stage's steps and minutes (`clips`, else `frames`; none for the model measured as it is) and
+    its selection-set numbers (`choose_guidance.py`, one setting)."""
     if not items:
         return None
     from diffusers import WanTransformer3DModel
@@ -129,7 +129,7 @@ def arm_study(parser, items: list[str], flag: str) -> dict | None:
         config = WanTransformer3DModel.load_config(model / "wan" / "transformer")
         params = sum(p.numel() for p in WanTransformer3DModel.from_config(config).parameters())
         arms[label] = {"stage": stage, "num_layers": config["num_layers"], "ffn_dim": config["ffn_dim"],
-                       "params": params,
+                       "patch": config["patch_size"][-1], "params": params,
                        "steps": row and row["steps"], "minutes": row and row["minutes"],
                        "loss_last50": row and row["loss_last50"], "selection": chosen["rows"][0],
                        "selection_seeds": chosen["selection_seeds"], "n": chosen["n"], "n_images": chosen["n_images"]}

@@ -346,10 +346,12 @@ def capacity_study_lines(study: dict | None, pct) -> list[str]:
 
 
 def arm_cells(arm: dict, pct) -> str:
-    """An arm's steps, minutes and selection-set numbers as table cells (from '| steps')."""
+    """An arm's steps, minutes and selection-set numbers as table cells (from '| steps'); '-' for the clip numbers
+    of an arm measured on rung 0 alone (`choose_guidance.py --n 0`)."""
     r = arm["selection"]
+    clips = ladder_row("", r, pct)[3:] if "subject_kept" in r else "| - | - | - | - | - |"
     return (f"| {arm['steps'] or '-'} | {arm['minutes'] if arm['minutes'] is not None else '-'} "
-            f"| {pct(r['rung0']['color'])} | {pct(r['rung0']['shape'])} " + ladder_row("", r, pct)[3:])
+            f"| {pct(r['rung0']['color'])} | {pct(r['rung0']['shape'])} " + clips)
 
 
 def corner_study_lines(study: dict | None, pct) -> list[str]:

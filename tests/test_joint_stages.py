@@ -389,6 +389,51 @@ def test_a_grown_transformer_computes_what_it_grew_from_and_its_run_keeps_the_gr
     assert torch.equal(pipe.transformer.blocks[4].ffn.net[2].weight, ema["transformer.blocks.4.ffn.net.2.weight"])
 
 
+def test_finer_tokens_start_as_the_model_on_the_frame_enlarged_and_their_run_keeps_the_patch(run, tmp_path):
+    import shutil
+
+    import torch.nn.functional as F
+    from diffusers import WanPipeline
+
+    from vidlab.training.wan_parts import GROWN_FILE, architecture, grown_transformer
+    coarse = joint.load_parts(run["init"])["transformer"].eval()
+    with torch.no_grad():  # an untrained model's output projection is zero: give it weights to pass on
+        coarse.proj_out.weight.normal_(0, 0.1)
+        coarse.proj_out.bias.normal_(0, 0.1)
+    fine = grown_transformer(coarse, patch=2).eval()
+    assert architecture(fine) == {**architecture(coarse), "patch": 2} and architecture(coarse)["patch"] == 4
+    assert torch.equal(fine.blocks[1].attn2.to_k.weight, coarse.blocks[1].attn2.to_k.weight)  # blocks as they were
+    x, t, text = torch.randn(2, 4, 2, 16, 24), torch.tensor([300.0, 800.0]), torch.randn(2, 5, 64)
+    with torch.no_grad():
+        got = fine(x, t, text, return_dict=False)[0]
+        enlarged = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        want = F.avg_pool3d(coarse(enlarged, t, text, return_dict=False)[0], (1, 2, 2))
+    assert got.shape == x.shape and want.abs().mean() > 0.01
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # the same tokens, positions and outputs
+    with pytest.raises(ValueError, match="patch must divide its 4"):
+        grown_transformer(coarse, patch=3)
+    with pytest.raises(ValueError, match="as it is"):
+        grown_transformer(coarse, patch=4)
+
+    for name in ("frames.safetensors", *(f"{p}.safetensors" for p in joint_data.POOLS)):
+        shutil.copy(run["dir"] / name, tmp_path / name)
+    with pytest.raises(ValueError, match="patch must divide its 4"):
+        joint.joint_stage(tmp_path, "frames", run["init"], batch=2, monitor_every=0, patch=3)
+    assert not (tmp_path / "frames" / GROWN_FILE).exists()  # refused before the run recorded it
+    stage = joint.joint_stage(tmp_path, "frames", run["init"], batch=2, monitor_every=0, patch=2)
+    assert list(stage.model.transformer.config.patch_size) == [1, 2, 2]
+    train_stage(stage, tmp_path, 1)
+    resumed = joint.joint_stage(tmp_path, "frames", run["init"], batch=2, monitor_every=0)  # as recorded
+    assert list(resumed.model.transformer.config.patch_size) == [1, 2, 2]
+    with pytest.raises(ValueError, match="--patch"):
+        joint.joint_stage(tmp_path, "frames", run["init"], monitor_every=0, patch=1)
+    out = joint.export_stage(tmp_path, "frames", out_dir=tmp_path / "zoo", init=run["init"])
+    pipe = WanPipeline.from_pretrained(out)
+    assert list(pipe.transformer.config.patch_size) == [1, 2, 2]
+    ema = load_file(tmp_path / "frames" / "ema.safetensors")
+    assert torch.equal(pipe.transformer.proj_out.weight, ema["transformer.proj_out.weight"])
+
+
 JOINT_RECORD = ZOO_PATH / "joint_stages.json"
 
 

@@ -53,7 +53,7 @@ from .common import (MonitorLog, Stage, cells_off_background, drop_local_paths, 
                      run_summary, subject_weights, train_stage)
 from .joint_data import Batches, build_data, default_init, load_parts
 from .wan import WanTrainee, encode_captions, flow_sigmas
-from .wan_parts import FLOW_SHIFT, TEXT_TOKENS, grown_architecture, grown_transformer
+from .wan_parts import FLOW_SHIFT, TEXT_TOKENS, architecture, grown_architecture, grown_transformer
 from ..world.captions import SHAPE_WORDS
 
 STAGES = ("frames", "clips")
@@ -123,7 +123,7 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
                 monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
                 shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT, clip_shape_weight: float = 1.0,
                 num_layers: int | None = None, ffn_dim: int | None = None, corner_weight: float = 1.0,
-                word_margin: float = 0.0, word_margin_weight: float = 1.0) -> Stage:
+                word_margin: float = 0.0, word_margin_weight: float = 1.0, patch: int | None = None) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
@@ -134,7 +134,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     for every clip frame's shape-deciding cells (from the pools' subject centres per frame). `corner_weight` > 1:
     on single and clip frames, the cells where a square and a circle of the subject's place and size differ
     count at least that many times (the two shapes most often confused).
-    `num_layers` / `ffn_dim`: grow init's transformer first (`wan_parts.grown_transformer`, kept by the run).
+    `num_layers` / `ffn_dim` / `patch`: grow init's transformer first, deeper, wider or with finer tokens
+    (`wan_parts.grown_transformer`, kept by the run).
     `word_margin` > 0: `word_margin_weight` x `word_margin_loss` of the step's captions is added (the square and
     circle captions' states pushed at least that far apart).
     """
@@ -154,7 +155,7 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     if frame_shift <= 0.0:
         raise ValueError(f"frame_shift={frame_shift} must be > 0 (1: noise levels uniform)")
     torch.manual_seed(seed)
-    parts, model = trainee(run_dir, stage, init, num_layers, ffn_dim)
+    parts, model = trainee(run_dir, stage, init, num_layers, ffn_dim, patch)
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share,
                    shape_cells=shape_weight != 1.0, corner_cells=corner_weight != 1.0,
@@ -188,14 +189,16 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     return result
 
 
-def trainee(run_dir, stage: str, init=None, num_layers: int | None = None, ffn_dim: int | None = None):
+def trainee(run_dir, stage: str, init=None, num_layers: int | None = None, ffn_dim: int | None = None,
+            patch: int | None = None):
     """The parts of the WanPipeline folder `init` and the transformer + text encoder a stage trains, grown as
     the run was (`wan_parts.grown_transformer`); no data is read. A `stage` not in `STAGES` is refused."""
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r} is not one of {list(STAGES)}")
     parts = load_parts(init or default_init())
-    grow = grown_architecture(run_dir, stage, num_layers, ffn_dim)
-    if any(parts["transformer"].config[k] != v for k, v in grow.items()):  # (an init already grown stays)
+    current = architecture(parts["transformer"])
+    grow = grown_architecture(run_dir, stage, num_layers, ffn_dim, patch, current)
+    if any(current[k] != v for k, v in grow.items()):  # (an init already grown stays)
         parts["transformer"] = grown_transformer(parts["transformer"], **grow)
     return parts, WanTrainee(parts["transformer"], parts["text_encoder"]).train().requires_grad_(True)
 
@@ -297,6 +300,8 @@ def main(argv=None) -> None:
     parser.add_argument("--word-margin-weight", type=float, default=1.0, help="the word margin term's weight")
     parser.add_argument("--num-layers", type=int, default=None, help="grow the init's transformer to N blocks")
     parser.add_argument("--ffn-dim", type=int, default=None, help="grow the init's transformer's feed-forward")
+    parser.add_argument("--patch", type=int, default=None,
+                        help="finer tokens: the init's transformer's spatial patch side made P (a divisor of its own)")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
     parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")
@@ -319,7 +324,7 @@ def main(argv=None) -> None:
                         frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight,
                         frame_shift=args.frame_shift, clip_shape_weight=args.clip_shape_weight,
                         num_layers=args.num_layers, ffn_dim=args.ffn_dim, corner_weight=args.corner_weight,
-                        word_margin=args.word_margin, word_margin_weight=args.word_margin_weight)
+                        word_margin=args.word_margin, word_margin_weight=args.word_margin_weight, patch=args.patch)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

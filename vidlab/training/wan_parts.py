@@ -10,7 +10,8 @@ Seed 003's design is one transformer attending jointly over every (t, h, w) patc
   encodes as its frames one by one, and a reversed clip's latents are the reversed latents.
 - transformer: 4 blocks of width 96, patches of (1, 4, 4) latent cells = 8x8 pixels, so a
   clip of 9 frames is 9 x 8 x 8 = 576 tokens in one attention. `grown_transformer` makes a trained
-  one deeper and its feed-forward wider without changing what it computes (a stage's `--num-layers`).
+  one deeper and its feed-forward wider without changing what it computes (a stage's `--num-layers`),
+  or its tokens finer, starting as it on the frame enlarged (`--patch 2`: 4x4 pixels a token).
 - conditioning: a tiny `UMT5EncoderModel` over the zoo's word-level tokenizer (what `WanPipeline`
   expects), or for the ladder's first rung a `LabelEncoder`: one learned vector per motion class,
   fed through the same cross-attention path.
@@ -46,29 +47,35 @@ def transformer_config() -> dict:
                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
 
 
-def grown_transformer(transformer, num_layers: int | None = None, ffn_dim: int | None = None, seed: int = 0):
-    """The same `WanTransformer3DModel` grown deeper (`num_layers` blocks) and/or with a wider feed-forward
-    (`ffn_dim`), computing what `transformer` computes until trained (to float rounding).
+def grown_transformer(transformer, num_layers: int | None = None, ffn_dim: int | None = None, seed: int = 0,
+                      patch: int | None = None):
+    """The same `WanTransformer3DModel` grown deeper (`num_layers` blocks), with a wider feed-forward
+    (`ffn_dim`) and/or finer tokens (`patch`: the spatial patch side, a divisor of the model's).
 
-    The old blocks keep their weights, spread evenly among the new ones (4 -> 8: old blocks at 0, 2, 4, 6).
-    A new block starts as an identity: the output projections of its two attentions and of its feed-forward
-    are zero, so it adds nothing to the residual stream. A wider feed-forward's new hidden units have a
-    random input projection and a zero output projection, so they add nothing either. Training moves the
-    zeros first (their gradients are not zero), then everything behind them.
+    Depth and width keep what `transformer` computes (to float rounding) until trained. The old blocks keep
+    their weights, spread evenly among the new ones (4 -> 8: old blocks at 0, 2, 4, 6). A new block starts as
+    an identity: the output projections of its two attentions and of its feed-forward are zero, so it adds
+    nothing to the residual stream. A wider feed-forward's new hidden units have a random input projection and
+    a zero output projection, so they add nothing either. Training moves the zeros first (their gradients are
+    not zero), then everything behind them.
+
+    Finer tokens (`finer_tokens`) start as the old model looking at the frame enlarged: on a latent y the
+    grown model gives exactly the old model's output on y enlarged k times (nearest), averaged back over k x k
+    cells, k = old patch / patch. Tokens and RoPE positions are then the same; only the scale is new.
     """
     from diffusers import WanTransformer3DModel
     config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
-    old_layers, old_ffn = config["num_layers"], config["ffn_dim"]
-    num_layers, ffn_dim = num_layers or old_layers, ffn_dim or old_ffn
-    if num_layers < old_layers or ffn_dim < old_ffn:
-        raise ValueError(f"num_layers={num_layers}, ffn_dim={ffn_dim}: a model can only grow "
-                         f"(it has num_layers={old_layers}, ffn_dim={old_ffn})")
-    if (num_layers, ffn_dim) == (old_layers, old_ffn):
-        raise ValueError(f"num_layers={num_layers}, ffn_dim={ffn_dim} is the model as it is: give more of either")
+    old_layers, old_ffn, old_patch = config["num_layers"], config["ffn_dim"], config["patch_size"][-1]
+    num_layers, ffn_dim, patch = num_layers or old_layers, ffn_dim or old_ffn, patch or old_patch
+    check_growth(architecture(transformer), {"num_layers": num_layers, "ffn_dim": ffn_dim, "patch": patch})
+    if (num_layers, ffn_dim, patch) == (old_layers, old_ffn, old_patch):
+        raise ValueError(f"num_layers={num_layers}, ffn_dim={ffn_dim}, patch={patch} is the model as it is: "
+                         "give more of either or a finer patch")
     torch.manual_seed(seed)
-    grown = WanTransformer3DModel(**{**config, "num_layers": num_layers, "ffn_dim": ffn_dim})
+    patch_size = [config["patch_size"][0], patch, patch]
+    grown = WanTransformer3DModel(**{**config, "num_layers": num_layers, "ffn_dim": ffn_dim, "patch_size": patch_size})
     where = {i: i * num_layers // old_layers for i in range(old_layers)}  # old block -> its place in the grown one
-    old = transformer.state_dict()
+    old = finer_tokens(transformer.state_dict(), old_patch // patch, config["patch_size"][0])
     new = grown.state_dict()
     with torch.no_grad():
         for key, value in old.items():
@@ -90,20 +97,57 @@ def grown_transformer(transformer, num_layers: int | None = None, ffn_dim: int |
     return grown
 
 
-def grown_architecture(run_dir, stage: str, num_layers: int | None, ffn_dim: int | None) -> dict:
-    """The growth a stage's run uses: as asked, recorded in `<run>/<stage>/grown.json` on a run's start;
-    on a resume or an export (nothing asked) as recorded. Asking for another growth than the run's is refused."""
+def finer_tokens(state: dict, k: int, p_t: int = 1) -> dict:
+    """A transformer's state with patches k times finer per side: each cell of the new patch embedding's kernel
+    is the sum of the k x k old cells it stands for (a patch read as the old one enlarged k times), each value
+    of the new output projection the mean of the k x k old ones (the old patch averaged back). k = 1: as it is."""
+    if k == 1:
+        return state
+    state = dict(state)
+    w = state["patch_embedding.weight"]  # (D, C, p_t, P, P)
+    d, c, _, side, _ = w.shape
+    state["patch_embedding.weight"] = w.view(d, c, p_t, side // k, k, side // k, k).sum((4, 6))
+    for name in ("proj_out.weight", "proj_out.bias"):  # rows ordered (p_t, P, P, C) as the model unpatchifies
+        v = state[name]
+        rows = v.view(p_t, side // k, k, side // k, k, -1, *v.shape[1:])
+        state[name] = rows.mean((2, 4)).reshape(-1, *v.shape[1:])
+    return state
+
+
+def architecture(transformer) -> dict:
+    """What `grown_transformer` can change, as a run's growth names it: blocks, feed-forward, patch side."""
+    c = transformer.config
+    return {"num_layers": c.num_layers, "ffn_dim": c.ffn_dim, "patch": c.patch_size[-1]}
+
+
+def check_growth(current: dict, asked: dict) -> None:
+    """Refuse a growth `grown_transformer` cannot make from a model of `architecture` `current`: fewer blocks, a
+    narrower feed-forward, or a patch side that is not a divisor of the current one."""
+    shrinks = any(asked.get(k, current[k]) < current[k] for k in ("num_layers", "ffn_dim"))
+    patch = asked.get("patch", current["patch"])
+    if shrinks or not isinstance(patch, int) or patch < 1 or current["patch"] % patch:
+        raise ValueError(f"{asked}: a model can only grow (it has num_layers={current['num_layers']}, "
+                         f"ffn_dim={current['ffn_dim']}; patch must divide its {current['patch']})")
+
+
+def grown_architecture(run_dir, stage: str, num_layers: int | None, ffn_dim: int | None,
+                       patch: int | None = None, current: dict | None = None) -> dict:
+    """The growth a stage's run uses: as asked, recorded in `<run>/<stage>/grown.json` on a run's start (checked
+    first against the init's `architecture` `current` where given); on a resume or an export (nothing asked) as
+    recorded. Asking for another growth than the run's is refused."""
     path = Path(run_dir) / stage / GROWN_FILE
     recorded = json.loads(path.read_text()) if path.exists() else None
-    asked = {k: v for k, v in (("num_layers", num_layers), ("ffn_dim", ffn_dim)) if v is not None}
+    asked = {k: v for k, v in (("num_layers", num_layers), ("ffn_dim", ffn_dim), ("patch", patch)) if v is not None}
     if not asked:
         return recorded or {}
     if recorded is not None and recorded != asked:
         raise ValueError(f"{path} says this run grew the transformer to {recorded}; asked {asked}: give the same "
-                         "--num-layers / --ffn-dim, none, or a new --run-dir")
+                         "--num-layers / --ffn-dim / --patch, none, or a new --run-dir")
     if recorded is None and (Path(run_dir) / stage / "progress.json").exists():
         raise ValueError(f"{Path(run_dir) / stage} holds a run that did not grow the transformer; asked {asked}: "
                          "use a new --run-dir")
+    if recorded is None and current is not None:
+        check_growth(current, asked)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asked) + "\n")
     return asked
