@@ -57,7 +57,7 @@ def main():
         parser.error(f"--guidance {bad}: classifier-free guidance needs scales > 1 (1 or less turns it off)")
     torch.set_num_threads(args.threads)
     backend = load_backend(args.model)
-    if backend.wan_first_frame != "clean":
+    if args.n and backend.wan_first_frame != "clean":  # (rung 0 alone samples single frames only)
         raise SystemExit(f"--model {args.model!r}: this measures a joint model trained with frame 0 clean "
                          f"(two passes); its video model is {backend.video_design!r}, first frame "
                          f"{backend.wan_first_frame!r}")
