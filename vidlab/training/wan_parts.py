@@ -65,17 +65,18 @@ def grown_transformer(transformer, num_layers: int | None = None, ffn_dim: int |
     """
     from diffusers import WanTransformer3DModel
     config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
-    old_layers, old_ffn, old_patch = config["num_layers"], config["ffn_dim"], config["patch_size"][-1]
-    num_layers, ffn_dim, patch = num_layers or old_layers, ffn_dim or old_ffn, patch or old_patch
-    check_growth(architecture(transformer), {"num_layers": num_layers, "ffn_dim": ffn_dim, "patch": patch})
-    if (num_layers, ffn_dim, patch) == (old_layers, old_ffn, old_patch):
-        raise ValueError(f"num_layers={num_layers}, ffn_dim={ffn_dim}, patch={patch} is the model as it is: "
-                         "give more of either or a finer patch")
+    current = architecture(transformer)
+    asked = {k: v or current[k] for k, v in (("num_layers", num_layers), ("ffn_dim", ffn_dim), ("patch", patch))}
+    check_growth(current, asked)
+    if asked == current:
+        raise ValueError(f"num_layers={asked['num_layers']}, ffn_dim={asked['ffn_dim']}, patch={asked['patch']} is "
+                         "the model as it is: give more of either or a finer patch")
     torch.manual_seed(seed)
-    patch_size = [config["patch_size"][0], patch, patch]
-    grown = WanTransformer3DModel(**{**config, "num_layers": num_layers, "ffn_dim": ffn_dim, "patch_size": patch_size})
+    num_layers, old_layers, p_t = asked["num_layers"], current["num_layers"], config["patch_size"][0]
+    grown = WanTransformer3DModel(**{**config, "num_layers": num_layers, "ffn_dim": asked["ffn_dim"],
+                                     "patch_size": [p_t, asked["patch"], asked["patch"]]})
     where = {i: i * num_layers // old_layers for i in range(old_layers)}  # old block -> its place in the grown one
-    old = finer_tokens(transformer.state_dict(), old_patch // patch, config["patch_size"][0])
+    old = finer_tokens(transformer.state_dict(), current["patch"] // asked["patch"], p_t)
     new = grown.state_dict()
     with torch.no_grad():
         for key, value in old.items():
