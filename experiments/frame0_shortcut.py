@@ -15,7 +15,7 @@ motions (subject inside the frame throughout, `wan_ladder.test_motions`):
 Where the subject is lost: `kept` (share of frames whose analyzed colour and shape are the asked
 ones) splits the two passes: frame 0 right (pass 1's drawing), frames 1-7 of the clips whose frame 0
 is right (pass 2 keeping a right subject), and frames 1-7 from the true frame 0 (i2v, asked caption; with a 95%
-interval over the clips).
+interval over the clips); each also by the asked shape.
 
     python experiments/frame0_shortcut.py --model shapes-tiny-joint [--out shortcut.json]
 """
@@ -29,9 +29,9 @@ import torch
 from vidlab.backends import load_backend
 from vidlab.metrics.curves import t_interval
 from vidlab.strategies.native import encode_anchors, wan_decode, wan_two_pass
-from vidlab.training.wan_ladder import caption_with, subject_kept, test_motions
+from vidlab.training.wan_ladder import caption_with, share_by, subject_kept, test_motions
 from vidlab.world.analyzer import analyze, direction_of
-from vidlab.world.shapes import IMAGE_SIZE, OPPOSITE
+from vidlab.world.shapes import IMAGE_SIZE, OPPOSITE, SHAPES
 
 CENTRE = np.array([IMAGE_SIZE / 2, IMAGE_SIZE / 2])
 
@@ -44,6 +44,11 @@ def moves(frames) -> str | None:
 def kept(frames, clip) -> list[bool]:
     """Per frame: the analyzer reads the clip's colour and shape (`wan_ladder.subject_kept`)."""
     return subject_kept([analyze(f) for f in frames], clip.scene)
+
+
+def by_shape(values, clips) -> dict:
+    """The mean of `values` (one per clip) over the clips of each asked shape."""
+    return share_by(values, [c.scene for c in clips], "shape", SHAPES)
 
 
 def main():
@@ -85,7 +90,8 @@ def main():
            "t2v": {"placed_opposite": float(np.mean(placed)), "truth_placed_opposite": float(np.mean(truth_placed)),
                    "moved_toward_centre": float(np.mean(toward)), "direction_right": float(np.mean(right)),
                    "kept": float(np.mean(t2v_kept)), "frame0_kept": float(np.mean([k[0] for k in t2v_kept])),
-                   "later_kept_when_frame0_kept": float(np.mean(later_when_right)) if later_when_right else None}}
+                   "later_kept_when_frame0_kept": float(np.mean(later_when_right)) if later_when_right else None,
+                   "frame0_kept_by_shape": by_shape([k[0] for k in t2v_kept], clips)}}
     anchors = torch.cat(encode_anchors(pipe, [c.render()[0] for c in clips]))
     for name, prompts in (("asked", [c.caption for c in clips]),
                           ("opposite", [caption_with(c, OPPOSITE[c.direction]) for c in clips])):
@@ -100,6 +106,7 @@ def main():
             out["i2v_later_kept"] = float(np.mean([k[1:] for k in i2v_kept]))
             t = t_interval([float(np.mean(k[1:])) for k in i2v_kept])  # over the clips
             out["i2v_later_kept_ci95"] = [t["ci_low"], t["ci_high"]]
+            out["i2v_later_kept_by_shape"] = by_shape([np.mean(k[1:]) for k in i2v_kept], clips)
     out["seconds"] = round(time.time() - t0)
     text = json.dumps(out, indent=1)
     print(text)

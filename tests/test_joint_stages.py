@@ -540,6 +540,44 @@ def test_the_shape_weight_marks_scene_frames_and_needs_a_cache_with_centres(run,
         joint.joint_stage(run["dir"], "frames", run["init"], shape_weight=0.5)
 
 
+def test_the_square_share_draws_that_share_of_scene_frames_as_squares_and_leaves_the_default_draw_alone(run,
+                                                                                                         tmp_path):
+    from vidlab.training.common import rng_for
+    from vidlab.world.captions import SHAPE_WORDS
+    from vidlab.world.shapes import SHAPES
+    parts = joint.load_parts(run["init"])
+    frames = load_file(run["dir"] / "frames.safetensors")
+    square = SHAPES.index("square")
+    # the tiny cache may have no square: give it two, so both kinds can be drawn
+    attrs = frames["attrs"].clone()
+    attrs[:2, 0] = square
+    attrs[2:, 0] = torch.where(attrs[2:, 0] == square, SHAPES.index("circle"), attrs[2:, 0])
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    from safetensors.torch import save_file
+    save_file({**frames, "attrs": attrs}, mixed / "frames.safetensors")
+    (mixed / "pool.safetensors").symlink_to(run["dir"] / "pool.safetensors")
+    for share, squares in ((0.5, 2), (1.0, 4), (0.0, 0)):
+        data = joint.Batches(mixed, parts["vae"], caption_dropout=0.0, square_share=share)
+        _, texts, _ = data.single_frames(rng_for(0, 1), 8)        # 4 scenes, 4 clips' first frames
+        assert sum(any(w in t.split() for w in SHAPE_WORDS["square"]) for t in texts[:4]) == squares, texts[:4]
+    default = joint.Batches(mixed, parts["vae"])
+    torch.manual_seed(0)
+    x, texts, _ = default.single_frames(rng_for(0, 1), 8)
+    torch.manual_seed(0)
+    again, again_texts, _ = joint.Batches(mixed, parts["vae"], square_share=None).single_frames(rng_for(0, 1), 8)
+    assert torch.equal(x, again) and texts == again_texts           # None: the draw as before
+    no_squares = tmp_path / "no_squares"
+    no_squares.mkdir()
+    attrs[:2, 0] = SHAPES.index("circle")
+    save_file({**frames, "attrs": attrs}, no_squares / "frames.safetensors")
+    (no_squares / "pool.safetensors").symlink_to(run["dir"] / "pool.safetensors")
+    with pytest.raises(ValueError, match="square_share=0.5 needs square scenes"):
+        joint.Batches(no_squares, parts["vae"], square_share=0.5)
+    with pytest.raises(ValueError, match=r"square_share=1.5 must be in \[0, 1\]"):
+        joint.joint_stage(run["dir"], "frames", run["init"], square_share=1.5)
+
+
 def one_cell_loss(**kw) -> float:
     """`flow_loss` of a model whose prediction is wrong by a huge amount on latent cell (2, 3) only."""
     class Probe(torch.nn.Module):
@@ -723,3 +761,31 @@ def test_the_decoders_corner_weight_marks_where_a_square_and_a_circle_differ_in_
     assert losses[1] > losses[0]
     with pytest.raises(ValueError, match="corner_weight=0.5 must be >= 1"):
         wan_vae.decoder_stage(vae_dir, corner_weight=0.5)
+
+
+def test_square_margin_reads_squares_only_and_swaps_the_sampler_it_is_asked_for(run):
+    import sys
+    from pathlib import Path
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from square_margin import margins, square_scenes, summary, use_sampler
+
+    from vidlab.world.shapes import render_batch
+    scenes = square_scenes(12, "train", 3)
+    assert len(scenes) == 12 and all(s.shape == "square" for s in scenes) and scenes == square_scenes(12, "train", 3)
+    margin, read = margins(render_batch(scenes))
+    assert all(m > 0 for m in margin) and all(read)     # a clean render is read as a square, by a margin
+    numbers = summary(margin + [float("nan"), -0.02], read + [False, False])
+    assert numbers["n"] == 14 and numbers["no_subject"] == 1 / 14 and numbers["just_round"] == 1 / 14
+    pipe = WanPipeline.from_pretrained(run["init"])
+    own = type(pipe.scheduler)
+    use_sampler(pipe, "model", None)
+    assert type(pipe.scheduler) is own
+    use_sampler(pipe, "euler-stochastic", 4.0)
+    assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler) and pipe.scheduler.config.stochastic_sampling
+    assert pipe.scheduler.config.shift == 4.0
+    with pytest.raises(ValueError, match=r"sampler='heun' is not one of"):
+        use_sampler(pipe, "heun", None)
+    with pytest.raises(ValueError, match="flow_shift=0.0 must be > 0"):
+        use_sampler(pipe, "euler", 0.0)

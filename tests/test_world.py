@@ -63,6 +63,26 @@ def test_analyzer_reads_blurred_frames_and_refuses_noise():
     assert not empty.has_subject and empty.background == "gray"
 
 
+def test_template_ious_are_what_the_analyzer_reads_the_shape_from_and_round_a_squares_corners_toward_a_circle():
+    from vidlab.world.analyzer import shape_ious
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        scene = random_scene(rng, "all")
+        frame = render(scene)
+        ious, a = shape_ious(frame), analyze(frame)
+        assert set(ious) == set(SHAPES) and max(ious, key=ious.get) == a.shape == scene.shape
+        assert max(ious.values()) == a.shape_iou
+    assert shape_ious(torch.full((3, 64, 64), 0.5)) is None     # no subject, no IoUs
+    square = Scene("square", "red", "white", "center", "large")
+    img = render(square).permute(1, 2, 0).numpy()
+    margins = []
+    for sigma in (0.0, 1.5):   # a blur rounds the corners: the square's lead over the circle shrinks (0.21 -> 0.05)
+        frame = torch.from_numpy(cv2.GaussianBlur(img, (0, 0), sigma) if sigma else img).permute(2, 0, 1)
+        ious = shape_ious(frame)
+        margins.append(ious["square"] - ious["circle"])
+    assert margins[0] > 0.15 and margins[0] - margins[1] > 0.1, margins
+
+
 def test_trajectory_follows_a_moving_subject():
     clip = render_clip(Scene("circle", "red", "navy", "left", "small"), 8, "right", "quickly")
     xs = trajectory(clip)[:, 0]

@@ -123,7 +123,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
                 monitor_every: int = 500, centre_share: float = 0.5, first_share: float = 0.5,
                 shape_weight: float = 1.0, frame_shift: float = FLOW_SHIFT, clip_shape_weight: float = 1.0,
                 num_layers: int | None = None, ffn_dim: int | None = None, corner_weight: float = 1.0,
-                word_margin: float = 0.0, word_margin_weight: float = 1.0, patch: int | None = None) -> Stage:
+                word_margin: float = 0.0, word_margin_weight: float = 1.0, patch: int | None = None,
+                square_share: float | None = None) -> Stage:
     """Stage `frames` or `clips` (see the module doc), started from the WanPipeline folder `init`.
 
     frames: `batch` single frames a step. clips: `clip_batch` anchored clips (`centre_share` of them
@@ -138,6 +139,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     (`wan_parts.grown_transformer`, kept by the run).
     `word_margin` > 0: `word_margin_weight` x `word_margin_loss` of the step's captions is added (the square and
     circle captions' states pushed at least that far apart).
+    `square_share`: that share of the single scene frames are squares, the rest other shapes (None: as the cache
+    draws them, about a quarter squares).
     """
     if not 0.0 <= frame_share < 1.0:
         raise ValueError(f"frame_share={frame_share} must be in [0, 1)")
@@ -145,6 +148,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
         raise ValueError(f"centre_share={centre_share} must be in [0, 1]")
     if not 0.0 <= first_share <= 1.0:
         raise ValueError(f"first_share={first_share} must be in [0, 1]")
+    if square_share is not None and not 0.0 <= square_share <= 1.0:
+        raise ValueError(f"square_share={square_share} must be in [0, 1] (None: the scenes as the cache draws them)")
     for name, value in (("shape_weight", shape_weight), ("clip_shape_weight", clip_shape_weight),
                         ("corner_weight", corner_weight)):
         if value < 1.0:
@@ -159,7 +164,8 @@ def joint_stage(run_dir, stage: str, init=None, seed: int = 0, batch: int = 64, 
     tokenizer, vae = parts["tokenizer"], parts["vae"]
     data = Batches(run_dir, vae, centre_share=centre_share if stage == "clips" else 0.0, first_share=first_share,
                    shape_cells=shape_weight != 1.0, corner_cells=corner_weight != 1.0,
-                   clip_cells=stage == "clips" and (clip_shape_weight != 1.0 or corner_weight != 1.0))
+                   clip_cells=stage == "clips" and (clip_shape_weight != 1.0 or corner_weight != 1.0),
+                   square_share=square_share)
     n_frames = round(clip_batch * frame_share / (1 - frame_share)) if stage == "clips" else batch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     ema = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -302,6 +308,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ffn-dim", type=int, default=None, help="grow the init's transformer's feed-forward")
     parser.add_argument("--patch", type=int, default=None,
                         help="finer tokens: the init's transformer's spatial patch side made P (a divisor of its own)")
+    parser.add_argument("--square-share", type=float, default=None,
+                        help="share of the single scene frames that are squares (default: as the cache, about 1/4)")
     parser.add_argument("--monitor-every", type=int, default=500)
     parser.add_argument("--cache-frames", type=int, default=12_000, help="cache: single frames encoded")
     parser.add_argument("--cache-clips", type=int, default=4_000, help="cache: clips per pool encoded")
@@ -324,7 +332,8 @@ def main(argv=None) -> None:
                         frame_share=args.frame_share, first_share=args.first_share, shape_weight=args.shape_weight,
                         frame_shift=args.frame_shift, clip_shape_weight=args.clip_shape_weight,
                         num_layers=args.num_layers, ffn_dim=args.ffn_dim, corner_weight=args.corner_weight,
-                        word_margin=args.word_margin, word_margin_weight=args.word_margin_weight, patch=args.patch)
+                        word_margin=args.word_margin, word_margin_weight=args.word_margin_weight, patch=args.patch,
+                        square_share=args.square_share)
     result = train_stage(stage, args.run_dir, args.steps)
     print(run_summary(result, t0, stage=args.command))
 

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from ..strategies.native import wan_latent_stats
 from ..world.captions import caption
+from ..world.shapes import SHAPES
 from .common import (CORNER_PAIR, render_training_batch, rng_for, scene_attrs, scenes_from_attrs,
                      shape_difference_cells)
 from .wan import POOL_FRAMES, TRAIN_FRAMES, build_pool, caption_of
@@ -71,8 +72,17 @@ class Batches:
 
     def __init__(self, run_dir, vae, caption_dropout: float = 0.1, centre_share: float = 0.0,
                  first_share: float = 0.5, shape_cells: bool = False, clip_cells: bool = False,
-                 corner_cells: bool = False):
+                 corner_cells: bool = False, square_share: float | None = None):
         self.frames = load_file(Path(run_dir) / "frames.safetensors")
+        self.square_share = square_share
+        if square_share is not None:
+            is_square = self.frames["attrs"][:, 0] == SHAPES.index("square")
+            self.squares, self.others = is_square.nonzero()[:, 0], (~is_square).nonzero()[:, 0]
+            for name, idx, needed in (("square", self.squares, square_share > 0), ("other", self.others,
+                                                                                     square_share < 1)):
+                if needed and len(idx) == 0:
+                    raise ValueError(f"square_share={square_share} needs {name} scenes; the frame cache in {run_dir} "
+                                     "has none")
         if shape_cells and "centre" not in self.frames:
             raise ValueError(f"{Path(run_dir) / 'frames.safetensors'} has no subject centres, which the shape "
                              "weight needs: build the cache again (`joint cache` into a new run folder)")
@@ -132,13 +142,23 @@ class Batches:
     def _dropped(self, rng, texts: list[str]) -> list[str]:
         return ["" if rng.random() < self.caption_dropout else t for t in texts]
 
+    def _scene_indices(self, rng, n: int) -> torch.Tensor:
+        """n frame-cache indices: uniform over the cache, or with `square_share` that share of them squares (the
+        first ones) and the rest other shapes."""
+        if self.square_share is None:
+            return torch.as_tensor(rng.integers(0, self.frames["mean"].shape[0], n))
+        n_square = round(n * self.square_share)
+        return torch.cat([self.squares[torch.as_tensor(rng.integers(0, len(self.squares), n_square))],
+                          self.others[torch.as_tensor(rng.integers(0, len(self.others), n - n_square))]])
+
     def single_frames(self, rng, n: int):
         """n frames (n, C, 1, h, w): scenes with image captions and, `first_share` of them, first frames of the
         centred pool's clips with their clip captions (where a caption's motion starts: the first pass's job).
+        With `square_share`, that share of the scenes are squares.
         Also, with `shape_cells`, (n, 1, 1, h, w) the cells only the shape word decides
         (`common.shape_difference_cells`; zero on the clips' first frames), else None."""
         n_scenes = n - round(n * self.first_share)
-        idx = rng.integers(0, self.frames["mean"].shape[0], n_scenes)
+        idx = self._scene_indices(rng, n_scenes)
         scenes = scenes_from_attrs(self.frames["attrs"][idx])
         x_scenes = self._normalise(self.frames["mean"][idx][:, :, None], self.frames["std"][idx][:, :, None])
         cells = None

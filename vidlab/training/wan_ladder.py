@@ -133,9 +133,9 @@ def subject_kept(attrs: list, scene) -> list[bool]:
 
 
 def share_by(right, scenes: list, field: str, values) -> dict:
-    """The share of `right` (one bool per scene) among the scenes whose `field` is each of `values`
+    """The mean of `right` (one bool, or a share, per scene) over the scenes whose `field` is each of `values`
     (a value no scene has is left out)."""
-    right = np.asarray(right, dtype=bool)
+    right = np.asarray(right, dtype=float)
     groups = {v: right[[getattr(s, field) == v for s in scenes]] for v in values}
     return {v: float(g.mean()) for v, g in groups.items() if g.size}
 
@@ -218,18 +218,24 @@ def rung0_frames(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed
                  split: str = "heldout") -> tuple[list, list]:
     """Rung 0's scenes and the analyzer's reads of their single frames (`num_frames=1`) made by a Wan
     pipeline from the scenes' image captions (held-out colour-shape combos; `split='train'`: training ones)."""
-    from ..strategies.native import wan_decode, wan_frames_to_ask
     from ..world.captions import caption
     from ..world.shapes import random_scene
     rng = np.random.default_rng([seed, 0])
     scenes = [random_scene(rng, split) for _ in range(n)]
     prompts = [caption(s, rng=rng) for s in scenes]
-    generators = [torch.Generator().manual_seed(seed + i) for i in range(n)]
+    return scenes, [analyze(f) for f in single_frames(pipe, prompts, steps, guidance, seed)]
+
+
+def single_frames(pipe, prompts: list[str], steps: int = 20, guidance: float = 4.0, seed: int = 999) -> torch.Tensor:
+    """(n, 3, 64, 64) in [0, 1]: one frame (`num_frames=1`, pass 1 of a two-pass model) per prompt, prompt i's
+    noise seeded with seed + i."""
+    from ..strategies.native import wan_decode, wan_frames_to_ask
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
     with torch.no_grad():
         latents = pipe(prompt=prompts, num_frames=wan_frames_to_ask(pipe, 1), height=64, width=64,
                        num_inference_steps=steps, guidance_scale=guidance, generator=generators,
                        max_sequence_length=pipe.tokenizer.model_max_length, output_type="latent").frames
-    return scenes, [analyze(wan_decode(pipe, one[None])[0]) for one in latents]
+    return torch.stack([wan_decode(pipe, one[None])[0] for one in latents])
 
 
 def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, seed: int = 999,
@@ -242,11 +248,16 @@ def image_numbers(pipe, n: int = 32, steps: int = 20, guidance: float = 4.0, see
 
 def round_trip_reads(vae, scenes: list) -> list:
     """The analyzer's reads of the scenes' rendered frames after a VAE round trip (posterior mean)."""
+    return [analyze(f) for f in round_trips(vae, scenes)]
+
+
+def round_trips(vae, scenes: list) -> torch.Tensor:
+    """(n, 3, H, W) in [0, 1]: the scenes' rendered frames after a VAE round trip (posterior mean)."""
     from ..world.shapes import render_batch
     pixels = render_batch(scenes) * 2 - 1
     with torch.no_grad():
         rec = vae.decode(vae.encode(pixels[:, :, None]).latent_dist.mean).sample[:, :, 0] / 2 + 0.5
-    return [analyze(f) for f in rec.clamp(0, 1)]
+    return rec.clamp(0, 1)
 
 
 def vae_reconstruction(vae, n: int = 300, seed: int = 555) -> dict:

@@ -71,27 +71,36 @@ def _nearest(color: np.ndarray, palette: np.ndarray, names: list[str]) -> tuple[
     return (names[i] if d[i] <= MAX_COLOR_DISTANCE else None), float(d[i])
 
 
-def _best_shape(mask: np.ndarray, bbox: tuple[int, int, int, int]) -> tuple[str | None, float]:
+def template_ious(mask: np.ndarray, bbox: tuple[int, int, int, int]) -> dict[str, float]:
+    """Per shape: the IoU with `mask` of its template drawn in `bbox` (x0, y0, x1, y1, inclusive), as step 4
+    of the module doc places it."""
     x0, y0, x1, y1 = bbox
     cx, cy = (x0 + x1 + 1) / 2, (y0 + y1 + 1) / 2
     r = max(x1 - x0 + 1, y1 - y0 + 1) / 2
     h, w = mask.shape
-    best, best_iou = None, 0.0
+    ious = {}
     for shape in SHAPES:
         rr = r / 0.9 if shape == "square" else r
         tmpl = shape_mask(shape, cx, cy, rr, h, w, supersample=2) > 0.5
-        inter = np.logical_and(tmpl, mask).sum()
         union = np.logical_or(tmpl, mask).sum()
-        iou = inter / union if union else 0.0
-        if iou > best_iou:
-            best, best_iou = shape, float(iou)
-    return (best if best_iou >= MIN_SHAPE_IOU else None), best_iou
+        ious[shape] = float(np.logical_and(tmpl, mask).sum() / union) if union else 0.0
+    return ious
 
 
-def analyze(frame) -> FrameAttributes:
-    """Attributes of one frame: tensor (3, H, W) in [0, 1] or uint8 array (H, W, 3)."""
-    img = _to_uint8_hwc(frame).astype(np.float32)
-    h, w, _ = img.shape
+def _best_shape(mask: np.ndarray, bbox: tuple[int, int, int, int]) -> tuple[str | None, float]:
+    ious = template_ious(mask, bbox)
+    best = max(ious, key=ious.get)  # the first of SHAPES on a tie
+    return (best if ious[best] >= MIN_SHAPE_IOU else None), ious[best]
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def _subject(img: np.ndarray) -> tuple[str | None, str | None, np.ndarray | None]:
+    """Steps 1-3 of the module doc on an (H, W, 3) float image: the background's name, the subject's colour name
+    and its mask (None, None when no subject is found)."""
     # 1. background from the border ring
     ring = np.concatenate([img[:2].reshape(-1, 3), img[-2:].reshape(-1, 3),
                            img[:, :2].reshape(-1, 3), img[:, -2:].reshape(-1, 3)])
@@ -101,13 +110,12 @@ def analyze(frame) -> FrameAttributes:
     dist_bg = np.linalg.norm(img - bg_color, axis=2)
     candidate = (dist_bg > 45).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
-    empty = FrameAttributes(None, None, background, None, None, None, None, 0, 0.0)
     if n <= 1:
-        return empty
+        return background, None, None
     k = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
     component = labels == k
     if component.sum() < MIN_AREA:
-        return empty
+        return background, None, None
     # 3. subject colour from the most distinct half of the component, then refine the mask
     d = dist_bg[component]
     core = img[component][d >= np.median(d)]
@@ -116,11 +124,20 @@ def analyze(frame) -> FrameAttributes:
     dist_fg = np.linalg.norm(img - fg_color, axis=2)
     grown = cv2.dilate(component.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     mask = grown & (dist_fg < dist_bg)
-    area = int(mask.sum())
-    if area < MIN_AREA:
-        return empty
+    if mask.sum() < MIN_AREA:
+        return background, None, None
+    return background, color, mask
+
+
+def analyze(frame) -> FrameAttributes:
+    """Attributes of one frame: tensor (3, H, W) in [0, 1] or uint8 array (H, W, 3)."""
+    img = _to_uint8_hwc(frame).astype(np.float32)
+    w = img.shape[1]
+    background, color, mask = _subject(img)
+    if mask is None:
+        return FrameAttributes(None, None, background, None, None, None, None, 0, 0.0)
     ys, xs = np.nonzero(mask)
-    bbox = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    bbox = _bbox(mask)
     centroid = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
     # 4. shape by template IoU; size from the half-extent
     shape, iou = _best_shape(mask, bbox)
@@ -129,7 +146,15 @@ def analyze(frame) -> FrameAttributes:
         half /= 0.9
     size = min(SIZES, key=lambda s: abs(SIZES[s] - half))
     return FrameAttributes(shape, color, background, cell_of(*centroid, image_size=w), size,
-                           bbox, centroid, area, iou)
+                           bbox, centroid, int(mask.sum()), iou)
+
+
+def shape_ious(frame) -> dict[str, float] | None:
+    """Per shape: the IoU of its template with the frame's subject (what `analyze` reads the shape from: the
+    best, if at least MIN_SHAPE_IOU); None when the frame has no subject. How near a frame is to being read as
+    another shape: e.g. a square with rounded corners has a square IoU not far above its circle IoU."""
+    _, _, mask = _subject(_to_uint8_hwc(frame).astype(np.float32))
+    return None if mask is None else template_ious(mask, _bbox(mask))
 
 
 def analyze_frames(frames) -> list[FrameAttributes]:
