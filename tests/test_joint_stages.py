@@ -789,3 +789,30 @@ def test_square_margin_reads_squares_only_and_swaps_the_sampler_it_is_asked_for(
         use_sampler(pipe, "heun", None)
     with pytest.raises(ValueError, match="flow_shift=0.0 must be > 0"):
         use_sampler(pipe, "euler", 0.0)
+
+
+def test_the_square_memorisation_probe_keeps_only_square_scenes_at_their_cached_centres(run, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from probe_square_memorise import square_subset
+
+    from vidlab.world.shapes import SHAPES
+    frames = load_file(run["dir"] / "frames.safetensors")
+    attrs = frames["attrs"].clone()
+    attrs[:, 0] = SHAPES.index("circle")
+    attrs[[3, 5, 9], 0] = SHAPES.index("square")
+    data = tmp_path / "data"
+    data.mkdir()
+    save_file({**frames, "attrs": attrs}, data / "frames.safetensors")
+    for name in ("pool", "pool_centre"):
+        (data / f"{name}.safetensors").symlink_to(run["dir"] / f"{name}.safetensors")
+    scenes = square_subset(data, tmp_path / "probe", 2)
+    kept = load_file(tmp_path / "probe" / "frames.safetensors")
+    assert torch.equal(kept["mean"], frames["mean"][[3, 5]]) and (kept["attrs"][:, 0] == SHAPES.index("square")).all()
+    assert [s.center for s in scenes] == [tuple(c) for c in frames["centre"][[3, 5]].tolist()]
+    assert all(s.shape == "square" for s in scenes)
+    with pytest.raises(ValueError, match="n=4: the frame cache in .* has only 3 square scenes"):
+        square_subset(data, tmp_path / "probe4", 4)
