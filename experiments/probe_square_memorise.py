@@ -71,6 +71,12 @@ def main():
     torch.set_num_threads(args.threads)
     init = args.init or str(default_init())
     run_dir = Path(args.run_dir)
+    for name in ("n", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: must be >= 1")
+    if (run_dir / "frames").exists():
+        parser.error(f"--run-dir {run_dir}: it already holds a frames run (the probe would resume it, not start from "
+                     "--init); give a new scratch folder")
     scenes = square_subset(args.data, run_dir, args.n)
     before = WanPipeline.from_pretrained(init)
     result = {"init": init, "n": args.n, "steps": args.steps, "guidance": args.guidance, "seeds": list(SEEDS),
