@@ -93,8 +93,8 @@ def _best_shape(mask: np.ndarray, bbox: tuple[int, int, int, int]) -> tuple[str 
     return (best if ious[best] >= MIN_SHAPE_IOU else None), ious[best]
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(mask)
+def _bbox(ys: np.ndarray, xs: np.ndarray) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 (inclusive) of the pixels at rows `ys`, columns `xs` (as `np.nonzero` gives them)."""
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
@@ -137,7 +137,7 @@ def analyze(frame) -> FrameAttributes:
     if mask is None:
         return FrameAttributes(None, None, background, None, None, None, None, 0, 0.0)
     ys, xs = np.nonzero(mask)
-    bbox = _bbox(mask)
+    bbox = _bbox(ys, xs)
     centroid = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
     # 4. shape by template IoU; size from the half-extent
     shape, iou = _best_shape(mask, bbox)
@@ -146,7 +146,7 @@ def analyze(frame) -> FrameAttributes:
         half /= 0.9
     size = min(SIZES, key=lambda s: abs(SIZES[s] - half))
     return FrameAttributes(shape, color, background, cell_of(*centroid, image_size=w), size,
-                           bbox, centroid, int(mask.sum()), iou)
+                           bbox, centroid, len(xs), iou)
 
 
 def shape_ious(frame) -> dict[str, float] | None:
@@ -154,7 +154,7 @@ def shape_ious(frame) -> dict[str, float] | None:
     best, if at least MIN_SHAPE_IOU); None when the frame has no subject. How near a frame is to being read as
     another shape: e.g. a square with rounded corners has a square IoU not far above its circle IoU."""
     _, _, mask = _subject(_to_uint8_hwc(frame).astype(np.float32))
-    return None if mask is None else template_ious(mask, _bbox(mask))
+    return None if mask is None else template_ious(mask, _bbox(*np.nonzero(mask)))
 
 
 def analyze_frames(frames) -> list[FrameAttributes]:
