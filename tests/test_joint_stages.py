@@ -540,6 +540,20 @@ def test_the_shape_weight_marks_scene_frames_and_needs_a_cache_with_centres(run,
         joint.joint_stage(run["dir"], "frames", run["init"], shape_weight=0.5)
 
 
+def run_with_shapes(run, folder, shapes: torch.Tensor):
+    """A run folder `folder` whose frame cache is `run`'s with its scenes' shapes (indices into SHAPES) replaced,
+    beside links to `run`'s clip pools."""
+    from safetensors.torch import save_file
+    frames = load_file(run["dir"] / "frames.safetensors")
+    attrs = frames["attrs"].clone()
+    attrs[:, 0] = shapes
+    folder.mkdir()
+    save_file({**frames, "attrs": attrs}, folder / "frames.safetensors")
+    for name in ("pool", "pool_centre"):
+        (folder / f"{name}.safetensors").symlink_to(run["dir"] / f"{name}.safetensors")
+    return folder
+
+
 def test_the_square_share_draws_that_share_of_scene_frames_as_squares_and_leaves_the_default_draw_alone(run,
                                                                                                          tmp_path):
     from vidlab.training.common import rng_for
@@ -547,16 +561,10 @@ def test_the_square_share_draws_that_share_of_scene_frames_as_squares_and_leaves
     from vidlab.world.shapes import SHAPES
     parts = joint.load_parts(run["init"])
     frames = load_file(run["dir"] / "frames.safetensors")
-    square = SHAPES.index("square")
+    square, circle = SHAPES.index("square"), SHAPES.index("circle")
     # the tiny cache may have no square: give it two, so both kinds can be drawn
-    attrs = frames["attrs"].clone()
-    attrs[:2, 0] = square
-    attrs[2:, 0] = torch.where(attrs[2:, 0] == square, SHAPES.index("circle"), attrs[2:, 0])
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    from safetensors.torch import save_file
-    save_file({**frames, "attrs": attrs}, mixed / "frames.safetensors")
-    (mixed / "pool.safetensors").symlink_to(run["dir"] / "pool.safetensors")
+    shapes = torch.where(frames["attrs"][:, 0] == square, circle, frames["attrs"][:, 0])
+    mixed = run_with_shapes(run, tmp_path / "mixed", torch.cat([torch.full((2,), square), shapes[2:]]))
     for share, squares in ((0.5, 2), (1.0, 4), (0.0, 0)):
         data = joint.Batches(mixed, parts["vae"], caption_dropout=0.0, square_share=share)
         _, texts, _ = data.single_frames(rng_for(0, 1), 8)        # 4 scenes, 4 clips' first frames
@@ -567,11 +575,7 @@ def test_the_square_share_draws_that_share_of_scene_frames_as_squares_and_leaves
     torch.manual_seed(0)
     again, again_texts, _ = joint.Batches(mixed, parts["vae"], square_share=None).single_frames(rng_for(0, 1), 8)
     assert torch.equal(x, again) and texts == again_texts           # None: the draw as before
-    no_squares = tmp_path / "no_squares"
-    no_squares.mkdir()
-    attrs[:2, 0] = SHAPES.index("circle")
-    save_file({**frames, "attrs": attrs}, no_squares / "frames.safetensors")
-    (no_squares / "pool.safetensors").symlink_to(run["dir"] / "pool.safetensors")
+    no_squares = run_with_shapes(run, tmp_path / "no_squares", shapes)
     with pytest.raises(ValueError, match="square_share=0.5 needs square scenes"):
         joint.Batches(no_squares, parts["vae"], square_share=0.5)
     with pytest.raises(ValueError, match=r"square_share=1.5 must be in \[0, 1\]"):
@@ -795,20 +799,14 @@ def test_the_square_memorisation_probe_keeps_only_square_scenes_at_their_cached_
     import sys
     from pathlib import Path
 
-    from safetensors.torch import save_file
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from probe_square_memorise import square_subset
 
     from vidlab.world.shapes import SHAPES
     frames = load_file(run["dir"] / "frames.safetensors")
-    attrs = frames["attrs"].clone()
-    attrs[:, 0] = SHAPES.index("circle")
-    attrs[[3, 5, 9], 0] = SHAPES.index("square")
-    data = tmp_path / "data"
-    data.mkdir()
-    save_file({**frames, "attrs": attrs}, data / "frames.safetensors")
-    for name in ("pool", "pool_centre"):
-        (data / f"{name}.safetensors").symlink_to(run["dir"] / f"{name}.safetensors")
+    shapes = torch.full((len(frames["attrs"]),), SHAPES.index("circle"))
+    shapes[[3, 5, 9]] = SHAPES.index("square")
+    data = run_with_shapes(run, tmp_path / "data", shapes)
     scenes = square_subset(data, tmp_path / "probe", 2)
     kept = load_file(tmp_path / "probe" / "frames.safetensors")
     assert torch.equal(kept["mean"], frames["mean"][[3, 5]]) and (kept["attrs"][:, 0] == SHAPES.index("square")).all()
